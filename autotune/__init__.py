@@ -1,0 +1,1 @@
+"""How choices are made: the study, the cost model, the records database, CLI and export."""

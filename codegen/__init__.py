@@ -1,0 +1,1 @@
+"""What a choice becomes: C source and builds for one pruned layer and one KernelConfig."""

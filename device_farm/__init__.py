@@ -1,0 +1,1 @@
+"""What a build costs: devices, SSH, leases and the measurement protocol."""

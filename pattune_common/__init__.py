@@ -1,0 +1,21 @@
+"""Pieces every pattune package shares: the error base and the record helpers.
+
+The four packages of the design card (``search_spaces``, ``codegen``,
+``device_farm``, ``autotune``) import from here and never the other way round,
+so ``device_farm`` can stay ignorant of layers and patterns while still raising
+the project's one error type.
+"""
+
+from __future__ import annotations
+
+from pattune_common.errors import ConfigError, PattuneError, UserInputError
+from pattune_common.records import Record, canonical_json, stable_hash
+
+__all__ = [
+    "ConfigError",
+    "PattuneError",
+    "Record",
+    "UserInputError",
+    "canonical_json",
+    "stable_hash",
+]

@@ -18,9 +18,24 @@ from device_farm._records import (
     Verify,
     file_sha256,
 )
+from device_farm._ssh_connect import SSHTarget
+from device_farm.farm import Farm, FarmConfig
+from device_farm.inventory import DeviceSpec, Inventory, load_inventory
+from device_farm.lease import DEFAULT_DB_URL, Lease, LeaseStore
 from device_farm.local import LocalDevice
+from device_farm.ssh import SSHDevice
 
 __all__ = [
+    "DEFAULT_DB_URL",
+    "DeviceSpec",
+    "Farm",
+    "FarmConfig",
+    "Inventory",
+    "Lease",
+    "LeaseStore",
+    "SSHDevice",
+    "SSHTarget",
+    "load_inventory",
     "Artifact",
     "ArtifactFile",
     "Device",

@@ -187,11 +187,13 @@ def _name(label: str) -> str:
 
 
 def close_client(client: paramiko.SSHClient) -> None:
-    """Close a client opened by :func:`connect` and its jump host."""
-    client.close()
-    jump = getattr(client, "_pattune_jump", None)
-    if jump is not None:
-        jump.close()
+    """Close a client opened by :func:`connect` and its jump host; a dead link is fine."""
+    for c in (client, getattr(client, "_pattune_jump", None)):
+        if c is not None:
+            try:
+                c.close()
+            except (EOFError, OSError, paramiko.SSHException):
+                pass  # closing a connection whose other end is gone
 
 
 def fingerprint(key: paramiko.PKey) -> str:

@@ -33,10 +33,10 @@ __all__ = ["SSHDevice", "validate_work_dir"]
 _WRAPPER = (
     'echo "@PATTUNE pid $$" >&2; [ -z "$1" ] || cd "$1" || exit 126; shift; '
     "s=$(date +%s%N 2>/dev/null); \"$@\"; r=$?; e=$(date +%s%N 2>/dev/null); "
-    'echo "@PATTUNE t $s $e $r" >&2; exit $r'
+    "printf '\\n@PATTUNE t %s %s %s\\n' \"$s\" \"$e\" \"$r\" >&2; exit $r"
 )
 _PID = re.compile(rb"@PATTUNE pid (\d+)\n")
-_TRAILER = re.compile(rb"\n?@PATTUNE t (\S*) (\S*) (\d+)\n?$")
+_TRAILER = re.compile(rb"\n@PATTUNE t (\S*) (\S*) (\d+)\n$")
 _SAFE_DIR = re.compile(r"^/[A-Za-z0-9._+@%=:/-]*$")
 
 
@@ -161,7 +161,8 @@ class SSHDevice(Device):
         t0 = time.perf_counter()
         chan = self._open(command)
         deadline = time.monotonic() + timeout_s
-        out, err = _Capped(self.max_output, "head"), _Capped(self.max_output, "tail")
+        # stderr keeps room for the wrapper's trailer, cut off in _result
+        out, err = _Capped(self.max_output, "head"), _Capped(self.max_output + 128, "tail")
         head = bytearray()  # the first stderr bytes, where the wrapper's PID line is
         try:
             while True:
@@ -188,6 +189,10 @@ class SSHDevice(Device):
                 wait = 0.005 if chan.exit_status_ready() else min(remaining, 0.25)
                 select.select([chan], [], [], wait)
             code = chan.recv_exit_status()  # ready: returns at once
+            transport = chan.get_transport()
+            if code == -1 and not (transport and transport.is_active()):
+                # paramiko reports -1 when the channel closed without an exit status
+                raise DeviceFault(f"{self.label}: connection lost while running a command")
         finally:
             chan.close()
         return self._result(code, out, err, time.perf_counter() - t0, False)
@@ -204,6 +209,7 @@ class SSHDevice(Device):
             s, e = m.group(1), m.group(2)
             if s.isdigit() and e.isdigit() and len(s) > 12:  # %N unsupported prints "%N"
                 wall = (int(e) - int(s)) / 1e9
+        stderr = stderr[-self.max_output:]
         return RunResult(
             exit_code=code, stdout=out.value().decode("utf-8", "replace"),
             stderr=stderr.decode("utf-8", "replace"), wall_s=wall, timed_out=timed_out,

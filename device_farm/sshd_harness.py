@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -51,13 +52,24 @@ class SshdServer:
     proc: subprocess.Popen[bytes] | None = None
     log: str = ""
 
-    def start(self) -> None:
-        """Start (or restart) sshd and wait until it accepts connections."""
-        self.proc = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", self.config, "-p", str(self.port)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "ab"),  # noqa: SIM115  (owned by the child)
-        )
+    def start(self, *, fsize_limit: int | None = None) -> None:
+        """Start (or restart) sshd and wait until it accepts connections.
+
+        Args:
+            fsize_limit: RLIMIT_FSIZE in bytes for sshd and its sessions (emulates a
+                nearly full disk where mounting a small filesystem is not allowed).
+        """
+
+        def limit() -> None:
+            if fsize_limit is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_limit, fsize_limit))
+
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", self.config, "-p", str(self.port)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                preexec_fn=limit,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

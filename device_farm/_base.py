@@ -9,11 +9,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pattune_common import Record
-
 from device_farm._errors import DeviceFault
 from device_farm._protocol import ProtocolConfig, measure_job
 from device_farm._records import Artifact, MeasureJob, Measurement
+from pattune_common import Record
 
 __all__ = ["Device", "DeviceFault", "DeviceReport", "RunResult"]
 

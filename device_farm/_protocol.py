@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from device_farm._errors import DeviceFault
-from device_farm._records import MeasureJob, MeasureStatus, Measurement, Verify
+from device_farm._records import MeasureJob, Measurement, MeasureStatus, Verify
 
 if TYPE_CHECKING:
     from device_farm._base import Device, RunResult

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from device_farm._base import Device, DeviceReport
 from device_farm._errors import DeviceFault
-from device_farm._records import MeasureJob, MeasureStatus, Measurement
+from device_farm._records import MeasureJob, Measurement, MeasureStatus
 from device_farm.lease import LeaseStore
 
 __all__ = ["Farm", "FarmConfig"]

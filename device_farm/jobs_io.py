@@ -13,9 +13,8 @@ import os
 import threading
 from typing import Any
 
-from pattune_common import UserInputError
-
 from device_farm._records import MeasureJob, Measurement, file_sha256
+from pattune_common import UserInputError
 
 __all__ = ["ResultsFile", "read_jobs"]
 
@@ -23,10 +22,10 @@ __all__ = ["ResultsFile", "read_jobs"]
 def _fill_files(data: dict[str, Any], base: str) -> None:
     art = data.get("artifact")
     if not isinstance(art, dict) or not isinstance(art.get("files", []), list):
-        raise ValueError('"artifact" must be an object with a "files" list')
+        raise ValueError('"artifact" must be an object with a "files" list')  # noqa: TRY004
     for f in art.get("files", []):
         if not isinstance(f, dict) or not isinstance(f.get("local_path"), str):
-            raise ValueError('each artifact file needs a "local_path" string')
+            raise ValueError('each artifact file needs a "local_path" string')  # noqa: TRY004
         path = os.path.join(base, os.path.expanduser(f["local_path"]))
         if not os.path.isfile(path):
             raise ValueError(f"artifact file {path} does not exist")
@@ -55,7 +54,7 @@ def read_jobs(path: str) -> list[MeasureJob]:
         try:
             data = json.loads(line)
             if not isinstance(data, dict):
-                raise ValueError("a line must be a JSON object")
+                raise ValueError("a line must be a JSON object")  # noqa: TRY004
             _fill_files(data, base)
             job = MeasureJob.from_dict(data)
         except (ValueError, KeyError, TypeError) as exc:

@@ -235,8 +235,8 @@ class LeaseStore:
                 farm_device_health.c.device == device)).first()
             failures = (row[0] if row else 0) + 1
             until = now + quarantine_s if failures >= threshold else 0.0
-            values = dict(failures=failures, quarantined_until=until, reason=reason[:2000],
-                          updated_at=now)
+            values = {"failures": failures, "quarantined_until": until,
+                      "reason": reason[:2000], "updated_at": now}
             if row is None:
                 conn.execute(insert(farm_device_health).values(device=device, **values))
             else:

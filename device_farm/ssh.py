@@ -10,6 +10,7 @@ a timeout kills the whole remote process group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import re
@@ -108,10 +109,8 @@ class SSHDevice(Device):
 
     def _drop(self) -> None:
         if self._sftp is not None:
-            try:
+            with contextlib.suppress(Exception):  # a dead channel may fail to close
                 self._sftp.close()
-            except Exception:  # noqa: BLE001  (a dead channel may fail to close; irrelevant)
-                pass
         if self._client is not None:
             close_client(self._client)
         self._client = self._sftp = None
@@ -179,7 +178,7 @@ class SSHDevice(Device):
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._kill(head)
+                    self._kill(bytes(head))
                     return self._result(None, out, err, time.perf_counter() - t0, True)
                 transport = chan.get_transport()
                 if chan.closed and not chan.exit_status_ready() or not (
@@ -278,8 +277,8 @@ class SSHDevice(Device):
     def _ensure_layout(self) -> None:
         w = shlex.quote(self.work_dir)
         r = self.execute(
-            ["sh", "-c", f"mkdir -p {w}/cas {w}/a {w}/tmp && "
-             f"find {w}/tmp -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {{}} +"],
+            ["sh", "-c", (f"mkdir -p {w}/cas {w}/a {w}/tmp && "
+                          f"find {w}/tmp -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {{}} +")],
             timeout_s=30, cwd="/",
         )
         if r.exit_code != 0:

@@ -9,9 +9,10 @@ from collections import Counter
 
 import pytest
 
-from device_farm import Farm, FarmConfig, LeaseStore, MeasureStatus, Measurement, ProtocolConfig
-from tests.farm.fixtures import make_farm, ssh_device  # noqa: F401  (fixtures)
-from tests.farm.programs import job, plain, self_timed
+from device_farm import Farm, FarmConfig, LeaseStore, Measurement, MeasureStatus, ProtocolConfig
+
+pytest_plugins = ["tests.farm.fixtures"]
+from tests.farm.programs import job, plain, self_timed, ssh_device
 
 ONCE = ProtocolConfig(warmup=0, min_repeats=1, min_total_s=0.0, max_cv=10.0, remeasure=0)
 CFG = FarmConfig(max_attempts=3, quarantine_after=3, quarantine_s=600, retry_backoff_s=0.05,
@@ -100,7 +101,7 @@ def test_device_that_keeps_failing_is_quarantined_and_jobs_still_finish(make_far
                                       argv=(*nap.argv, str(i)))) for i in range(6)]
         devices = [ssh_device(farm, s, protocol=ONCE) for s in farm.servers]
         store = LeaseStore(f"sqlite:///{tmp_path}/farm.db")
-        out, _, events = _run(devices, jobs, tmp_path)
+        out, _, _ = _run(devices, jobs, tmp_path)
         assert all(m.status is MeasureStatus.OK and m.device == "dev1" for m in out)
         reason = store.quarantine("dev0")
         assert reason is not None and reason.startswith("ssh device dev0:")

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.farm.fixtures import make_farm  # noqa: F401  (fixtures)
+pytest_plugins = ["tests.farm.fixtures"]
 from tests.farm.programs import self_timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def pattune(*args: str, cwd: str = ROOT) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": ROOT}
     return subprocess.run([sys.executable, "-m", "autotune", *args], capture_output=True,
-                          text=True, timeout=180, cwd=cwd, env=env)
+                          text=True, timeout=180, cwd=cwd, env=env, check=False)
 
 
 def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
@@ -28,9 +28,9 @@ def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
 
 
 def write_inventory(path, farm, *, known_hosts: str | None = None, device_type: str = "loop"):
-    parts = [f'[defaults]\nknown_hosts = "{known_hosts or farm.known_hosts}"\n'
-             f'identity_file = "{farm.client_key}"\nuser = "{farm.user}"\n'
-             f'ssh_config = "{os.devnull}"\n']
+    parts = [(f'[defaults]\nknown_hosts = "{known_hosts or farm.known_hosts}"\n'
+              f'identity_file = "{farm.client_key}"\nuser = "{farm.user}"\n'
+              f'ssh_config = "{os.devnull}"\n')]
     for s in farm.servers:
         parts.append(f'[[device]]\nname = "{s.name}"\nhost = "127.0.0.1"\nport = {s.port}\n'
                      f'type = "{device_type}"\narch = "x86_64"\nwork_dir = "{s.work_dir}"\n'
@@ -42,9 +42,8 @@ def write_inventory(path, farm, *, known_hosts: str | None = None, device_type: 
 def write_jobs(path, tmp_path, n: int) -> str:
     art = self_timed(str(tmp_path / "prog"))
     with open(path, "w") as fh:
-        for i in range(n):
-            fh.write(json.dumps({"job_id": f"job-{i}", "artifact": art.to_dict(),
-                                 "timeout_s": 20}) + "\n")
+        fh.writelines(json.dumps({"job_id": f"job-{i}", "artifact": art.to_dict(),
+                                 "timeout_s": 20}) + "\n" for i in range(n))
     return str(path)
 
 
@@ -95,7 +94,8 @@ def test_bad_jobs_files(tmp_path):
     assert one_line_error(r) == (
         f"pattune: error: jobs file {missing} does not exist; pass --jobs with a JSON Lines "
         "file of MeasureJob objects (see docs/device_farm.md)")
-    good = json.loads(open(write_jobs(tmp_path / "j.jsonl", tmp_path, 1)).readline())
+    with open(write_jobs(tmp_path / "j.jsonl", tmp_path, 1)) as fh:
+        good = json.loads(fh.readline())
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(good) + "\n{not json\n")
     assert one_line_error(pattune("measure", "--jobs", str(bad), "--out", "o.jsonl")).startswith(

@@ -7,7 +7,8 @@ import time
 
 from device_farm import Artifact, MeasureStatus, ProtocolConfig, Verify
 from device_farm._base import Device
-from tests.farm.fixtures import device, make_farm  # noqa: F401  (fixtures)
+
+pytest_plugins = ["tests.farm.fixtures"]
 from tests.farm.programs import job, plain, script, self_timed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -12,7 +13,8 @@ import time
 from sqlalchemy import inspect
 
 from device_farm import LeaseStore
-from tests.farm.fixtures import db_url, pg_url  # noqa: F401  (fixtures)
+
+pytest_plugins = ["tests.farm.fixtures"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,7 +103,7 @@ def test_processes_never_hold_one_device_together(db_url, tmp_path):
         assert p.wait(timeout=240) == 0
     spans = sorted(s for out in outs for s in json.loads(out.read_text()))
     assert len(spans) == 60
-    for (a0, a1), (b0, _) in zip(spans, spans[1:], strict=False):
+    for (a0, a1), (b0, _) in itertools.pairwise(spans):
         assert b0 >= a1, f"two holders overlapped: {a0}-{a1} and {b0}"
 
 

@@ -8,10 +8,11 @@ import subprocess
 import pytest
 
 from device_farm import DeviceFault, MeasureStatus
-from device_farm.sshd_harness import free_port, keygen
 from device_farm.ssh import validate_work_dir
-from tests.farm.fixtures import make_farm, ssh_device  # noqa: F401  (fixtures)
-from tests.farm.programs import job, self_timed
+from device_farm.sshd_harness import free_port, keygen
+
+pytest_plugins = ["tests.farm.fixtures"]
+from tests.farm.programs import job, self_timed, ssh_device
 
 
 def test_unknown_host_key_is_refused_naming_the_trust_command(make_farm, tmp_path):
@@ -113,7 +114,7 @@ def _fill_disk(server) -> str:
     the limit fail, which the SFTP server reports as a dead channel)."""
     os.makedirs(server.work_dir, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", server.work_dir],
-                       capture_output=True)
+                       capture_output=True, check=False)
     if r.returncode == 0:
         return "tmpfs"
     server.kill()

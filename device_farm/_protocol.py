@@ -45,6 +45,7 @@ class ProtocolConfig:
         pin: Run under ``taskset -c`` with the device's CPU affinity (Linux only).
         thermal_limit_c: Wait before each job until the hottest zone reads below this.
         thermal_timeout_s: Longest thermal wait; the job then runs anyway.
+        thermal_glob: Files holding zone temperatures in millidegrees Celsius.
     """
 
     warmup: int = 1
@@ -57,6 +58,8 @@ class ProtocolConfig:
     pin: bool = True
     thermal_limit_c: float | None = None
     thermal_timeout_s: float = 120.0
+    thermal_glob: str = "/sys/class/thermal/thermal_zone*/temp"
+    thermal_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.remeasure < 0:
@@ -188,9 +191,10 @@ def _thermal_wait(device: Device, cfg: ProtocolConfig) -> None:
     if cfg.thermal_limit_c is None:
         return
     deadline = time.monotonic() + cfg.thermal_timeout_s
-    script = "cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null | sort -n | tail -n1"
+    # The glob is expanded by the device's shell on purpose; it comes from configuration.
+    script = 'cat $1 2>/dev/null | sort -n | tail -n1'
     while True:
-        r = device.execute(["sh", "-c", script], timeout_s=10)
+        r = device.execute(["sh", "-c", script, "sh", cfg.thermal_glob], timeout_s=10)
         text = r.stdout.strip()
         if not text.lstrip("-").isdigit() or int(text) / 1000.0 < cfg.thermal_limit_c:
             return
@@ -198,7 +202,7 @@ def _thermal_wait(device: Device, cfg: ProtocolConfig) -> None:
             _log.warning("%s: still %.1f C after %g s; measuring anyway",
                          device.label, int(text) / 1000.0, cfg.thermal_timeout_s)
             return
-        time.sleep(1.0)
+        time.sleep(cfg.thermal_poll_s)
 
 
 def _stats(times: list[float]) -> tuple[float, float]:

@@ -191,12 +191,17 @@ class Farm:
             lease = self.leases.acquire(device.name, timeout_s=1.0)
             if lease is None:
                 continue  # another process is measuring on it; look again
-            with self.leases.held(lease):
+            with self.leases.held(lease) as lost:
                 item = queue.take(device.name)
                 if item is None:
-                    time.sleep(0.05)  # jobs are running elsewhere and may come back
-                    continue
+                    continue  # another worker took the last job meanwhile
                 m = device.measure([item.job])[0]
+                if lost.is_set():
+                    # Someone else may have measured on the device meanwhile: time is suspect.
+                    self._on_event(f"{device.label}: lease lost during {item.job.job_id}; "
+                                   "measuring it again")
+                    queue.put_back(item)
+                    continue
             if m.status.is_final():
                 self.leases.record_success(device.name)
                 self._finalize(m)

@@ -140,3 +140,33 @@ def test_duplicate_job_ids_are_refused(make_farm, tmp_path):
              leases=LeaseStore(f"sqlite:///{tmp_path}/x.db"))
     with pytest.raises(ValueError, match="^job ids must be unique in a batch; repeated: a$"):
         f.run([job("a", art), job("a", art)])
+
+
+def test_a_lease_lost_mid_job_means_measuring_again(make_farm, tmp_path):
+    from sqlalchemy import delete, update
+
+    from device_farm.lease import farm_leases
+
+    farm = make_farm(1)
+    marker = tmp_path / "started"
+    devices = [ssh_device(farm, farm.servers[0], protocol=ONCE)]
+    store = LeaseStore(f"sqlite:///{tmp_path}/farm.db", ttl_s=0.3)
+
+    def steal_once() -> None:
+        while not marker.exists():
+            time.sleep(0.01)
+        with store.engine.begin() as conn:  # another holder takes over the row
+            conn.execute(update(farm_leases).values(token="thief", holder="thief"))
+        time.sleep(0.5)
+        with store.engine.begin() as conn:
+            conn.execute(delete(farm_leases).where(farm_leases.c.holder == "thief"))
+
+    thief = threading.Thread(target=steal_once)
+    thief.start()
+    events: list[str] = []
+    out = Farm(devices, leases=store, config=CFG, on_event=events.append).run(
+        [job("j0", _sleeper(tmp_path, str(marker), 0.4))])
+    thief.join()
+    assert out[0].status is MeasureStatus.OK
+    assert events == ["ssh device dev0: lease lost during j0; measuring it again"]
+    assert marker.read_text().split() == ["dev0", "dev0"]

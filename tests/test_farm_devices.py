@@ -140,3 +140,42 @@ def test_check_reports_arch_cores_and_rtt(device: Device):
     assert r.arch == os.uname().machine
     assert r.cores == os.cpu_count()
     assert r.rtt_ms is not None and r.rtt_ms > 0
+
+
+def test_thermal_wait_holds_the_job_until_the_zone_cools(device: Device, tmp_path):
+    zone = tmp_path / "zone0"
+    zone.mkdir()
+    (zone / "temp").write_text("91000\n")
+    device.protocol = ProtocolConfig(warmup=0, min_repeats=1, min_total_s=0.0, max_cv=10.0,
+                                     thermal_limit_c=60.0, thermal_poll_s=0.05,
+                                     thermal_glob=str(tmp_path / "zone*" / "temp"))
+    cooled_at: list[float] = []
+
+    def cool() -> None:
+        time.sleep(0.8)
+        (zone / "temp").write_text("45000\n")
+        cooled_at.append(time.time())
+
+    import threading
+
+    t = threading.Thread(target=cool)
+    t.start()
+    [m] = device.measure([job("hot", self_timed(str(tmp_path / "p")))])
+    t.join()
+    assert m.status is MeasureStatus.OK, m.error
+    ran_at = float(m.finished_at)
+    assert cooled_at and ran_at >= cooled_at[0]
+    assert m.finished_at - m.started_at >= 0.75
+
+
+def test_runs_are_pinned_to_the_device_cpu_affinity(device: Device, tmp_path):
+    device.cpu_affinity = (0,)
+    art = plain(str(tmp_path), "pinned.sh",
+                'grep -Eq "^Cpus_allowed_list:[[:space:]]+0$" /proc/$$/status || exit 7')
+    [m] = device.measure([job("pin", art)])
+    assert m.status is MeasureStatus.OK, m.error
+    assert m.command[:3] == ("taskset", "-c", "0")
+    device.cpu_affinity = ()
+    [m2] = device.measure([job("free", art)])
+    # unpinned, the list names every CPU this process may use
+    assert (m2.status is MeasureStatus.CRASH) == (len(os.sched_getaffinity(0)) > 1)

@@ -5,8 +5,9 @@ processes wait), takes the next job, measures it and releases the lease. A
 ``device_fault`` result (connection dropped, disk full) sends the job back to
 the queue for another device and counts against the device; a device with
 ``quarantine_after`` consecutive faults is quarantined for every process.
-Every job ends final exactly once: measured, failed with its reason, or failed
-with ``farm: ...`` when no device could run it.
+Every job gets exactly one result: measured, failed with its reason, or
+``device_fault`` with ``farm: ...`` when no device could run it (that status is
+not final, so a resumed batch tries such jobs again).
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ class Farm:
         for item in queue.items:  # nothing could run these
             why = f"; last error: {item.last_error}" if item.last_error else ""
             self._finalize(Measurement.failed(
-                item.job, device="", device_type=device_type, status=MeasureStatus.ERROR,
+                item.job, device="", device_type=device_type,
+                status=MeasureStatus.DEVICE_FAULT,
                 error=f"farm: no healthy device of type {device_type} could run it{why}",
                 started_at=time.time(), finished_at=time.time()))
         return [self._results[i] for i in ids]
@@ -212,7 +214,7 @@ class Farm:
             item.last_error = m.error or ""
             if item.attempts >= cfg.max_attempts:
                 self._finalize(m.with_status(
-                    MeasureStatus.ERROR,
+                    MeasureStatus.DEVICE_FAULT,
                     f"farm: device faults on {item.attempts} devices; last: {m.error}"))
                 queue.finish()
             else:

@@ -2,8 +2,9 @@
 
 A jobs file has one :class:`MeasureJob` JSON object per line; relative
 ``local_path``s are relative to the jobs file and a missing ``sha256`` is
-computed. A results file has one :class:`Measurement` per line and only final
-ones, so a rerun skips every job id already in it.
+computed. A results file has one :class:`Measurement` per line; a rerun skips every job
+whose result there is final (``status.is_final()``) and measures again the ones
+that only met device faults (the later line wins).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class ResultsFile:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self.done: dict[str, Measurement] = {}
+        self.done: dict[str, Measurement] = {}  # final results: a rerun skips these
+        self.latest: dict[str, Measurement] = {}  # the last result of every job
         self.skipped_lines = 0
         if os.path.exists(path):
             self._load()
@@ -92,10 +94,17 @@ class ResultsFile:
             except (ValueError, KeyError, TypeError):
                 self.skipped_lines += 1  # a line cut short by a crash; its job runs again
                 continue
-            self.done[m.job_id] = m
+            self._keep(m)
         if raw and not raw.endswith(b"\n"):
             with open(self.path, "ab") as fh:
                 fh.write(b"\n")
+
+    def _keep(self, m: Measurement) -> None:
+        self.latest[m.job_id] = m
+        if m.status.is_final():
+            self.done[m.job_id] = m
+        else:
+            self.done.pop(m.job_id, None)
 
     def append(self, m: Measurement) -> None:
         """Write one result and flush it to disk before returning."""
@@ -105,4 +114,4 @@ class ResultsFile:
                 fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
-            self.done[m.job_id] = m
+            self._keep(m)

@@ -118,7 +118,7 @@ def test_jobs_fail_with_a_reason_when_no_device_is_left(make_farm, tmp_path):
     farm.servers[0].kill()
     devices = [ssh_device(farm, farm.servers[0])]
     out, seen, _ = _run(devices, [job("a", self_timed(str(tmp_path)))], tmp_path)
-    assert out[0].status is MeasureStatus.ERROR
+    assert out[0].status is MeasureStatus.DEVICE_FAULT
     assert out[0].error == "farm: no healthy device of type loop could run it"
     assert seen == out
 

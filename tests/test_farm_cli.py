@@ -180,3 +180,40 @@ def test_devices_list_shows_the_inventory(tmp_path, make_farm):
     r = pattune("devices", "list", "-i", inv)
     assert r.returncode == 0
     assert "local" in r.stdout and "dev0" in r.stdout and "loop" in r.stdout
+
+
+def test_jobs_no_device_could_run_are_retried_by_a_rerun(tmp_path, make_farm):
+    farm = make_farm(1)
+    inv = write_inventory(tmp_path / "inv.toml", farm)
+    jobs = write_jobs(tmp_path / "jobs.jsonl", tmp_path, 2)
+    out = tmp_path / "results.jsonl"
+    args = ("measure", "-i", inv, "-t", "loop", "--jobs", jobs, "--out", str(out),
+            "--db", f"sqlite:///{tmp_path}/p.db", "--min-total-s", "0")
+    farm.servers[0].kill()
+    r = pattune(*args)
+    assert r.returncode == 0, r.stderr
+    first = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["status"] for x in first] == ["device_fault", "device_fault"]
+    assert first[0]["error"] == "farm: no healthy device of type loop could run it"
+    assert "device_fault" in r.stdout
+    farm.servers[0].start()
+    r = pattune(*args)
+    assert r.returncode == 0, r.stderr
+    assert "2 jobs, 0 already in" in r.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["status"] for x in lines] == ["device_fault", "device_fault", "ok", "ok"]
+
+
+def test_check_lifts_the_quarantine_of_a_device_that_answers_again(tmp_path, make_farm):
+    from device_farm import LeaseStore
+
+    farm = make_farm(1)
+    inv = write_inventory(tmp_path / "inv.toml", farm)
+    db = f"sqlite:///{tmp_path}/p.db"
+    LeaseStore(db).record_failure("dev0", "ssh device dev0: boom", threshold=1, quarantine_s=600)
+    r = pattune("devices", "list", "-i", inv, "--db", db)
+    assert r.returncode == 0 and "ssh device dev0: boom" in r.stdout
+    r = pattune("devices", "check", "dev0", "-i", inv, "--db", db, "--json")
+    assert r.returncode == 0, r.stderr
+    assert "dev0: answers again; quarantine lifted" in r.stderr
+    assert LeaseStore(db).quarantine("dev0") is None

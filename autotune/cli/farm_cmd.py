@@ -28,20 +28,32 @@ InventoryOpt = Annotated[
 ]
 
 
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Lease database URL: also show leases and quarantines."),
+]
+
+
 @devices_app.command("list")
-def devices_list(inventory: InventoryOpt = None) -> None:
+def devices_list(inventory: InventoryOpt = None, db: DbOpt = None) -> None:
     """List the devices of the inventory (plus the built-in local device)."""
-    from device_farm import load_inventory
+    from device_farm import LeaseStore, load_inventory
 
     inv = load_inventory(inventory)
-    table = Table("name", "type", "arch", "host", "work dir", "build", "threads", "cpus")
-    table.add_row("local", "local", "(this machine)", "-", "-", "host", "-", "-")
+    store = LeaseStore(db) if db else None
+    columns = ["name", "type", "arch", "host", "work dir", "build", "threads", "cpus"]
+    table = Table(*columns, *(["lease holder", "quarantined"] if store else []))
+    rows = [["local", "local", "(this machine)", "-", "-", "host", "-", "-"]]
     for d in inv.devices:
         port = f":{d.port}" if d.port else ""
         via = f" via {d.proxy_jump}" if d.proxy_jump else ""
-        table.add_row(d.name, d.device_type, d.arch, f"{d.user or ''}{'@' if d.user else ''}"
-                      f"{d.host}{port}{via}", d.work_dir, d.build, str(d.threads or "-"),
-                      ",".join(map(str, d.cpu_affinity)) or "-")
+        login = f"{d.user}@{d.host}" if d.user else d.host
+        rows.append([d.name, d.device_type, d.arch, f"{login}{port}{via}", d.work_dir, d.build,
+                     str(d.threads or "-"), ",".join(map(str, d.cpu_affinity)) or "-"])
+    for row in rows:
+        if store:
+            row += [store.holder_of(row[0]) or "-", store.quarantine(row[0]) or "-"]
+        table.add_row(*row)
     _out.print(table)
 
 
@@ -50,11 +62,13 @@ def devices_check(
     names: Annotated[list[str] | None, typer.Argument(help="Devices to check (default: all).")] = None,
     inventory: InventoryOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead.")] = False,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="Lease database URL: lift the quarantine of devices that answer.")] = None,
 ) -> None:
     """Show reachability, arch, cores, compiler, thermal state and round-trip time."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from device_farm import load_inventory
+    from device_farm import LeaseStore, load_inventory
 
     inv = load_inventory(inventory)
     chosen = names or inv.names()
@@ -63,6 +77,12 @@ def devices_check(
         reports = list(pool.map(lambda d: d.check(), devices))
     for d in devices:
         d.close()
+    if db:
+        store = LeaseStore(db)
+        for r in reports:
+            if r.reachable and store.quarantine(r.name):
+                store.record_success(r.name)
+                _err.print(f"{r.name}: answers again; quarantine lifted")
     if as_json:
         for r in reports:
             print(r.to_json())
@@ -177,8 +197,8 @@ def measure(
 
 def _summary(all_jobs: list[MeasureJob], results: ResultsFile, measured: list[Measurement],
              wall_s: float) -> None:
-    done = results.done
-    counts = Counter(done[j.job_id].status.value for j in all_jobs if j.job_id in done)
+    latest = results.latest
+    counts = Counter(latest[j.job_id].status.value for j in all_jobs if j.job_id in latest)
     per_device = Counter(m.device or "(none)" for m in measured)
     table = Table("status", "jobs", title="pattune measure summary")
     for status, n in sorted(counts.items()):

@@ -238,6 +238,8 @@ def measure_job(device: Device, job: MeasureJob, cfg: ProtocolConfig) -> Measure
         status, error, stderr = exc.status, exc.error, exc.stderr
     except DeviceFault as exc:
         status, error, stderr = MeasureStatus.DEVICE_FAULT, str(exc), ""
+    except (ValueError, OSError) as exc:  # the artifact's files here are missing or changed
+        status, error, stderr = MeasureStatus.ERROR, f"{device.label}: artifact: {exc}", ""
     return Measurement.failed(
         job, device=device.name, device_type=device.device_type, status=status, error=error,
         stderr_tail=stderr, command=runner.command if runner else (), started_at=started,

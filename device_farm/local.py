@@ -56,6 +56,9 @@ class LocalDevice(Device):
         key = artifact.content_hash()
         if key in self._staged and os.path.isdir(self._staged[key]):
             return self._staged[key]
+        for f in artifact.files:
+            if not os.path.isfile(f.local_path):
+                raise ValueError(f"{f.local_path} does not exist; rebuild the artifact")
         cas = os.path.join(self.work_dir, "cas")
         adir = os.path.join(self.work_dir, "a", key)
         try:
@@ -87,8 +90,8 @@ class LocalDevice(Device):
                     digest.update(block)
                     fout.write(block)
             if digest.hexdigest() != sha:
-                raise DeviceFault(
-                    f"{self.label}: {src} has sha256 {digest.hexdigest()[:12]}..., the artifact "
+                raise ValueError(
+                    f"{src} has sha256 {digest.hexdigest()[:12]}..., the artifact "
                     f"says {sha[:12]}...; rebuild the artifact"
                 )
             os.chmod(tmp, 0o755 if executable else 0o644)

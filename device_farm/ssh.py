@@ -258,6 +258,8 @@ class SSHDevice(Device):
         return self._sftp
 
     def _check_local(self, path: str, sha: str) -> None:
+        if not os.path.isfile(path):
+            raise ValueError(f"{path} does not exist; rebuild the artifact")
         st = os.stat(path)
         key = (path, st.st_size, st.st_mtime_ns)
         if key not in self._local_sha:

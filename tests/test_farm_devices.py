@@ -179,3 +179,17 @@ def test_runs_are_pinned_to_the_device_cpu_affinity(device: Device, tmp_path):
     [m2] = device.measure([job("free", art)])
     # unpinned, the list names every CPU this process may use
     assert (m2.status is MeasureStatus.CRASH) == (len(os.sched_getaffinity(0)) > 1)
+
+
+def test_a_changed_or_missing_local_file_is_the_artifacts_error(device: Device, tmp_path):
+    art = self_timed(str(tmp_path))
+    path = art.files[0].local_path
+    with open(path, "a") as fh:
+        fh.write("# edited after hashing\n")
+    [m] = device.measure([job("edited", art)])
+    assert m.status is MeasureStatus.ERROR  # final: another device would not help
+    assert m.error is not None and m.error.startswith(f"{device.label}: artifact: {path} has sha256 ")
+    assert m.error.endswith("...; rebuild the artifact")
+    os.unlink(path)
+    [m] = device.measure([job("gone", art)])
+    assert m.error == f"{device.label}: artifact: {path} does not exist; rebuild the artifact"

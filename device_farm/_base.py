@@ -59,8 +59,9 @@ class DeviceReport(Record):
 _PROBE = (
     "uname -m; "
     "(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN); "
-    "(for c in {cc}; do command -v \"$c\" >/dev/null 2>&1 && "
-    "{{ \"$c\" --version 2>/dev/null | head -n1; exit 0; }}; done; echo none); "
+    # compilers come as arguments ("$@"), never spliced into the script
+    "(for c in \"$@\"; do command -v \"$c\" >/dev/null 2>&1 && "
+    "{ \"$c\" --version 2>/dev/null | head -n1; exit 0; }; done; echo none); "
     "(cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null | sort -n | tail -n1; echo)"
 )
 
@@ -150,8 +151,8 @@ class Device(abc.ABC):
                 t0 = time.perf_counter()
                 self.execute(["true"], timeout_s=10)
                 rtts.append((time.perf_counter() - t0) * 1e3)
-            cc = " ".join(c for c in (self.compiler, "cc", "gcc", "clang") if c)
-            r = self.execute(["sh", "-c", _PROBE.format(cc=cc)], timeout_s=15)
+            ccs = [c for c in (self.compiler, "cc", "gcc", "clang") if c]
+            r = self.execute(["sh", "-c", _PROBE, "sh", *ccs], timeout_s=15)
         except DeviceFault as exc:
             return dataclasses.replace(base, error=str(exc))
         lines = (r.stdout.splitlines() + ["", "", "", ""])[:4]

@@ -209,8 +209,12 @@ class SSHDevice(Device):
                     transport and transport.is_active()
                 ):
                     raise DeviceFault(f"{self.label}: connection lost while running a command")
-                wait = 0.005 if chan.exit_status_ready() else min(remaining, 0.25)
-                select.select([chan], [], [], wait)
+                if chan.eof_received:
+                    # Output is over (the pipe behind fileno stays readable now, so select
+                    # would spin); wait for the exit status itself.
+                    chan.status_event.wait(min(remaining, 0.25))
+                else:
+                    select.select([chan], [], [], min(remaining, 0.25))
             code = chan.recv_exit_status()  # ready: returns at once
             transport = chan.get_transport()
             if code == -1 and not (transport and transport.is_active()):

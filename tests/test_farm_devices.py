@@ -140,6 +140,7 @@ def test_check_reports_arch_cores_and_rtt(device: Device):
     assert r.arch == os.uname().machine
     assert r.cores == os.cpu_count()
     assert r.rtt_ms is not None and r.rtt_ms > 0
+    assert r.compiler.startswith(("cc ", "gcc ")), r.compiler  # Debian's gcc is installed
 
 
 def test_thermal_wait_holds_the_job_until_the_zone_cools(device: Device, tmp_path):
@@ -193,3 +194,12 @@ def test_a_changed_or_missing_local_file_is_the_artifacts_error(device: Device, 
     os.unlink(path)
     [m] = device.measure([job("gone", art)])
     assert m.error == f"{device.label}: artifact: {path} does not exist; rebuild the artifact"
+
+
+def test_closed_output_then_long_exit_neither_spins_nor_misses_the_timeout(device: Device):
+    t0 = time.process_time()
+    r = device.execute(["sh", "-c", "exec >&- 2>&-; sleep 1; exit 4"], timeout_s=10)
+    assert r.exit_code == 4
+    assert time.process_time() - t0 < 0.5  # waited, did not busy-loop for the second
+    r = device.execute(["sh", "-c", "exec >&- 2>&-; sleep 30"], timeout_s=0.5)
+    assert r.timed_out and r.exit_code is None

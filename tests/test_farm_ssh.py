@@ -6,6 +6,8 @@ import os
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from device_farm import DeviceFault, MeasureStatus
 from device_farm.ssh import validate_work_dir
@@ -168,3 +170,22 @@ def test_uploads_survive_a_new_connection_without_resending(make_farm, tmp_path)
     dev2 = ssh_device(farm, farm.servers[0])
     dev2.stage(art)
     assert os.stat(stored).st_mtime_ns == before
+
+
+_ARG = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+               max_size=40)
+
+
+def test_any_argument_reaches_the_remote_program_verbatim(make_farm):
+    farm = make_farm(1)
+    dev = ssh_device(farm, farm.servers[0])
+
+    @settings(max_examples=40, deadline=None)
+    @given(args=st.lists(_ARG, min_size=1, max_size=6), value=_ARG)
+    def echo_back(args: list[str], value: str) -> None:
+        r = dev.execute(["sh", "-c", 'printf "%s\\0" "$@" "$V"', "sh", *args],
+                        timeout_s=10, env={"V": value})
+        assert r.exit_code == 0, r.stderr
+        assert r.stdout.split("\0")[:-1] == [*args, value]
+
+    echo_back()

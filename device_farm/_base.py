@@ -100,6 +100,7 @@ class Device(abc.ABC):
         self.env = dict(env or {})
         self.compiler = compiler
         self.protocol = protocol or ProtocolConfig()
+        self._last_finished: float | None = None  # monotonic; for the cooldown between jobs
 
     @property
     def label(self) -> str:
@@ -136,10 +137,14 @@ class Device(abc.ABC):
     def measure(self, jobs: list[MeasureJob]) -> list[Measurement]:
         """Measure each job with :attr:`protocol`; same order and length as ``jobs``."""
         results: list[Measurement] = []
-        for i, job in enumerate(jobs):
-            if i and self.protocol.cooldown_s > 0:
-                time.sleep(self.protocol.cooldown_s)
+        for job in jobs:
+            # The cooldown spans calls: the farm hands a device one job at a time.
+            if self._last_finished is not None and self.protocol.cooldown_s > 0:
+                rest = self._last_finished + self.protocol.cooldown_s - time.monotonic()
+                if rest > 0:
+                    time.sleep(rest)
             results.append(measure_job(self, job, self.protocol))
+            self._last_finished = time.monotonic()
         return results
 
     def check(self, *, rtt_samples: int = 5) -> DeviceReport:

@@ -203,3 +203,13 @@ def test_closed_output_then_long_exit_neither_spins_nor_misses_the_timeout(devic
     assert time.process_time() - t0 < 0.5  # waited, did not busy-loop for the second
     r = device.execute(["sh", "-c", "exec >&- 2>&-; sleep 30"], timeout_s=0.5)
     assert r.timed_out and r.exit_code is None
+
+
+def test_cooldown_separates_jobs_even_across_calls(device: Device, tmp_path):
+    device.protocol = ProtocolConfig(warmup=0, min_repeats=1, min_total_s=0.0, max_cv=10.0,
+                                     cooldown_s=0.6)
+    art = self_timed(str(tmp_path))
+    a, b = device.measure([job("a", art), job("b", art)])
+    [c] = device.measure([job("c", art)])
+    assert b.started_at - a.finished_at >= 0.55
+    assert c.started_at - b.finished_at >= 0.55

@@ -92,6 +92,7 @@ class SSHDevice(Device):
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._staged: set[str] = set()
+        self._orphans: set[int] = set()  # process groups of commands cut off by a drop
         self._lock = threading.Lock()
         self._local_sha: dict[tuple[str, int, int], str] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ssh-{name}")
@@ -108,7 +109,25 @@ class SSHDevice(Device):
             self._client = connect(self.target.resolved(), label=self.label)
             t = self._client.get_transport()
             assert t is not None
-            return t
+        if self._orphans:
+            self._kill_orphans()
+        return t
+
+    def _kill_orphans(self) -> None:
+        """Kill programs left running when an earlier connection dropped mid-command.
+
+        sshd does not signal a no-pty session's processes when the link dies, so a
+        benchmark would keep burning the device's CPU and skew every later run.
+        """
+        groups, self._orphans = sorted(self._orphans), set()
+        # Only groups still led by our wrapper: after a reboot the numbers mean other programs.
+        script = ("for g in " + " ".join(str(g) for g in groups) + "; do "
+                  "grep -q '@PATTUNE pid' /proc/$g/cmdline 2>/dev/null && "
+                  "kill -KILL -- -$g 2>/dev/null; done; true")
+        try:
+            self._run(script, timeout_s=self.target.connect_timeout_s)
+        except DeviceFault:
+            self._orphans.update(groups)  # try again after the next reconnect
 
     def _drop(self) -> None:
         self._spare = None  # its channel dies with the transport below
@@ -208,6 +227,7 @@ class SSHDevice(Device):
                 if chan.closed and not chan.exit_status_ready() or not (
                     transport and transport.is_active()
                 ):
+                    self._orphan(head)
                     raise DeviceFault(f"{self.label}: connection lost while running a command")
                 if chan.eof_received:
                     # Output is over (the pipe behind fileno stays readable now, so select
@@ -219,6 +239,7 @@ class SSHDevice(Device):
             transport = chan.get_transport()
             if code == -1 and not (transport and transport.is_active()):
                 # paramiko reports -1 when the channel closed without an exit status
+                self._orphan(head)
                 raise DeviceFault(f"{self.label}: connection lost while running a command")
         finally:
             chan.close()
@@ -241,6 +262,11 @@ class SSHDevice(Device):
             exit_code=code, stdout=out.value().decode("utf-8", "replace"),
             stderr=stderr.decode("utf-8", "replace"), wall_s=wall, timed_out=timed_out,
         )
+
+    def _orphan(self, head: bytearray) -> None:
+        m = _PID.search(bytes(head))
+        if m:
+            self._orphans.add(int(m.group(1)))
 
     def _kill(self, head: bytes) -> None:
         m = _PID.search(bytes(head))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -74,16 +75,29 @@ def test_reconnects_after_the_connection_drops(make_farm):
     assert dev.execute(["echo", "two"], timeout_s=5).stdout == "two\n"
 
 
-def test_connection_lost_mid_command_is_a_device_fault(make_farm, tmp_path):
+def test_connection_lost_mid_command_is_a_device_fault_and_the_orphan_is_killed(
+        make_farm, tmp_path):
     farm = make_farm(1)
     server = farm.servers[0]
     dev = ssh_device(farm, server)
     dev.execute(["true"], timeout_s=5)
-    import threading
-
-    threading.Timer(0.5, server.kill).start()
+    pidfile = tmp_path / "orphan.pid"
+    threading.Timer(0.7, server.kill).start()
     with pytest.raises(DeviceFault, match="^ssh device dev0: connection lost while running"):
-        dev.execute(["sleep", "10"], timeout_s=20)
+        dev.execute(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout_s=20)
+    orphan = int(pidfile.read_text())
+    assert _alive(orphan)  # sshd does not signal a no-pty session's processes
+    server.start()
+    assert dev.execute(["echo", "back"], timeout_s=5).stdout == "back\n"
+    assert not _alive(orphan)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_proxy_jump_through_a_hub_and_ssh_config_alias(make_farm, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import threading
 import time
@@ -42,7 +43,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
+
+from pattune_common import UserInputError
 
 __all__ = ["DEFAULT_DB_URL", "Lease", "LeaseStore", "metadata"]
 
@@ -108,8 +111,20 @@ class LeaseStore:
         self.url = url
         self.ttl_s = ttl_s
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.engine = _engine(url)
-        self.create_tables(self.engine)
+        try:
+            self.engine = _engine(url)
+        except (ArgumentError, ImportError) as exc:
+            shown = re.sub(r"://[^@/]*@", "://***@", url)  # never print a password
+            raise UserInputError(
+                f"database URL {shown!r} is not usable ({exc}); use e.g. sqlite:///pattune.db "
+                "or postgresql+psycopg://user@host/dbname") from None
+        try:
+            self.create_tables(self.engine)
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            # the URL's repr masks any password
+            raise UserInputError(f"cannot open the lease database {self.engine.url!r}: "
+                                 f"{reason}") from None
 
     @staticmethod
     def create_tables(engine: Engine) -> None:

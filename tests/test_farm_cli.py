@@ -217,3 +217,15 @@ def test_check_lifts_the_quarantine_of_a_device_that_answers_again(tmp_path, mak
     assert r.returncode == 0, r.stderr
     assert "dev0: answers again; quarantine lifted" in r.stderr
     assert LeaseStore(db).quarantine("dev0") is None
+
+
+def test_unusable_lease_database(tmp_path):
+    jobs = write_jobs(tmp_path / "jobs.jsonl", tmp_path, 1)
+    out = str(tmp_path / "o.jsonl")
+    err = one_line_error(pattune("measure", "--jobs", jobs, "--out", out, "--db", "nonsense"))
+    assert err.startswith("pattune: error: database URL 'nonsense' is not usable (")
+    assert err.endswith("); use e.g. sqlite:///pattune.db or postgresql+psycopg://user@host/dbname")
+    err = one_line_error(pattune("measure", "--jobs", jobs, "--out", out, "--db",
+                                 f"sqlite:///{tmp_path}/no/such/dir/p.db"))
+    assert err == (f"pattune: error: cannot open the lease database "
+                   f"sqlite:///{tmp_path}/no/such/dir/p.db: unable to open database file")

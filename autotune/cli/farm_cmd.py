@@ -160,18 +160,30 @@ def measure(
     remeasure: Annotated[int, typer.Option(help="Extra rounds when noisy.")] = 2,
     cooldown_s: Annotated[float, typer.Option(help="Pause between jobs on a device.")] = 0.0,
     thermal_limit_c: Annotated[float | None, typer.Option(help="Wait until cooler.")] = None,
+    max_attempts: Annotated[int, typer.Option(help="Devices a job may fault on.")] = 3,
+    quarantine_after: Annotated[int, typer.Option(help="Consecutive faults to quarantine.")] = 3,
+    lease_ttl_s: Annotated[float, typer.Option(help="Lease expiry after a crash.")] = 60.0,
 ) -> None:
     """Measure every job on every healthy device of one type; rerun to resume."""
-    from device_farm import DEFAULT_DB_URL, Farm, LeaseStore, ProtocolConfig, load_inventory
+    from device_farm import (
+        DEFAULT_DB_URL,
+        Farm,
+        FarmConfig,
+        LeaseStore,
+        ProtocolConfig,
+        load_inventory,
+    )
     from device_farm.jobs_io import ResultsFile, read_jobs
 
     inv = load_inventory(inventory)
     protocol = ProtocolConfig(warmup=warmup, min_repeats=min_repeats, min_total_s=min_total_s,
                               max_cv=max_cv, remeasure=remeasure, cooldown_s=cooldown_s,
                               thermal_limit_c=thermal_limit_c)
+    config = FarmConfig(max_attempts=max_attempts, quarantine_after=quarantine_after)
     devices = inv.of_type(device_type, protocol)
     all_jobs = read_jobs(str(jobs))
     results = ResultsFile(str(out))
+    leases = LeaseStore(db or DEFAULT_DB_URL, ttl_s=lease_ttl_s)  # last: bad input creates no db
     if results.skipped_lines:
         _err.print(f"{out}: ignored {results.skipped_lines} unreadable line(s); those jobs rerun")
     todo = [j for j in all_jobs if j.job_id not in results.done]
@@ -187,7 +199,7 @@ def measure(
             results.append(m)
             progress.update(task, advance=1, description=f"last: {m.job_id} {m.status.value}")
 
-        farm = Farm(devices, leases=LeaseStore(db or DEFAULT_DB_URL), on_result=on_result,
+        farm = Farm(devices, leases=leases, config=config, on_result=on_result,
                     on_event=lambda s: progress.console.print(f"[yellow]{s}[/yellow]"))
         measured = farm.run(todo) if todo else []
     for d in devices:

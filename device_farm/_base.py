@@ -90,7 +90,7 @@ class Device(abc.ABC):
     def __init__(
         self, *, name: str, device_type: str, arch: str = "", threads: int = 0,
         cpu_affinity: Sequence[int] = (), env: Mapping[str, str] | None = None,
-        compiler: str = "", protocol: ProtocolConfig | None = None,
+        compiler: str = "", build: str = "host", protocol: ProtocolConfig | None = None,
     ) -> None:
         self.name = name
         self.device_type = device_type
@@ -99,6 +99,7 @@ class Device(abc.ABC):
         self.cpu_affinity = tuple(cpu_affinity)
         self.env = dict(env or {})
         self.compiler = compiler
+        self.build = build  # "host": cross-compile on this machine; "device": on the device
         self.protocol = protocol or ProtocolConfig()
         self._last_finished: float | None = None  # monotonic; for the cooldown between jobs
 

@@ -68,7 +68,7 @@ class DeviceSpec:
             name=self.name, device_type=self.device_type, target=self.target(),
             work_dir=self.work_dir, arch=self.arch, threads=self.threads,
             cpu_affinity=self.cpu_affinity, env=self.env, compiler=self.compiler,
-            protocol=protocol,
+            build=self.build, protocol=protocol,
         )
 
 

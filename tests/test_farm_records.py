@@ -99,7 +99,11 @@ def test_example_inventory_loads():
     assert (a.port, a.proxy_jump, a.cpu_affinity, a.build) == (8022, "lab@hub.lab:22",
                                                                (4, 5, 6, 7), "host")
     assert a.known_hosts == os.path.expanduser("~/.ssh/known_hosts")
-    assert [d.name for d in inv.of_type("pixel3-big")] == ["pixel-3-a", "pixel-3-b"]
+    pixels = inv.of_type("pixel3-big")
+    assert [d.name for d in pixels] == ["pixel-3-a", "pixel-3-b"]
+    assert (pixels[0].arch, pixels[0].build, pixels[0].compiler, pixels[0].threads) == (
+        "aarch64", "host", "aarch64-linux-gnu-gcc", 4)
+    assert inv.make("rpi4").build == "device"
     assert inv.of_type("local")[0].name == "local"
 
 

@@ -321,7 +321,10 @@ class SSHDevice(Device):
         ) or "true"
         script = (
             f'[ -d "$1" ] && exit 0; t=$2; mkdir -p "$t" && {links} && '
-            f'(mv -T "$t" "$1" 2>/dev/null || {{ rm -rf "$t"; [ -d "$1" ]; }})'
+            # mv -T (GNU, toybox) fails when another process linked it first; a mv without
+            # -T (old busybox) is only tried when the directory is still missing.
+            f'{{ mv -T "$t" "$1" 2>/dev/null || [ -d "$1" ] || mv "$t" "$1"; }}; '
+            f'rm -rf "$t"; [ -d "$1" ]'
         )
         r = self.execute(["sh", "-c", script, "sh", adir, f"{self.work_dir}/tmp/{uuid.uuid4().hex}"],
                          timeout_s=30, cwd=self.work_dir)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from device_farm._errors import DeviceFault
+from device_farm._errors import DeviceFault, StagedFilesLost
 from device_farm._records import MeasureJob, Measurement, MeasureStatus, Verify
 
 if TYPE_CHECKING:
@@ -214,6 +214,20 @@ def _stats(times: list[float]) -> tuple[float, float]:
 
 def measure_job(device: Device, job: MeasureJob, cfg: ProtocolConfig) -> Measurement:
     """Measure one job on one device; every failure becomes a record."""
+    try:
+        return _measure_once(device, job, cfg)
+    except StagedFilesLost:
+        _log.warning("%s: staged files vanished; staging %s again", device.label, job.job_id)
+    try:
+        return _measure_once(device, job, cfg)
+    except StagedFilesLost as exc:
+        return Measurement.failed(
+            job, device=device.name, device_type=device.device_type,
+            status=MeasureStatus.DEVICE_FAULT, error=str(exc), started_at=time.time(),
+            finished_at=time.time())
+
+
+def _measure_once(device: Device, job: MeasureJob, cfg: ProtocolConfig) -> Measurement:
     started = time.time()
     runner: _Runner | None = None
     try:
@@ -236,6 +250,8 @@ def measure_job(device: Device, job: MeasureJob, cfg: ProtocolConfig) -> Measure
         )
     except _JobFailed as exc:
         status, error, stderr = exc.status, exc.error, exc.stderr
+    except StagedFilesLost:
+        raise
     except DeviceFault as exc:
         status, error, stderr = MeasureStatus.DEVICE_FAULT, str(exc), ""
     except (ValueError, OSError) as exc:  # the artifact's files here are missing or changed

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from device_farm._base import Device, RunResult
-from device_farm._errors import DeviceFault
+from device_farm._errors import DeviceFault, StagedFilesLost
 from device_farm._records import Artifact
 
 __all__ = ["LocalDevice", "default_local_work_dir"]
@@ -105,6 +105,9 @@ class LocalDevice(Device):
         env: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Run ``argv`` as a child process in its own session, killed at ``timeout_s``."""
+        if cwd is not None and not os.path.isdir(cwd):
+            self._staged.clear()
+            raise StagedFilesLost(f"{self.label}: {cwd} is gone (work dir cleaned meanwhile?)")
         full_env = {**os.environ, **(env or {})}
         t0 = time.perf_counter()
         try:

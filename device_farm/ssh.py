@@ -26,14 +26,15 @@ from typing import Any
 import paramiko
 
 from device_farm._base import Device, RunResult
-from device_farm._errors import DeviceFault
+from device_farm._errors import DeviceFault, StagedFilesLost
 from device_farm._records import Artifact, file_sha256
 from device_farm._ssh_connect import SSHTarget, close_client, connect
 
 __all__ = ["SSHDevice", "validate_work_dir"]
 
 _WRAPPER = (
-    'echo "@PATTUNE pid $$" >&2; [ -z "$1" ] || cd "$1" || exit 126; shift; '
+    'echo "@PATTUNE pid $$" >&2; '
+    '[ -z "$1" ] || cd "$1" 2>/dev/null || { echo "@PATTUNE nodir" >&2; exit 126; }; shift; '
     "s=$(date +%s%N 2>/dev/null); \"$@\"; r=$?; e=$(date +%s%N 2>/dev/null); "
     "printf '\\n@PATTUNE t %s %s %s\\n' \"$s\" \"$e\" \"$r\" >&2; exit $r"
 )
@@ -163,7 +164,11 @@ class SSHDevice(Device):
             ["exec", "sh", "-c", shlex.quote(_WRAPPER), "sh", shlex.quote(cwd or "")]
             + [shlex.quote(w) for w in words]
         )
-        return self._run(command, timeout_s)
+        result = self._run(command, timeout_s)
+        if result.exit_code == 126 and result.stderr.endswith("@PATTUNE nodir\n"):
+            self._staged.clear()
+            raise StagedFilesLost(f"{self.label}: {cwd} is gone (work dir cleaned meanwhile?)")
+        return result
 
     def _open(self, command: str) -> paramiko.Channel:
         for attempt in (0, 1):  # one reconnect when the held connection turns out dead

@@ -213,3 +213,16 @@ def test_cooldown_separates_jobs_even_across_calls(device: Device, tmp_path):
     [c] = device.measure([job("c", art)])
     assert b.started_at - a.finished_at >= 0.55
     assert c.started_at - b.finished_at >= 0.55
+
+
+def test_files_cleaned_behind_the_devices_back_are_staged_again(device: Device, tmp_path):
+    import shutil
+
+    art = self_timed(str(tmp_path))
+    [m] = device.measure([job("first", art)])
+    assert m.status is MeasureStatus.OK, m.error
+    for sub in ("a", "cas"):  # what `pattune devices clean` from another process does
+        shutil.rmtree(os.path.join(device.work_dir, sub))  # type: ignore[attr-defined]
+    [m] = device.measure([job("second", art)])
+    assert m.status is MeasureStatus.OK, m.error
+    assert os.path.exists(os.path.join(device.work_dir, "cas", art.files[0].sha256))  # type: ignore[attr-defined]

@@ -203,3 +203,27 @@ def test_any_argument_reaches_the_remote_program_verbatim(make_farm):
         assert r.stdout.split("\0")[:-1] == [*args, value]
 
     echo_back()
+
+
+def test_processes_staging_one_artifact_at_once_all_succeed(make_farm, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    farm = make_farm(1)
+    devs = [ssh_device(farm, farm.servers[0]) for _ in range(4)]
+    art = self_timed(str(tmp_path))
+    with ThreadPoolExecutor(4) as pool:
+        dirs = list(pool.map(lambda d: d.stage(art), devs))
+    assert len(set(dirs)) == 1
+    assert os.listdir(dirs[0]) == ["selftimed.sh"]  # no stray temp dirs moved inside
+    assert os.listdir(os.path.join(devs[0].work_dir, "tmp")) == []
+
+
+def test_devices_clean_empties_the_work_dir(make_farm, tmp_path):
+    farm = make_farm(1)
+    dev = ssh_device(farm, farm.servers[0])
+    dev.stage(self_timed(str(tmp_path)))
+    assert sorted(os.listdir(dev.work_dir)) == ["a", "cas", "tmp"]
+    dev.clean()
+    assert os.listdir(dev.work_dir) == []
+    [m] = dev.measure([job("again", self_timed(str(tmp_path)))])  # re-uploads after a clean
+    assert m.status is MeasureStatus.OK, m.error

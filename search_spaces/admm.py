@@ -125,8 +125,8 @@ class ADMMPruner:
         self.rho = config.rho
         self.steps = 0
         self.layers: list[_Layer] = []
-        for info in conv_layers(model, input_shape):
-            kind, removed = prune.rate_for(info)
+        for i, info in enumerate(conv_layers(model, input_shape)):
+            kind, removed = prune.rate_for(info, first=i == 0)
             if kind == DENSE:
                 continue
             self.layers.append(

@@ -36,10 +36,18 @@ class ExampleRecipe:
         seed: Seed of the weight init, the subset and the shuffling.
     """
 
-    epochs: float = 5.0
+    epochs: float = 4.0
     train_samples: int | None = None
     lr: float = 0.05
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.epochs > 0:
+            raise ValueError(f"training epochs must be > 0; got {self.epochs}")
+        if self.train_samples is not None and self.train_samples < 1:
+            raise ValueError(f"training samples must be >= 1; got {self.train_samples}")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be > 0; got {self.lr}")
 
     def key(self) -> str:
         """Hash of the recipe and the architecture, part of the cache file name."""

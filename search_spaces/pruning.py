@@ -7,7 +7,7 @@ layer, a kernel pattern and an alive map (a :class:`LayerPlan`); the
 per-layer report. What happens to each kind of layer:
 
 * regular 3x3 convs: pattern projection, then connectivity pruning at the layer's rate;
-* the input layer (``cin <= 3``): patterns, connectivity only with
+* the first conv (reading the image): patterns, connectivity only with
   ``PruneConfig.input_layer_connectivity`` (PatDNN leaves the first layer whole);
 * depthwise 3x3 (one kernel per channel): patterns, connectivity only with
   ``PruneConfig.depthwise_connectivity``;
@@ -50,8 +50,8 @@ class PruneConfig:
         connectivity: Rate for regular 3x3 convs: a fraction removed in [0, 1)
             (``0.72``) or PatDNN's ratio form (``"3.6x"``: keep 1/3.6 of the kernels).
         layer_rates: Per-layer overrides by layer name, in either form.
-        input_layer_connectivity: Also connectivity-prune a 3x3 layer with
-            ``cin <= 3`` (the image input); off by default as in PatDNN.
+        input_layer_connectivity: Also connectivity-prune the model's first conv
+            (the one reading the image, often cin=3); off by default, as PatDNN keeps it whole.
         depthwise_connectivity: Also connectivity-prune depthwise 3x3 layers.
         other_connectivity: Rate of whole-kernel pruning for 1x1 and non-3x3
             convs; ``None`` (default) keeps them dense.
@@ -74,14 +74,14 @@ class PruneConfig:
         if self.other_connectivity is not None:
             parse_connectivity(self.other_connectivity)
 
-    def rate_for(self, info: ConvInfo) -> tuple[str, float]:
-        """``(kind, removed fraction)`` for one layer."""
+    def rate_for(self, info: ConvInfo, *, first: bool = False) -> tuple[str, float]:
+        """``(kind, removed fraction)`` for one layer; ``first`` marks the model's first conv."""
         s = info.spec
         if info.is_3x3 and s.is_depthwise:
             default = self.connectivity if self.depthwise_connectivity else 0.0
             kind = DEPTHWISE
         elif info.is_3x3:
-            default = self.connectivity if (s.cin > 3 or self.input_layer_connectivity) else 0.0
+            default = 0.0 if first and not self.input_layer_connectivity else self.connectivity
             kind = PATTERN
         else:
             default = 0.0 if self.other_connectivity is None else self.other_connectivity
@@ -133,8 +133,10 @@ class LayerPlan:
         return self.weights_kept * self.spec.out_h * self.spec.out_w
 
 
-def _plan_layer(info: ConvInfo, pattern_set: PatternSet, config: PruneConfig) -> LayerPlan:
-    kind, removed = config.rate_for(info)
+def _plan_layer(
+    info: ConvInfo, pattern_set: PatternSet, config: PruneConfig, *, first: bool
+) -> LayerPlan:
+    kind, removed = config.rate_for(info, first=first)
     w = info.module.weight.detach().cpu().numpy().astype(np.float32)
     if kind in (PATTERN, DEPTHWISE):
         ids = project_patterns(w, pattern_set)
@@ -241,5 +243,7 @@ def plan_pruning(
             f"per-layer rates name unknown layers {sorted(unknown)}; conv layers are "
             f"{', '.join(i.name for i in infos)}"
         )
-    layers = tuple(_plan_layer(i, pattern_set, config) for i in infos)
+    layers = tuple(
+        _plan_layer(info, pattern_set, config, first=i == 0) for i, info in enumerate(infos)
+    )
     return PruningPlan(pattern_set=pattern_set, config=config, layers=layers)

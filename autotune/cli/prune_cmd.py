@@ -88,12 +88,19 @@ def prune(
         Path | None, typer.Option(help="Fashion-MNIST directory (default: Debian's).")
     ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache of the trained example.")] = None,
+    train_epochs: Annotated[
+        float, typer.Option(help="Epochs of the example's dense training.")
+    ] = 4.0,
+    train_samples: Annotated[
+        int | None, typer.Option(help="Train the example on a subset of this many examples.")
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the summary JSON here.")
     ] = None,
 ) -> None:
     """Pattern- and connectivity-prune a model; print the per-layer report; write the files."""
     from search_spaces.estimate import EstimateConfig
+    from search_spaces.example import ExampleRecipe
     from search_spaces.loading import parse_input_shape
     from search_spaces.pipeline import PruneJob, run_prune
     from search_spaces.pruning import PruneConfig
@@ -120,6 +127,7 @@ def prune(
         out=out,
         data_dir=data_dir,
         cache_dir=cache_dir,
+        recipe=ExampleRecipe(epochs=train_epochs, train_samples=train_samples),
     )
     configure_threads()
     console = _console()

@@ -53,9 +53,9 @@ class ADMMConfig:
         default_factory=lambda: TrainConfig(epochs=3, lr=0.01, schedule="constant")
     )
     retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=0.01))
-    rho: float = 1e-3
+    rho: float = 0.01
     rho_growth: float = 1.5
-    rho_max: float = 0.1
+    rho_max: float = 1.0
     update_every: int = 100
 
     def __post_init__(self) -> None:

@@ -67,14 +67,15 @@ class AccuracyBenchConfig:
 
     @classmethod
     def quick(cls) -> AccuracyBenchConfig:
-        """The ``--quick`` run on a 12k training subset."""
+        """The ``--quick`` run on a 10k training subset."""
         return cls(
-            recipe=ExampleRecipe(epochs=4, train_samples=12000),
-            train_samples=12000,
+            recipe=ExampleRecipe(epochs=3, train_samples=10000),
+            train_samples=10000,
             admm=ADMMConfig(
-                admm=TrainConfig(epochs=3, lr=0.01, schedule="constant"),
-                retrain=TrainConfig(epochs=3, lr=0.01),
-                update_every=25,
+                admm=TrainConfig(epochs=2, lr=0.01, schedule="constant"),
+                retrain=TrainConfig(epochs=2, lr=0.01),
+                rho=0.02,
+                update_every=16,
             ),
             dense_target=0.85,
             max_drop_points=2.0,

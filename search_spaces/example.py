@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,7 +116,7 @@ def trained_example(
             blob = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(blob["state_dict"])
             return TrainedExample(model.eval(), float(blob["test_acc"]), True, path, 0.0)
-        except (OSError, RuntimeError, KeyError, EOFError) as exc:
+        except (OSError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as exc:
             log.warning("ignoring unreadable cached example %s: %s", path, exc)
     tr = train_split if train_split is not None else load_split("train", root=data_root)
     te = test_split if test_split is not None else load_split("test", root=data_root)

@@ -237,7 +237,7 @@ def bench_accuracy(
         "bench-accuracy.json"
     ),
     quick: Annotated[
-        bool, typer.Option(help="12k training subset, <= 4 min (targets 0.85 / 2.0 points).")
+        bool, typer.Option(help="10k training subset, <= 4 min (targets 0.85 / 2.0 points).")
     ] = False,
     data_dir: Annotated[
         Path | None, typer.Option(help="Fashion-MNIST directory (default: Debian's).")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from search_spaces.data import Split, load_split
 
 
-@lru_cache(maxsize=None)
+@cache
 def split(name: str) -> Split:
     """The real Fashion-MNIST split ``name`` (train or test)."""
     return load_split(name)

@@ -18,11 +18,13 @@ from tests.search.factories import tiny
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "OMP_WAIT_POLICY": "passive", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "autotune", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env,
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env, check=False,
     )  # fmt: skip
 
 
@@ -81,7 +83,9 @@ def test_prune_bad_input_is_one_line_exit_2(args: list[str], message: str) -> No
 def test_unloadable_torchscript_file(tmp_path: Path) -> None:
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"definitely not a zip archive")
-    assert f"cannot load TorchScript file {bad}" in one_line_error(run("prune", "--model", str(bad)))
+    assert f"cannot load TorchScript file {bad}" in one_line_error(
+        run("prune", "--model", str(bad))
+    )
 
 
 def test_missing_dataset_names_the_apt_package(empty_dir: Path) -> None:
@@ -107,7 +111,9 @@ def test_prune_builtin_oneshot_writes_files(tmp_path: Path) -> None:
     assert read_manifest(out)["input_shape"] == [1, 3, 32, 32]
     sd = torch.load(out / "state_dict.pt", weights_only=True)
     by_name = {pl.spec.name: pl for pl in layers}
-    np.testing.assert_array_equal(sd["layer3.0.conv2.weight"].numpy(), by_name["layer3.0.conv2"].weights)
+    np.testing.assert_array_equal(
+        sd["layer3.0.conv2.weight"].numpy(), by_name["layer3.0.conv2"].weights
+    )
 
 
 def test_prune_torchscript_file(tmp_path: Path) -> None:

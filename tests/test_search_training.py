@@ -30,7 +30,9 @@ def test_real_fashion_mnist_shapes_and_balance() -> None:
     assert abs(float(tr.images.mean())) < 0.01 and abs(float(tr.images.std()) - 1) < 0.01
 
 
-def test_missing_files_name_the_apt_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_files_name_the_apt_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(DatasetError, match=r"apt-get install dataset-fashion-mnist"):
         load_raw("train", root=tmp_path)
     monkeypatch.setenv("PATTUNE_FASHION_MNIST_DIR", str(tmp_path))
@@ -49,7 +51,11 @@ def test_corrupt_files_are_refused(tmp_path: Path) -> None:
 
 def _trained(samples: int = 3000, epochs: float = 1.0):  # type: ignore[no-untyped-def]
     model = new_example(seed=0)
-    train(model, split("train").subset(samples, seed=1), TrainConfig(epochs=epochs, lr=0.05, batch_size=64))
+    train(
+        model,
+        split("train").subset(samples, seed=1),
+        TrainConfig(epochs=epochs, lr=0.05, batch_size=64),
+    )
     return model
 
 
@@ -98,7 +104,9 @@ def test_admm_prune_keeps_masked_zeros_after_retraining() -> None:
         retrain=TrainConfig(epochs=1, lr=0.01, batch_size=64),
         update_every=5,
     )
-    result = admm_prune(model, EXAMPLE_INPUT_SHAPE, ps, split("train").subset(1500, seed=4), config=config)
+    result = admm_prune(
+        model, EXAMPLE_INPUT_SHAPE, ps, split("train").subset(1500, seed=4), config=config
+    )
     mods = dict(model.named_modules())
     for name, mask in result.plan.masks().items():
         w = mods[name].weight.detach().numpy()
@@ -125,7 +133,9 @@ def test_estimate_fine_tunes_a_copy() -> None:
 
 def test_oneshot_plan_on_the_trained_example_prunes_3_6x() -> None:
     model = _trained(samples=500, epochs=0.5)
-    plan = plan_pruning(model, EXAMPLE_INPUT_SHAPE, select_pattern_set(model, EXAMPLE_INPUT_SHAPE, 8))
+    plan = plan_pruning(
+        model, EXAMPLE_INPUT_SHAPE, select_pattern_set(model, EXAMPLE_INPUT_SHAPE, 8)
+    )
     inner = [p for p in plan.layers if p.spec.name != "features.0"]
     for p in inner:
         assert p.alive.sum() == round(p.alive.size / 3.6)
@@ -138,7 +148,9 @@ def test_example_cache(tmp_path: Path) -> None:
     assert not first.cached and first.path.is_file() and first.path.parent == tmp_path / "example"
     second = trained_example(recipe, cache=tmp_path, **data)
     assert second.cached and second.test_acc == first.test_acc
-    for x, y in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
+    for x, y in zip(
+        first.model.state_dict().values(), second.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(x, y)
     other = ExampleRecipe(epochs=0.5, train_samples=301)
     assert other.key() != recipe.key()

@@ -36,7 +36,7 @@ from search_spaces.pruning import DENSE, PruneConfig, PruningPlan, alive_by_norm
 from search_spaces.training import TrainConfig, train
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ADMMConfig:
     """ADMM phase and masked retraining.
 

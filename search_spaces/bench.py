@@ -30,7 +30,7 @@ from search_spaces.selection import select_pattern_set
 from search_spaces.training import TrainConfig, configure_threads, evaluate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AccuracyBenchConfig:
     """One accuracy benchmark run.
 

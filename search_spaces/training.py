@@ -41,7 +41,7 @@ def configure_threads(max_threads: int | None = None) -> int:
     return n
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """How to run one training phase.
 

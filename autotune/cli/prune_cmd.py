@@ -94,6 +94,10 @@ def prune(
     train_samples: Annotated[
         int | None, typer.Option(help="Train the example on a subset of this many examples.")
     ] = None,
+    test_samples: Annotated[
+        int | None,
+        typer.Option(help="Evaluate the example on this many test examples (default 10000)."),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the summary JSON here.")
     ] = None,
@@ -128,6 +132,7 @@ def prune(
         data_dir=data_dir,
         cache_dir=cache_dir,
         recipe=ExampleRecipe(epochs=train_epochs, train_samples=train_samples),
+        test_samples=test_samples,
     )
     configure_threads()
     console = _console()

@@ -132,7 +132,7 @@ def test_prune_example_end_to_end_small_budget(tmp_path: Path) -> None:
     args = (
         "prune", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
         "--train-samples", "3000", "--train-epochs", "2", "--finetune-samples", "600",
-        "--test-samples", "1000", "--json", str(tmp_path / "s.json"),
+        "--test-samples", "1000", "--threads", "1", "--json", str(tmp_path / "s.json"),
     )  # fmt: skip
     r = run(*args)
     assert r.returncode == 0, r.stderr

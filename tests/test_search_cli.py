@@ -74,6 +74,8 @@ def empty_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["--model", "resnet18-cifar", "--method", "magic"], "method must be one of oneshot, estimate, admm"),
         (["--model", "resnet18-cifar", "--pattern-set", "1,2,3,9"], "patterns must be a .json pattern-set file"),
         (["--train-epochs", "0"], "training epochs must be > 0"),
+        (["--model", "resnet18-cifar", "--threads", "0"], "threads must be >= 1; got 0"),
+        (["--model", "resnet18-cifar", "--admm", "--method", "oneshot"], "--admm contradicts --method oneshot"),
     ],
 )  # fmt: skip
 def test_prune_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:

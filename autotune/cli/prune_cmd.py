@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -135,30 +135,33 @@ def prune(
         recipe=ExampleRecipe(epochs=train_epochs, train_samples=train_samples),
         test_samples=test_samples,
     )
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be >= 1; got {threads}")
     configure_threads(threads)
     console = _console()
     with console.status("pruning") as status:
         outcome = run_prune(job, progress=lambda msg: status.update(msg))
+    _print_outcome(console, outcome, out, json_out)
+
+
+def _print_outcome(console: Console, outcome: Any, out: Path | None, json_out: Path | None) -> None:
+    """The per-layer table, the pattern set, one summary line; the summary JSON if asked."""
     console.print(outcome.report.rich_table())
     m = outcome.metrics
     accs = ", ".join(
         f"{k} {m[k]:.4f}" for k in ("dense_acc", "oneshot_acc", "pruned_acc") if k in m
     )
-    console.print(f"patterns:\n{outcome.plan.pattern_set}")
+    console.print(f"patterns:\n{outcome.plan.pattern_set}", highlight=False)
     console.print(
-        f"{outcome.report.conv_compression:.2f}x fewer conv weights; {accs or 'no evaluator given'}; "
-        f"method {m['method']}, {m['seconds']} s"
+        f"{outcome.report.conv_compression:.2f}x fewer conv weights; "
+        f"{accs or 'no evaluator given'}; method {m['method']}, {m['seconds']} s"
     )
-    summary = {
-        "metrics": m,
-        "report": outcome.report.to_dict(),
-        "pattern_set": outcome.plan.pattern_set.to_dict(),
-    }
     if out is not None:
         console.print(f"wrote {out}/ (manifest.json, state_dict.pt, layers/, report.json)")
     if json_out is not None:
+        summary = {
+            "metrics": m,
+            "report": outcome.report.to_dict(),
+            "pattern_set": outcome.plan.pattern_set.to_dict(),
+        }
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(summary, indent=1, sort_keys=True))
 

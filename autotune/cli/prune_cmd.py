@@ -75,6 +75,10 @@ def prune(
         str | None, typer.Option(help="oneshot, estimate (example default) or admm (example only).")
     ] = None,
     admm: Annotated[bool, typer.Option("--admm", help="Same as --method admm.")] = False,
+    admm_epochs: Annotated[float, typer.Option(help="Epochs of ADMM training (--admm).")] = 3.0,
+    retrain_epochs: Annotated[
+        float, typer.Option(help="Epochs of masked retraining after ADMM (--admm).")
+    ] = 3.0,
     finetune_samples: Annotated[
         int, typer.Option(help="Training examples of the estimate's fine-tune.")
     ] = 6000,
@@ -104,12 +108,13 @@ def prune(
     ] = None,
 ) -> None:
     """Pattern- and connectivity-prune a model; print the per-layer report; write the files."""
+    from search_spaces.admm import ADMMConfig
     from search_spaces.estimate import EstimateConfig
     from search_spaces.example import ExampleRecipe
     from search_spaces.loading import parse_input_shape
     from search_spaces.pipeline import PruneJob, run_prune
     from search_spaces.pruning import PruneConfig
-    from search_spaces.training import configure_threads
+    from search_spaces.training import TrainConfig, configure_threads
 
     if admm and method not in (None, "admm"):
         raise ValueError(f"--admm contradicts --method {method}; give one of them")
@@ -128,6 +133,10 @@ def prune(
         prune=config,
         method="admm" if admm else method,
         estimate=EstimateConfig(samples=finetune_samples),
+        admm=ADMMConfig(
+            admm=TrainConfig(epochs=admm_epochs, lr=0.01, schedule="constant"),
+            retrain=TrainConfig(epochs=retrain_epochs, lr=0.01),
+        ),
         evaluate=evaluate,
         out=out,
         data_dir=data_dir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,15 +59,15 @@ def test_config_json_round_trip_and_hash() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"tile_rows": 9}, "KernelConfig.tile_rows must be one of 1, 2, 3, 4, 5, 6, 7 for layer "
-                           "'conv' on target 'aarch64'; got 9"),
-        ({"thread_mapping": "rr"}, "KernelConfig.thread_mapping must be one of 'contiguous', "
+        ({"tile_rows": 9}, ("KernelConfig.tile_rows must be one of 1, 2, 3, 4, 5, 6, 7 for layer "
+                           "'conv' on target 'aarch64'; got 9")),
+        ({"thread_mapping": "rr"}, ("KernelConfig.thread_mapping must be one of 'contiguous', "
                                    "'interleaved', 'balanced' for layer 'conv' on target "
-                                   "'aarch64'; got 'rr'"),
-        ({"vector_width": 16}, "KernelConfig.vector_width must be one of 4 for layer 'conv' on "
-                               "target 'aarch64'; got 16"),
-        ({"ic_block": 12}, "KernelConfig.ic_block must be one of 8, 16, 20 for layer 'conv' on "
-                           "target 'aarch64'; got 12"),
+                                   "'aarch64'; got 'rr'")),
+        ({"vector_width": 16}, ("KernelConfig.vector_width must be one of 4 for layer 'conv' on "
+                               "target 'aarch64'; got 16")),
+        ({"ic_block": 12}, ("KernelConfig.ic_block must be one of 8, 16, 20 for layer 'conv' on "
+                           "target 'aarch64'; got 12")),
         ({"tile_rows": 7, "tile_vecs": 4}, "KernelConfig.tile_vecs must be one of 1, 2, 3"),
         ({"tile_rows": 7, "tile_vecs": 3, "ic_block": 20}, None),
         ({"format": "csr", "lre": True}, "KernelConfig.lre must be False when format is 'csr'"),
@@ -121,7 +122,7 @@ def test_targets_are_data(tmp_path) -> None:
 
 
 def test_host_target_matches_cpu() -> None:
-    flags = open("/proc/cpuinfo").read()
+    flags = Path("/proc/cpuinfo").read_text()
     t = host_target()
     assert t.isa == ("avx512" if " avx512f" in flags else "avx2")
     assert t.vector_floats == (16 if t.isa == "avx512" else 8)

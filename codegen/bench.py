@@ -25,7 +25,7 @@ from codegen.baselines import (
     TorchDense,
     interleaved_medians,
 )
-from codegen.config import config_space
+from codegen.config import ConfigSpace, config_space
 from codegen.local_builder import LocalBuilder
 from codegen.quicktune import TuneResult, quick_tune
 from codegen.target import Target
@@ -103,9 +103,27 @@ def _check(opts: BenchOptions, target: Target) -> None:
         raise UserInputError(f"--connectivity: {exc}") from None
 
 
+def search_space(spec: LayerSpec, target: Target, fmt: str, threads: int) -> ConfigSpace:
+    """The space both kernel kinds are tuned in: the full space minus regions that are
+    never competitive on a wide-vector CPU (a prior, the same for both kinds):
+    vectors of at least 8 floats, oc_block >= 4, ic_block >= 32, >= 6 accumulators."""
+    full = config_space(spec, target)
+    c = full.choices
+
+    def keep(field: str, ok: Callable[[Any], bool]) -> tuple[Any, ...]:
+        return tuple(v for v in c[field] if ok(v)) or (max(c[field]),)
+
+    return config_space(
+        spec, target, min_accumulators=6, threads=threads, format=fmt,
+        vector_width=keep("vector_width", lambda v: v >= 8),
+        oc_block=keep("oc_block", lambda v: v >= 4),
+        ic_block=keep("ic_block", lambda v: v >= 32),
+    )
+
+
 def _tune(layer: PrunedLayer, target: Target, fmt: str, opts: BenchOptions,
           builder: LocalBuilder, x: np.ndarray, ref: np.ndarray) -> TuneResult:
-    space = config_space(layer.spec, target, threads=opts.threads, format=fmt)
+    space = search_space(layer.spec, target, fmt, opts.threads)
     rng = np.random.default_rng([opts.seed, 1 if fmt == "csr" else 0])
     return quick_tune(layer, space, budget=opts.budget, builder=builder, x=x, reference=ref,
                       rng=rng)

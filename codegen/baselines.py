@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import time
+import warnings
 
 import numpy as np
 
@@ -115,7 +116,10 @@ class TorchCSR(Implementation):
             raise ValueError("torch_csr baseline supports groups == 1 only")
         self._torch = torch
         self._x = torch.from_numpy(np.ascontiguousarray(x))
-        self._w = torch.from_numpy(np.array(layer.weights).reshape(s.cout, -1)).to_sparse_csr()
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": known, not news
+            warnings.simplefilter("ignore", UserWarning)
+            dense = torch.from_numpy(np.array(layer.weights).reshape(s.cout, -1))
+            self._w = dense.to_sparse_csr()
         bias = np.zeros(s.cout, np.float32) if layer.bias is None else np.array(layer.bias)
         self._b = torch.from_numpy(bias).reshape(s.cout, 1)
         self._s = s

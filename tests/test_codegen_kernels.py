@@ -32,6 +32,7 @@ from codegen import (
     verify,
 )
 from codegen.fkw import used_patterns
+from pattune_common import ConfigError
 from search_spaces.layers import PrunedLayer
 from tests.codegen_support import required_layers
 
@@ -215,3 +216,13 @@ def test_two_libraries_from_one_path_keep_their_own_weights(tmp_path) -> None:
     second = KernelLibrary(res.library, bytes(doubled), layer.spec)
     assert np.array_equal(first.run(x), before)
     assert np.allclose(second.run(x), before + 1, atol=1e-5)
+
+
+def test_generate_rejects_invalid_config_before_compiling() -> None:
+    layer = LAYERS["odd_width"]
+    cfg = config_space(layer.spec, host_target()).default().replace(vector_width=16)
+    with pytest.raises(ConfigError, match="KernelConfig.vector_width must be one of 4 for layer "
+                                          "'odd_width' on target 'aarch64'; got 16"):
+        generate(layer, cfg, aarch64_target())
+    with pytest.raises(ConfigError, match="KernelConfig.unroll must be one of 1, 2, 4"):
+        generate(layer, cfg.replace(unroll=3), host_target())

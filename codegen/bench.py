@@ -106,7 +106,7 @@ def _check(opts: BenchOptions, target: Target) -> None:
 def search_space(spec: LayerSpec, target: Target, fmt: str, threads: int) -> ConfigSpace:
     """The space both kernel kinds are tuned in: the full space minus regions that are
     never competitive on a wide-vector CPU (a prior, the same for both kinds):
-    vectors of at least 8 floats, oc_block >= 4, ic_block >= 32, >= 6 accumulators."""
+    vectors of at least 8 floats, oc_block >= 4, ic_block >= 8, >= 6 accumulators."""
     full = config_space(spec, target)
     c = full.choices
 
@@ -117,7 +117,7 @@ def search_space(spec: LayerSpec, target: Target, fmt: str, threads: int) -> Con
         spec, target, min_accumulators=6, threads=threads, format=fmt,
         vector_width=keep("vector_width", lambda v: v >= 8),
         oc_block=keep("oc_block", lambda v: v >= 4),
-        ic_block=keep("ic_block", lambda v: v >= 32),
+        ic_block=keep("ic_block", lambda v: v >= 8),
     )
 
 

@@ -27,7 +27,7 @@ FORMATS = ("fkw", "dense", "csr")
 UNROLLS = (1, 2, 4)
 MAX_TILE_ROWS = 8
 MAX_TILE_VECS = 8
-MAX_OC_BLOCK = 16
+MAX_OC_BLOCK = 64
 # Registers kept free of accumulators: weight broadcasts and loaded input vectors.
 _SPARE_REGISTERS = 6
 
@@ -247,7 +247,7 @@ def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
     """
     vws = tuple(v for v in (4, 8, 16) if v <= target.vector_floats) or (target.vector_floats,)
     cin = layer.cin_per_group
-    icb = sorted({cin} | {b for b in (8, 16, 32, 64, 128, 256) if b < cin})
+    icb = sorted({cin} | {b for b in (4, 8, 16, 32, 64, 128, 256) if b < cin})
     choices: dict[str, tuple[Any, ...]] = {
         "oc_block": tuple(_pow2_upto(layer.cout, MAX_OC_BLOCK)),
         "tile_rows": tuple(range(1, min(layer.out_h, MAX_TILE_ROWS) + 1)),

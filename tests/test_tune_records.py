@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,3 +163,40 @@ def test_layer_stats_recorded(tmp_path: Path) -> None:
     assert info["stats"]["kernels_alive"] == layer.kernels_alive
     assert sum(info["stats"]["pattern_histogram"]) == layer.kernels_alive
     assert np.isclose(info["stats"]["nonzeros"], 4 * layer.kernels_alive)
+
+
+def _claim_and_die(url: str, ids: dict[str, int]) -> None:
+    db = RecordsDB(url, owner=f"dying:{uuid.uuid4().hex[:6]}")
+    db.heartbeat()
+    assert db.claim(**ids).mine
+    # The process exits here without finishing: its claim is left behind.
+
+
+def test_claim_of_a_dead_process_is_taken_over_at_once(url: str) -> None:
+    live = RecordsDB(url, owner="live", worker_ttl_s=3600)
+    ids = {
+        "device_type_id": live.device_type("local"),
+        "layer_id": live.layer(_layer()),
+        "config_id": live.kernel_config({"k": 1})[0],
+    }
+    p = mp.get_context("spawn").Process(target=_claim_and_die, args=(url, ids))
+    p.start()
+    p.join(timeout=120)
+    assert p.exitcode == 0
+    # Same host, process gone: no need to wait for any expiry.
+    assert live.claim(**ids).mine
+
+
+def test_claim_of_a_live_process_is_respected_until_its_heartbeat_stops(url: str) -> None:
+    holder = RecordsDB(url, owner="holder")
+    holder.heartbeat()
+    ids = {
+        "device_type_id": holder.device_type("local"),
+        "layer_id": holder.layer(_layer()),
+        "config_id": holder.kernel_config({"k": 2})[0],
+    }
+    assert holder.claim(**ids).mine
+    assert not RecordsDB(url, owner="patient", worker_ttl_s=3600).claim(**ids).mine
+    # A heartbeat older than the reader's worker TTL means the holder is gone.
+    time.sleep(0.2)
+    assert RecordsDB(url, owner="impatient", worker_ttl_s=0.1).claim(**ids).mine

@@ -39,6 +39,18 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
+class WorkerRow(Base):
+    """A tuner process; its heartbeat tells others whether its claims and trials are alive."""
+
+    __tablename__ = "pt_workers"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(Integer)
+    heartbeat: Mapped[float] = mapped_column(Float)  # epoch seconds
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 class DeviceTypeRow(Base):
     """A kind of device; devices of one type are interchangeable for measurement."""
 

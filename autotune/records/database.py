@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,7 @@ from autotune.records._schema import (
     KernelConfigRow,
     LayerRow,
     MeasurementRow,
+    WorkerRow,
 )
 from pattune_common import UserInputError, stable_hash
 
@@ -117,10 +119,19 @@ class RecordsDB:
             taken over by another process.
     """
 
-    def __init__(self, url: str, *, owner: str | None = None, claim_ttl_s: float = 1800.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        owner: str | None = None,
+        claim_ttl_s: float = 1800.0,
+        worker_ttl_s: float = 60.0,
+    ) -> None:
         self.url = normalize_url(url)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.claim_ttl_s = claim_ttl_s
+        self.worker_ttl_s = worker_ttl_s
+        self._beat_stop: threading.Event | None = None
         self.engine = make_engine(self.url)
         try:
             self._upgrade()
@@ -163,6 +174,76 @@ class RecordsDB:
         """A session committed on success, rolled back on error."""
         with self._sessions.begin() as s:
             yield s
+
+    # -- workers ------------------------------------------------------------
+
+    def heartbeat(self, info: dict[str, Any] | None = None) -> None:
+        """Record that this process is alive (creates its worker row on first call)."""
+        values = {"heartbeat": time.time()}
+        with self.session() as s:
+            row = s.get(WorkerRow, self.owner)
+            if row is None:
+                s.add(
+                    WorkerRow(
+                        owner=self.owner,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                        info=info or {},
+                        **values,
+                    )
+                )
+            else:
+                row.heartbeat = values["heartbeat"]
+                if info is not None:
+                    row.info = info
+
+    def start_heartbeat(self, interval_s: float = 10.0) -> None:
+        """Beat from a daemon thread every ``interval_s`` until :meth:`stop_heartbeat`."""
+        self.heartbeat()
+        if self._beat_stop is not None:
+            return
+        stop = self._beat_stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    self.heartbeat()
+                except sa.exc.SQLAlchemyError:  # a blip must not kill the tuner; next beat retries
+                    continue
+
+        threading.Thread(target=beat, name="pattune-heartbeat", daemon=True).start()
+
+    def stop_heartbeat(self) -> None:
+        """Stop the heartbeat thread and remove this worker's row."""
+        if self._beat_stop is not None:
+            self._beat_stop.set()
+            self._beat_stop = None
+        with self.session() as s:
+            s.execute(sa.delete(WorkerRow).where(WorkerRow.owner == self.owner))
+
+    def is_alive(self, owner: str) -> bool:
+        """Whether ``owner`` (another worker) is still alive.
+
+        Dead when its heartbeat is older than ``worker_ttl_s`` or, on this host,
+        when its process no longer exists. A worker that never beat counts as
+        alive (its claims still expire after ``claim_ttl_s``).
+        """
+        if owner == self.owner:
+            return True
+        with self.session() as s:
+            row = s.get(WorkerRow, owner)
+            if row is None:
+                return True  # never beat: only its claim's expiry can free its work
+            if time.time() - row.heartbeat > self.worker_ttl_s:
+                return False
+            if row.host == socket.gethostname():
+                try:
+                    os.kill(row.pid, 0)
+                except ProcessLookupError:
+                    return False
+                except PermissionError:
+                    return True
+            return True
 
     # -- get-or-create ------------------------------------------------------
 
@@ -283,13 +364,18 @@ class RecordsDB:
                 return Claim(row.id, False, self._stored(s, row))
             if row.owner == self.owner:
                 return Claim(row.id, True, None)
+            row_id, holder, expires = row.id, row.owner, row.claim_expires or 0.0
+        # Another process holds it: take over only if its claim expired or it died.
+        if expires >= now and self.is_alive(holder):
+            return Claim(row_id, False, None)
+        with self.session() as s:
             taken = _rowcount(
                 s.execute(
                     sa.update(MeasurementRow)
                     .where(
-                        MeasurementRow.id == row.id,
+                        MeasurementRow.id == row_id,
                         MeasurementRow.status == MeasureState.CLAIMED,
-                        MeasurementRow.claim_expires < now,
+                        MeasurementRow.owner == holder,
                     )
                     .values(
                         owner=self.owner,
@@ -300,7 +386,7 @@ class RecordsDB:
                     )
                 )
             )
-            return Claim(row.id, bool(taken), None)
+            return Claim(row_id, bool(taken), None)
 
     def finish(
         self,

@@ -21,6 +21,14 @@ def _ts(name: str, nullable: bool = True) -> sa.Column:
 
 def upgrade() -> None:
     op.create_table(
+        "pt_workers",
+        sa.Column("owner", sa.String(128), primary_key=True),
+        sa.Column("host", sa.String(128), nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("heartbeat", sa.Float, nullable=False),
+        sa.Column("info", sa.JSON, nullable=False),
+    )
+    op.create_table(
         "pt_device_types",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("name", sa.String(128), nullable=False, unique=True),
@@ -116,5 +124,6 @@ def downgrade() -> None:
         "pt_layers",
         "pt_devices",
         "pt_device_types",
+        "pt_workers",
     ):
         op.drop_table(name)

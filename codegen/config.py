@@ -1,0 +1,253 @@
+"""KernelConfig: the code-generation parameters of one layer, and their valid space.
+
+Every parameter's range is derived from the layer and the target
+(:func:`config_space`), so a search enumerates and samples only valid configs;
+:meth:`ConfigSpace.validate` rejects an invalid one with a message that names
+the field, the rule and the allowed values, before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from codegen.target import Target
+from pattune_common import ConfigError, Record
+from search_spaces.layers import LayerSpec
+
+LOOP_ORDERS = ("block_group_tile", "group_block_tile", "block_group_filter")
+THREAD_MAPPINGS = ("contiguous", "interleaved", "balanced")
+FORMATS = ("fkw", "dense", "csr")
+UNROLLS = (1, 2, 4)
+MAX_TILE_ROWS = 8
+MAX_TILE_VECS = 8
+MAX_OC_BLOCK = 16
+# Registers kept free of accumulators: weight broadcasts and loaded input vectors.
+_SPARE_REGISTERS = 6
+
+
+@dataclass(frozen=True)
+class KernelConfig(Record):
+    """Tuning parameters of one generated conv kernel (all numeric or enum-like).
+
+    Attributes:
+        oc_block: Filters processed together per spatial tile (they share the
+            input tile in L1: load reuse across the filters of a group).
+        tile_rows: Output rows of the register tile.
+        tile_vecs: Vectors along the output width of the register tile.
+        ic_block: Input channels (per group) per pass; the input working set of
+            one pass is ``ic_block`` padded channel planes.
+        unroll: Kernels of one pattern handled per loop iteration.
+        loop_order: Nesting of channel blocks, filter groups, spatial tiles and
+            filters; one of :data:`LOOP_ORDERS`.
+        threads: Worker threads (OpenMP).
+        thread_mapping: How filter groups are dealt to threads: ``contiguous``
+            chunks, ``interleaved`` round robin, or ``balanced`` by non-zero work.
+        vector_width: Float lanes per vector (<= the target's widest).
+        fkr: Filter kernel reordering: sort filters by kernel count and pattern
+            histogram so groups are alike (thread balance, loop regularity).
+        lre: Load redundancy elimination: load each input vector once per kernel
+            and reuse it for every tap and output row that needs it.
+        format: Weight format and inner loop: ``fkw`` (compressed, kernels sorted by
+            pattern, pattern-specialised loops), ``dense`` (FKW off: dense weights,
+            per-kernel switch on the pattern id) or ``csr`` (unstructured sparse:
+            per-weight offset loads, no pattern specialisation; the baseline).
+    """
+
+    oc_block: int = 1
+    tile_rows: int = 4
+    tile_vecs: int = 2
+    ic_block: int = 0
+    unroll: int = 1
+    loop_order: str = "block_group_tile"
+    threads: int = 1
+    thread_mapping: str = "contiguous"
+    vector_width: int = 8
+    fkr: bool = True
+    lre: bool = True
+    format: str = "fkw"
+
+    schema = "kernel_config"
+
+    def replace(self, **changes: Any) -> KernelConfig:
+        """A copy with some fields changed (not validated: use ConfigSpace.validate)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _pow2_upto(n: int, cap: int) -> list[int]:
+    out, v = [], 1
+    while v <= min(n, cap):
+        out.append(v)
+        v *= 2
+    return out
+
+
+@dataclass(frozen=True)
+class ConfigSpace:
+    """The valid KernelConfigs of one layer on one target.
+
+    Attributes:
+        layer: The layer's shape.
+        target: The compile target.
+        choices: Allowed values per KernelConfig field, in a fixed order.
+    """
+
+    layer: LayerSpec
+    target: Target
+    choices: dict[str, tuple[Any, ...]]
+
+    def max_accumulators(self) -> int:
+        """Most tile_rows x tile_vecs accumulators that fit the target's registers."""
+        return max(1, self.target.vector_registers - _SPARE_REGISTERS)
+
+    def validate(self, cfg: KernelConfig) -> KernelConfig:
+        """Return ``cfg`` if every field is allowed; else raise ConfigError naming the rule.
+
+        Raises:
+            ConfigError: A field outside its allowed values, or a joint rule broken.
+        """
+        if not isinstance(cfg, KernelConfig):
+            raise TypeError(f"expected a KernelConfig; got {type(cfg).__name__}")
+        name = self.layer.name
+        for field, allowed in self.choices.items():
+            value = getattr(cfg, field)
+            if value not in allowed or type(value) is not type(allowed[0]):
+                raise ConfigError(
+                    f"KernelConfig.{field} must be one of {_fmt(allowed)} for layer {name!r} "
+                    f"on target {self.target.name!r}; got {value!r}"
+                )
+        acc = cfg.tile_rows * cfg.tile_vecs
+        if acc > self.max_accumulators():
+            raise ConfigError(
+                f"KernelConfig.tile_rows x tile_vecs must be <= {self.max_accumulators()} "
+                f"accumulators on target {self.target.name!r} "
+                f"({self.target.vector_registers} vector registers); got "
+                f"{cfg.tile_rows} x {cfg.tile_vecs} = {acc}"
+            )
+        vecs_needed = math.ceil(self.layer.out_w / cfg.vector_width)
+        if cfg.tile_vecs > vecs_needed:
+            raise ConfigError(
+                f"KernelConfig.tile_vecs must be <= {vecs_needed} (out_w {self.layer.out_w} / "
+                f"vector_width {cfg.vector_width}, rounded up) for layer {name!r}; "
+                f"got {cfg.tile_vecs}"
+            )
+        if cfg.format == "csr" and cfg.lre:
+            raise ConfigError(
+                "KernelConfig.lre must be False when format is 'csr' (unstructured kernels "
+                "have no known taps to share loads between); got True"
+            )
+        return cfg
+
+    def is_valid(self, cfg: KernelConfig) -> bool:
+        """True when :meth:`validate` would accept ``cfg``."""
+        try:
+            self.validate(cfg)
+        except ConfigError:
+            return False
+        return True
+
+    def enumerate(self) -> Iterator[KernelConfig]:
+        """Every valid config, in a fixed order (lazy: spaces can be large)."""
+        names = list(self.choices)
+        for values in itertools.product(*(self.choices[n] for n in names)):
+            cfg = KernelConfig(**dict(zip(names, values, strict=True)))
+            if self.is_valid(cfg):
+                yield cfg
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[KernelConfig]:
+        """Up to ``n`` distinct valid configs drawn uniformly per field (rejection)."""
+        out: dict[str, KernelConfig] = {}
+        tries = 0
+        while len(out) < n and tries < 50 * n + 100:
+            tries += 1
+            values = {k: v[int(rng.integers(len(v)))] for k, v in self.choices.items()}
+            cfg = KernelConfig(**values)
+            if self.is_valid(cfg):
+                out.setdefault(cfg.to_json(), cfg)
+        return list(out.values())
+
+    def default(self) -> KernelConfig:
+        """A sensible valid config: widest vectors, a 4 x 2-ish tile, all switches on."""
+        c = self.choices
+        vw = max(c["vector_width"])
+        vecs_needed = math.ceil(self.layer.out_w / vw)
+        vecs = min(2, vecs_needed, max(c["tile_vecs"]))
+        rows = max(r for r in c["tile_rows"] if r <= 4 and r * vecs <= self.max_accumulators())
+        pick = {
+            "oc_block": min(c["oc_block"], key=lambda v: abs(v - 4)),
+            "tile_rows": rows,
+            "tile_vecs": vecs,
+            "ic_block": max(c["ic_block"]),
+            "unroll": 1 if 1 in c["unroll"] else c["unroll"][0],
+            "loop_order": c["loop_order"][0],
+            "threads": c["threads"][0],
+            "thread_mapping": "balanced" if "balanced" in c["thread_mapping"] else c[
+                "thread_mapping"][0],
+            "vector_width": vw,
+            "fkr": True if True in c["fkr"] else c["fkr"][0],
+            "lre": c["lre"][0] if len(c["lre"]) == 1 else c["format"][0] != "csr",
+            "format": c["format"][0],
+        }
+        return self.validate(KernelConfig(**pick))
+
+
+def _fmt(values: tuple[Any, ...]) -> str:
+    if len(values) > 12:
+        return f"{values[0]!r}..{values[-1]!r} ({len(values)} values)"
+    return ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values)
+
+
+def config_space(layer: LayerSpec, target: Target, **fixed: Any) -> ConfigSpace:
+    """The valid configs of ``layer`` on ``target``, with some fields optionally pinned.
+
+    Args:
+        layer: The layer's shape.
+        target: The compile target.
+        **fixed: KernelConfig field -> one value or a tuple of values to restrict to
+            (e.g. ``threads=2``, ``format="csr"``, ``lre=False``). Each must lie in the
+            field's derived range.
+
+    Raises:
+        ConfigError: Unknown field, or a pinned value outside its derived range.
+    """
+    vws = tuple(v for v in (4, 8, 16) if v <= target.vector_floats) or (target.vector_floats,)
+    cin = layer.cin_per_group
+    icb = sorted({cin} | {b for b in (8, 16, 32, 64, 128, 256) if b < cin})
+    choices: dict[str, tuple[Any, ...]] = {
+        "oc_block": tuple(_pow2_upto(layer.cout, MAX_OC_BLOCK)),
+        "tile_rows": tuple(range(1, min(layer.out_h, MAX_TILE_ROWS) + 1)),
+        "tile_vecs": tuple(range(1, min(math.ceil(layer.out_w / min(vws)), MAX_TILE_VECS) + 1)),
+        "ic_block": tuple(icb),
+        "unroll": UNROLLS,
+        "loop_order": LOOP_ORDERS,
+        "threads": tuple(range(1, target.max_threads + 1)),
+        "thread_mapping": THREAD_MAPPINGS,
+        "vector_width": vws,
+        "fkr": (True, False),
+        "lre": (True, False),
+        "format": FORMATS,
+    }
+    if layer.cin > 65535:
+        raise ConfigError(f"layer {layer.name!r}: cin must be <= 65535 for FKW; got {layer.cin}")
+    for key, value in fixed.items():
+        if key not in choices:
+            raise ConfigError(
+                f"config_space got unknown field {key!r}; fields are {', '.join(choices)}"
+            )
+        wanted = value if isinstance(value, tuple | list) else (value,)
+        bad = [v for v in wanted if v not in choices[key]]
+        if bad or not wanted:
+            raise ConfigError(
+                f"KernelConfig.{key} must be one of {_fmt(choices[key])} for layer "
+                f"{layer.name!r} on target {target.name!r}; got {bad[0] if bad else wanted!r}"
+            )
+        choices[key] = tuple(wanted)
+    if choices["format"] == ("csr",):
+        choices["lre"] = (False,)
+    return ConfigSpace(layer=layer, target=target, choices=choices)

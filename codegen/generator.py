@@ -1,0 +1,176 @@
+"""Generate the C source of one pattern-sparse conv layer for one KernelConfig.
+
+The source is specialised to the layer: shape constants, the patterns actually
+used (one loop each, taps as constants), the filter order (FKR) and the thread
+schedule are baked in; the weights travel in a separate blob (see
+:mod:`codegen.fkw`). The same source builds the shared library (``pt_init``,
+``pt_run``, ``pt_free``) and, with ``-DPT_MAIN``, the standalone executable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from codegen import fkw
+from codegen.config import KernelConfig
+from codegen.harness import HARNESS_C, PRELUDE_C
+from codegen.layout import Layout
+from codegen.target import Target
+from codegen.tiles import tile_function, variants
+from search_spaces.layers import PrunedLayer
+
+_ARRAYS = {
+    "fkw": (("fstart", "int32_t"), ("rel", "uint16_t"), ("chan", "uint16_t"), ("wt", "float"),
+            ("perm", "int32_t"), ("bias", "float")),
+    "dense": (("wd", "float"), ("pid", "int16_t"), ("perm", "int32_t"), ("bias", "float")),
+    "csr": (("off", "int32_t"), ("idx", "int32_t"), ("wt", "float"), ("perm", "int32_t"),
+            ("bias", "float")),
+}
+
+
+@dataclass(frozen=True)
+class GeneratedKernel:
+    """C source plus the weight blob it reads.
+
+    Attributes:
+        name: Short identifier (layer name, format, config hash).
+        source: Complete C translation unit.
+        weights: The blob for ``pt_init`` / the executable's weights file.
+        threads: Threads the code was generated for (OpenMP needed when > 1).
+        format_bytes: Bytes of the weight format proper (FKW/dense/CSR).
+        meta: Layout and schedule facts (JSON-friendly).
+    """
+
+    name: str
+    source: str
+    weights: bytes
+    threads: int
+    format_bytes: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int) -> str:
+    s = layer.spec
+    consts = {
+        "CIN": s.cin, "H": s.h, "W": s.w, "COUT": s.cout, "OH": s.out_h, "OW": s.out_w,
+        "S": s.stride, "PAD": s.padding, "KK": s.kh * s.kw, "CIN_PG": s.cin_per_group,
+        "COUT_PG": s.cout // s.groups, "WPH": lay.wph, "HP": lay.hp, "PS": lay.plane,
+        "CS": lay.chan_stride, "NB": lay.nblocks, "ICB": cfg.ic_block, "KU": max(k_used, 1),
+        "R": lay.rows, "TW": lay.tw, "NTX": lay.ntx, "NTY": lay.nty, "OCB": cfg.oc_block,
+        "NTHREADS": cfg.threads, "NGROUPS": -(-s.cout // cfg.oc_block),
+    }
+    lines = [f"#define {k} {v}" for k, v in consts.items()]
+    lines.append(f"#define IN_FLOATS {lay.input_floats}L")
+    lines.append(f"#define VL {cfg.vector_width}")
+    return "\n".join(lines)
+
+
+def _globals(fmt: str, packed: fkw.Packed) -> str:
+    lines = ["static float* g_in; static float* g_out; static unsigned char* g_blob;"]
+    sizes = []
+    for name, ctype in _ARRAYS[fmt]:
+        lines.append(f"static const {ctype}* g_{name};")
+    for name, arr in packed.arrays:
+        sizes.append(str(arr.nbytes))
+    lines.append(f"#define N_ARRAYS {len(sizes)}")
+    lines.append(f"static const long long EXPECT_BYTES[N_ARRAYS] = {{{', '.join(sizes)}}};")
+    binds = [f"  g_{name} = (const {ctype}*)arr[{i}];"
+             for i, (name, ctype) in enumerate(_ARRAYS[fmt])]
+    lines.append("static void bind_arrays(unsigned char** arr) {")
+    lines += binds + ["}"]
+    return "\n".join(lines)
+
+
+def _schedule(layer: PrunedLayer, cfg: KernelConfig, order: Any) -> tuple[str, list[int]]:
+    work = fkw.group_work(layer, order, cfg.oc_block)
+    sched = fkw.thread_schedule(work, cfg.threads, cfg.thread_mapping)
+    flat = [g for t in sched for g in t]
+    starts = [0]
+    for t in sched:
+        starts.append(starts[-1] + len(t))
+    per_thread = [sum(work[g] for g in t) for t in sched]
+    src = (
+        f"static const int32_t SCHED_START[NTHREADS + 1] = {{{', '.join(map(str, starts))}}};\n"
+        f"static const int32_t SCHED[NGROUPS] = {{{', '.join(map(str, flat))}}};"
+    )
+    return src, per_thread
+
+
+def _dispatch(lay: Layout) -> str:
+    var = variants(lay)
+    lines = ["static inline void do_tile(int i, int b, int ty, int tx) {",
+             "  const int oy = ty * R, ox = tx * TW;",
+             "  const int last_r = (ty == NTY - 1), last_c = (tx == NTX - 1);"]
+    for last_r in (False, True):
+        for last_c in (False, True):
+            v = var[(last_r, last_c)]
+            cond = f"last_r == {int(last_r)} && last_c == {int(last_c)}"
+            lines.append(f"  if ({cond}) {{ {v.name}(i, b, oy, ox); return; }}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+_LOOPS = {
+    "block_group_tile": (
+        "for (int b = 0; b < NB; ++b) for (int gi = g0; gi < g1; ++gi) {{ {grp}"
+        " for (int ty = 0; ty < NTY; ++ty) for (int tx = 0; tx < NTX; ++tx)"
+        " for (int i = i0; i < i1; ++i) do_tile(i, b, ty, tx); }}"
+    ),
+    "group_block_tile": (
+        "for (int gi = g0; gi < g1; ++gi) {{ {grp} for (int b = 0; b < NB; ++b)"
+        " for (int ty = 0; ty < NTY; ++ty) for (int tx = 0; tx < NTX; ++tx)"
+        " for (int i = i0; i < i1; ++i) do_tile(i, b, ty, tx); }}"
+    ),
+    "block_group_filter": (
+        "for (int b = 0; b < NB; ++b) for (int gi = g0; gi < g1; ++gi) {{ {grp}"
+        " for (int i = i0; i < i1; ++i) for (int ty = 0; ty < NTY; ++ty)"
+        " for (int tx = 0; tx < NTX; ++tx) do_tile(i, b, ty, tx); }}"
+    ),
+}
+
+
+def _compute(cfg: KernelConfig) -> str:
+    grp = ("const int g = SCHED[gi]; const int i0 = g * OCB;"
+           " const int i1 = (i0 + OCB < COUT) ? i0 + OCB : COUT;")
+    loop = _LOOPS[cfg.loop_order].format(grp=grp)
+    return ("static void compute(int t) {\n  const int g0 = SCHED_START[t], g1 = SCHED_START[t + 1];\n"
+            f"  {loop}\n}}")
+
+
+def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target) -> GeneratedKernel:
+    """Emit the C source and weight blob of ``layer`` under ``cfg`` for ``target``.
+
+    ``cfg`` must already be valid for the layer (see :func:`codegen.config_space`).
+    """
+    lay = Layout.of(layer.spec, cfg)
+    packed = fkw.pack(layer, cfg, lay.plane_offsets() if cfg.format == "csr" else None)
+    pats = [layer.pattern_set[p] for p in packed.used_patterns]
+    sched_src, per_thread = _schedule(layer, cfg, packed.order)
+    var = sorted(set(variants(lay).values()), key=lambda v: v.name)
+    parts = [
+        (
+            f"/* pattune codegen: layer {layer.spec.name!r} {layer.spec.signature()}\n"
+            f"   weights {layer.weights_hash} target {target.name} ({target.isa})\n"
+            f"   config {cfg.to_json()} */"
+        ),
+        _constants(layer, cfg, lay, len(pats)),
+        PRELUDE_C,
+        _globals(cfg.format, packed),
+        sched_src,
+        *(tile_function(v, lay, cfg, pats) for v in var),
+        _dispatch(lay),
+        _compute(cfg),
+        HARNESS_C,
+    ]
+    name = f"{layer.spec.name or 'layer'}-{cfg.format}-{cfg.stable_hash()[:8]}"
+    meta = {
+        "layout": {"wph": lay.wph, "hp": lay.hp, "ntx": lay.ntx, "nty": lay.nty,
+                   "rows_last": lay.rows_last, "valid_last": lay.valid_last},
+        "used_patterns": list(packed.used_patterns),
+        "work_per_thread": per_thread,
+    }
+    return GeneratedKernel(
+        name=name.replace("/", "_"), source="\n\n".join(parts) + "\n", weights=fkw.blob(packed),
+        threads=cfg.threads, format_bytes=packed.format_bytes, meta=meta,
+    )

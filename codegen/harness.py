@@ -1,0 +1,168 @@
+"""C text shared by every generated kernel: prelude, runtime entry points, device harness.
+
+Entry points of the shared library (all return 0 on success):
+
+* ``int pt_init(const void* blob, long long n)`` copies and checks the weight blob
+  and allocates the zero-bordered input buffer;
+* ``int pt_run(const float* x, float* y)`` computes one convolution (NCHW, batch 1);
+* ``void pt_free(void)``.
+
+Compiled with ``-DPT_MAIN`` the same file is the standalone executable::
+
+    kernel INPUT.bin WEIGHTS.bin WARMUP REPEATS [OUTPUT.bin]
+
+It prints one JSON line ``{"times_s": [...], "checksum": ..., ...}`` on stdout and
+needs nothing but libc (and libgomp when threaded).
+"""
+
+from __future__ import annotations
+
+PRELUDE_C = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+typedef float vf __attribute__((vector_size(VL * 4)));
+typedef float vfu __attribute__((vector_size(VL * 4), aligned(4), may_alias));
+#define LD(p) (*(const vfu*)(p))
+#define ST(p, v) (*(vfu*)(p) = (v))
+#define PT_EXPORT __attribute__((visibility("default")))
+"""
+
+HARNESS_C = r"""
+static void pad_channel(const float* restrict x, int c) {
+  const float* restrict src = x + (size_t)c * H * W;
+  float* restrict dst = g_in + (size_t)c * CS;
+  for (int ph = 0; ph < S; ++ph) {
+    int j0 = 0;
+    while (j0 * S + ph - PAD < 0) ++j0;
+    for (int y = 0; y < HP; ++y) {
+      const int sy = y - PAD;
+      if (sy < 0 || sy >= H) continue;
+      float* restrict drow = dst + (size_t)ph * PS + (size_t)y * WPH;
+      const float* restrict srow = src + (size_t)sy * W;
+      if (S == 1) {
+        int n = W; if (PAD + n > WPH) n = WPH - PAD;
+        memcpy(drow + PAD, srow, (size_t)n * sizeof(float));
+      } else {
+        for (int j = j0; j < WPH; ++j) {
+          const int sx = j * S + ph - PAD;
+          if (sx >= W) break;
+          drow[j] = srow[sx];
+        }
+      }
+    }
+  }
+}
+
+PT_EXPORT int pt_run(const float* x, float* y) {
+  if (!g_in) return 1;
+  g_out = y;
+#if NTHREADS > 1
+#pragma omp parallel num_threads(NTHREADS)
+  {
+    const int t = omp_get_thread_num();
+#pragma omp for schedule(static)
+    for (int c = 0; c < CIN; ++c) pad_channel(x, c);
+    compute(t);
+  }
+#else
+  for (int c = 0; c < CIN; ++c) pad_channel(x, c);
+  compute(0);
+#endif
+  return 0;
+}
+
+PT_EXPORT void pt_free(void) {
+  free(g_in); g_in = 0;
+  free(g_blob); g_blob = 0;
+}
+
+PT_EXPORT int pt_init(const void* blob, long long n) {
+  pt_free();
+  if (n < 16 || memcmp(blob, "PTWBLOB1", 8) != 0) return 2;
+  long long count; memcpy(&count, (const char*)blob + 8, 8);
+  if (count != N_ARRAYS || n < 16 + 8 * count) return 3;
+  const long long size = (n + 63) / 64 * 64;
+  g_blob = (unsigned char*)aligned_alloc(64, (size_t)size);
+  if (!g_blob) return 4;
+  memcpy(g_blob, blob, (size_t)n);
+  unsigned char* arr[N_ARRAYS + 1];
+  long long pos = 16 + 8 * count;
+  for (int i = 0; i < N_ARRAYS; ++i) {
+    long long nb; memcpy(&nb, g_blob + 16 + 8 * i, 8);
+    if (nb != EXPECT_BYTES[i]) { pt_free(); return 5; }
+    pos = (pos + 63) / 64 * 64;
+    if (pos + nb > n) { pt_free(); return 6; }
+    arr[i] = g_blob + pos;
+    pos += nb;
+  }
+  bind_arrays(arr);
+  const size_t in_bytes = ((size_t)IN_FLOATS + 64) * sizeof(float);
+  g_in = (float*)aligned_alloc(64, (in_bytes + 63) / 64 * 64);
+  if (!g_in) { pt_free(); return 4; }
+  memset(g_in, 0, in_bytes);
+  return 0;
+}
+
+#ifdef PT_MAIN
+static void* read_file(const char* path, long long* n) {
+  FILE* fp = fopen(path, "rb");
+  if (!fp) return 0;
+  fseek(fp, 0, SEEK_END); *n = ftell(fp); fseek(fp, 0, SEEK_SET);
+  void* buf = malloc((size_t)*n + 1);
+  if (buf && fread(buf, 1, (size_t)*n, fp) != (size_t)*n) { free(buf); buf = 0; }
+  fclose(fp);
+  return buf;
+}
+
+static double now_s(void) {
+  struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 5) {
+    fprintf(stderr, "usage: %s INPUT.bin WEIGHTS.bin WARMUP REPEATS [OUTPUT.bin]\n", argv[0]);
+    return 2;
+  }
+  long long nin = 0, nw = 0;
+  float* x = (float*)read_file(argv[1], &nin);
+  void* wb = read_file(argv[2], &nw);
+  if (!x || nin != (long long)CIN * H * W * 4) {
+    fprintf(stderr, "kernel: input %s must hold %d float32 values\n", argv[1], CIN * H * W);
+    return 3;
+  }
+  if (!wb) { fprintf(stderr, "kernel: cannot read weights %s\n", argv[2]); return 3; }
+  const int rc = pt_init(wb, nw);
+  if (rc) { fprintf(stderr, "kernel: weights file rejected (code %d)\n", rc); return 3; }
+  const int warmup = atoi(argv[3]), repeats = atoi(argv[4]);
+  float* y = (float*)aligned_alloc(64, ((size_t)COUT * OH * OW * 4 + 63) / 64 * 64);
+  double* times = (double*)malloc(sizeof(double) * (repeats > 0 ? repeats : 1));
+  for (int r = 0; r < warmup; ++r) pt_run(x, y);
+  for (int r = 0; r < repeats; ++r) {
+    const double t0 = now_s(); pt_run(x, y); times[r] = now_s() - t0;
+  }
+  if (repeats < 1) pt_run(x, y);
+  double sum = 0, asum = 0;
+  for (long i = 0; i < (long)COUT * OH * OW; ++i) { sum += y[i]; asum += y[i] < 0 ? -y[i] : y[i]; }
+  if (argc > 5) {
+    FILE* fp = fopen(argv[5], "wb");
+    if (!fp || fwrite(y, 4, (size_t)COUT * OH * OW, fp) != (size_t)COUT * OH * OW) {
+      fprintf(stderr, "kernel: cannot write %s\n", argv[5]); return 4;
+    }
+    fclose(fp);
+  }
+  printf("{\"times_s\": [");
+  for (int r = 0; r < repeats; ++r) printf("%s%.9g", r ? ", " : "", times[r]);
+  printf("], \"checksum\": %.17g, \"abs_checksum\": %.17g, \"out_elems\": %ld, \"threads\": %d}\n",
+         sum, asum, (long)COUT * OH * OW, NTHREADS);
+  pt_free();
+  return 0;
+}
+#endif
+"""

@@ -1,0 +1,75 @@
+"""Geometry of one generated kernel: padded input planes, tiles, remainders.
+
+Borders and padding are handled once per call by copying the input into a
+zero-bordered buffer, so the inner loops never branch. For stride ``s`` each
+channel is split into ``s`` *phase planes* (plane ``ph`` holds padded columns
+``ph, ph + s, ph + 2s, ...``), which makes every tap of a strided convolution a
+contiguous vector load.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from codegen.config import KernelConfig
+from search_spaces.layers import LayerSpec
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Derived sizes (all in floats) for one layer and config."""
+
+    spec: LayerSpec
+    vl: int
+    rows: int
+    vecs: int
+    tw: int
+    ntx: int
+    nty: int
+    rows_last: int
+    vecs_last: int
+    valid_last: int
+    wph: int
+    hp: int
+    plane: int
+    chan_stride: int
+    nblocks: int
+
+    @classmethod
+    def of(cls, spec: LayerSpec, cfg: KernelConfig) -> Layout:
+        """Compute the layout of ``spec`` under ``cfg``."""
+        s, vl = spec.stride, cfg.vector_width
+        oh, ow = spec.out_h, spec.out_w
+        tw = cfg.tile_vecs * vl
+        ntx, nty = math.ceil(ow / tw), math.ceil(oh / cfg.tile_rows)
+        valid_last = ow - (ntx - 1) * tw
+        vecs_last = math.ceil(valid_last / vl)
+        ow_computed = (ntx - 1) * tw + vecs_last * vl
+        wph = max(ow_computed + (spec.kw - 1) // s, math.ceil((spec.padding + spec.w) / s))
+        wph = ((wph + 15) // 16) * 16
+        hp = (oh - 1) * s + spec.kh
+        plane = hp * wph
+        return cls(
+            spec=spec, vl=vl, rows=cfg.tile_rows, vecs=cfg.tile_vecs, tw=tw, ntx=ntx, nty=nty,
+            rows_last=oh - (nty - 1) * cfg.tile_rows, vecs_last=vecs_last,
+            valid_last=valid_last, wph=wph, hp=hp, plane=plane, chan_stride=s * plane,
+            nblocks=math.ceil(spec.cin_per_group / cfg.ic_block),
+        )
+
+    def tap_offset(self, dy: int, dx: int) -> int:
+        """Offset (floats) of tap (dy, dx) from a channel's tile base, output row 0."""
+        s = self.spec.stride
+        return (dx % s) * self.plane + dy * self.wph + dx // s
+
+    def plane_offsets(self) -> dict[int, int]:
+        """Flat tap index -> offset, plus key -1 -> channel stride (for CSR packing)."""
+        k = self.spec.kw
+        out = {t: self.tap_offset(*divmod(t, k)) for t in range(self.spec.kh * k)}
+        out[-1] = self.chan_stride
+        return out
+
+    @property
+    def input_floats(self) -> int:
+        """Size of the padded input buffer."""
+        return self.spec.cin * self.chan_stride

@@ -1,0 +1,116 @@
+"""Run built kernels: in-process through ctypes, or the standalone executable.
+
+:class:`KernelLibrary` is for timing next to torch/ONNX Runtime in one process;
+:func:`run_executable` is what a device runs (here natively or under the
+target's ``run_prefix``, e.g. qemu-aarch64).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codegen.target import Target
+from pattune_common import PattuneError
+from search_spaces.layers import LayerSpec
+
+
+class KernelLibrary:
+    """A generated kernel loaded with ctypes, weights bound.
+
+    Args:
+        library: Path of the shared library.
+        weights: The weight blob (bytes) or a path to it.
+        spec: The layer's shape (sizes the output).
+
+    Raises:
+        PattuneError: The library rejects the weights (``pt_init`` non-zero).
+    """
+
+    def __init__(self, library: str | Path, weights: bytes | str | Path, spec: LayerSpec) -> None:
+        self.spec = spec
+        self._lib = ctypes.CDLL(str(library))
+        self._lib.pt_init.argtypes = [ctypes.c_char_p, ctypes.c_longlong]
+        self._lib.pt_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        blob = weights if isinstance(weights, bytes) else Path(weights).read_bytes()
+        rc = self._lib.pt_init(blob, len(blob))
+        if rc:
+            raise PattuneError(f"kernel {library}: pt_init rejected the weights (code {rc})")
+        self._out = np.empty((1, spec.cout, spec.out_h, spec.out_w), dtype=np.float32)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Compute the convolution of ``x`` (1, cin, h, w) float32; returns a new array."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        s = self.spec
+        if x.shape != (1, s.cin, s.h, s.w):
+            raise ValueError(f"input must have shape {(1, s.cin, s.h, s.w)}; got {x.shape}")
+        out = np.empty_like(self._out)
+        self._lib.pt_run(x.ctypes.data, out.ctypes.data)
+        return out
+
+    def run_into(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Compute into a preallocated output (timing loops); no checks."""
+        self._lib.pt_run(x.ctypes.data, out.ctypes.data)
+
+    def time(self, x: np.ndarray, *, warmup: int = 1, repeats: int = 5) -> list[float]:
+        """Per-call seconds of ``repeats`` calls after ``warmup`` calls."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.empty_like(self._out)
+        for _ in range(warmup):
+            self.run_into(x, out)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.run_into(x, out)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    def close(self) -> None:
+        """Free the kernel's buffers (the library stays mapped)."""
+        self._lib.pt_free()
+
+
+@dataclass(frozen=True)
+class ExecutableRun:
+    """What the standalone executable reported.
+
+    Attributes:
+        times_s: Per-repeat seconds.
+        checksum: Sum of the outputs.
+        output: The dumped output (1, cout, oh, ow), or None.
+        error: ``"run: ..."`` on failure, else "".
+    """
+
+    times_s: tuple[float, ...]
+    checksum: float
+    output: np.ndarray | None
+    error: str = ""
+
+
+def run_executable(executable: str | Path, weights: str | Path, x: np.ndarray, spec: LayerSpec,
+                   target: Target, *, warmup: int = 1, repeats: int = 3,
+                   timeout_s: float = 300.0) -> ExecutableRun:
+    """Run the standalone executable on ``x`` and read back times and output."""
+    with tempfile.TemporaryDirectory(prefix="pattune-run-") as tmp:
+        inp, outp = Path(tmp) / "input.bin", Path(tmp) / "output.bin"
+        np.ascontiguousarray(x, dtype="<f4").tofile(inp)
+        cmd = [*target.run_prefix, str(executable), str(inp), str(weights), str(warmup),
+               str(repeats), str(outp)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            return ExecutableRun((), 0.0, None, f"run: timeout after {timeout_s:g} s")
+        if proc.returncode != 0:
+            msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            return ExecutableRun((), 0.0, None, f"run: exit code {proc.returncode}: {msg}")
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        out = np.fromfile(outp, dtype="<f4").reshape(1, spec.cout, spec.out_h, spec.out_w)
+        return ExecutableRun(tuple(data["times_s"]), float(data["checksum"]), out)

@@ -1,0 +1,211 @@
+"""Emit the register-tiled inner kernels (one C function per tile shape variant).
+
+A tile is ``rows x vecs`` vector accumulators held in registers across every
+kernel of one filter (one channel block). Three bodies share that frame:
+
+* ``fkw``: one loop per pattern; the pattern's taps are compile-time constants,
+  the channel index and tap weights come from the FKW arrays;
+* ``dense``: FKW off; walks every channel and switches on the kernel's pattern id;
+* ``csr``: unstructured; per weight an input offset and a value are loaded.
+
+With LRE every distinct input vector of a kernel is loaded once and used for all
+taps and output rows that read it; accumulation order per output is the same
+with and without LRE, so results are bitwise equal.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from codegen.config import KernelConfig
+from codegen.layout import Layout
+from search_spaces.patterns import Pattern
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One tile shape: rows, vecs, and valid columns when the last vector is partial."""
+
+    rows: int
+    vecs: int
+    partial: int  # 0 = all vecs full; else valid columns in the tile
+
+    @property
+    def name(self) -> str:
+        return f"tile_r{self.rows}_v{self.vecs}_p{self.partial}"
+
+
+def variants(lay: Layout) -> dict[tuple[bool, bool], Variant]:
+    """(last row tile?, last column tile?) -> the Variant it uses."""
+    out = {}
+    for last_r in (False, True):
+        for last_c in (False, True):
+            rows = lay.rows_last if last_r else lay.rows
+            if last_c:
+                partial = 0 if lay.valid_last == lay.vecs_last * lay.vl else lay.valid_last
+                out[(last_r, last_c)] = Variant(rows, lay.vecs_last, partial)
+            else:
+                out[(last_r, last_c)] = Variant(rows, lay.vecs, 0)
+    return out
+
+
+def _acc(r: int, v: int) -> str:
+    return f"a{r}_{v}"
+
+
+def _init(var: Variant, lay: Layout) -> list[str]:
+    lines = [f"  vf {', '.join(_acc(r, v) for r in range(var.rows) for v in range(var.vecs))};"]
+    lines.append("  if (b == 0) {")
+    lines.append("    const vf bb = (vf){0} + g_bias[f];")
+    lines += [f"    {_acc(r, v)} = bb;" for r in range(var.rows) for v in range(var.vecs)]
+    lines.append("  } else {")
+    if var.partial:
+        lines.append(f"    float tmp[VL * {var.vecs}] __attribute__((aligned(64)));")
+        for r in range(var.rows):
+            lines.append("    memset(tmp, 0, sizeof tmp);")
+            lines.append(f"    memcpy(tmp, out + {r} * OW, {var.partial} * sizeof(float));")
+            lines += [f"    {_acc(r, v)} = LD(tmp + {v} * VL);" for v in range(var.vecs)]
+    else:
+        lines += [
+            f"    {_acc(r, v)} = LD(out + {r} * OW + {v} * VL);"
+            for r in range(var.rows) for v in range(var.vecs)
+        ]
+    lines.append("  }")
+    return lines
+
+
+def _store(var: Variant) -> list[str]:
+    if not var.partial:
+        return [f"  ST(out + {r} * OW + {v} * VL, {_acc(r, v)});"
+                for r in range(var.rows) for v in range(var.vecs)]
+    lines = ["  {", f"    float tmp[VL * {var.vecs}] __attribute__((aligned(64)));"]
+    for r in range(var.rows):
+        lines += [f"    ST(tmp + {v} * VL, {_acc(r, v)});" for v in range(var.vecs)]
+        lines.append(f"    memcpy(out + {r} * OW, tmp, {var.partial} * sizeof(float));")
+    lines.append("  }")
+    return lines
+
+
+def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str) -> list[str]:
+    """FMAs of one kernel with pattern ``pat``: weights ``{wname}{t}``, input pointer ``ip``."""
+    s = lay.spec.stride
+    lines = []
+    if not lre:
+        for t, (dy, dx) in enumerate(pat.offsets):
+            for r in range(var.rows):
+                for v in range(var.vecs):
+                    off = lay.tap_offset(r * s + dy, dx) + v * lay.vl
+                    lines.append(f"{_acc(r, v)} += {wname}{t} * LD(ip + {off});")
+        return lines
+    # LRE: group (tap, row) pairs by the input vector they read; keep per-acc tap order.
+    users: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    for t, (dy, dx) in enumerate(pat.offsets):
+        for r in range(var.rows):
+            users[(r * s + dy, dx)].append((t, r))
+    for row, dx in sorted(users):
+        for v in range(var.vecs):
+            off = lay.tap_offset(row, dx) + v * lay.vl
+            fmas = " ".join(f"{_acc(r, v)} += {wname}{t} * x;" for t, r in users[(row, dx)])
+            lines.append(f"{{ const vf x = LD(ip + {off}); {fmas} }}")
+    return lines
+
+
+def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, lre: bool, kexpr: str) -> list[str]:
+    n = pat.n
+    head = [
+        "{",
+        f"  const float* restrict ip = base + (size_t)chan[{kexpr}] * CS;",
+        f"  const float* restrict w = wt + (size_t)({kexpr}) * {n};",
+    ]
+    head += [f"  const vf w{t} = (vf){{0}} + w[{t}];" for t in range(n)]
+    return head + ["  " + x for x in pattern_taps(pat, var, lay, lre, "w")] + ["}"]
+
+
+def _body_fkw(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern]) -> list[str]:
+    k_used = len(pats)
+    lines = [
+        "  const uint16_t* restrict ro = g_rel + (size_t)i * (NB * KU + 1) + (size_t)b * KU;",
+        "  const int32_t k0 = g_fstart[i];",
+        "  const uint16_t* restrict chan = g_chan + k0;",
+        f"  const float* restrict wt = g_wt + (size_t)k0 * {pats[0].n if pats else 1};",
+    ]
+    for slot, pat in enumerate(pats):
+        end = f"ro[{slot + 1}]" if slot + 1 < k_used else f"ro[{k_used}]"
+        lines.append(f"  {{ /* pattern taps {list(pat.taps)} */")
+        lines.append(f"    int k = ro[{slot}]; const int ke = {end};")
+        if cfg.unroll > 1:
+            lines.append(f"    for (; k + {cfg.unroll} <= ke; k += {cfg.unroll}) {{")
+            for u in range(cfg.unroll):
+                lines += ["      " + x for x in _fkw_kernel(pat, var, lay, cfg.lre, f"k + {u}")]
+            lines.append("    }")
+        lines.append("    for (; k < ke; ++k) {")
+        lines += ["      " + x for x in _fkw_kernel(pat, var, lay, cfg.lre, "k")]
+        lines += ["    }", "  }"]
+    return lines
+
+
+def _body_dense(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern]) -> list[str]:
+    lines = [
+        "  const int16_t* restrict pid = g_pid + (size_t)f * CIN_PG;",
+        "  const float* restrict wd = g_wd + (size_t)f * CIN_PG * KK;",
+        "  const float* restrict basec = base + (size_t)((f / COUT_PG) * CIN_PG) * CS;",
+        "  const int c0 = b * ICB, c1 = (c0 + ICB < CIN_PG) ? c0 + ICB : CIN_PG;",
+        "  for (int c = c0; c < c1; ++c) {",
+        "    const float* restrict ip = basec + (size_t)c * CS;",
+        "    const float* restrict w = wd + (size_t)c * KK;",
+        "    switch (pid[c]) {",
+    ]
+    for slot, pat in enumerate(pats):
+        lines.append(f"    case {slot}: {{")
+        lines += [f"      const vf w{t} = (vf){{0}} + w[{tap}];" for t, tap in enumerate(pat.taps)]
+        lines += ["      " + x for x in pattern_taps(pat, var, lay, cfg.lre, "w")]
+        lines += ["    } break;"]
+    lines += ["    default: break;", "    }", "  }"]
+    return lines
+
+
+def _csr_weight(var: Variant, lay: Layout, kexpr: str) -> list[str]:
+    s = lay.spec.stride
+    lines = [f"{{ const float* restrict ip = base + idx[{kexpr}];",
+             f"  const vf w0 = (vf){{0}} + wt[{kexpr}];"]
+    for r in range(var.rows):
+        for v in range(var.vecs):
+            lines.append(f"  {_acc(r, v)} += w0 * LD(ip + {r * s * lay.wph + v * lay.vl});")
+    return lines + ["}"]
+
+
+def _body_csr(var: Variant, lay: Layout, cfg: KernelConfig) -> list[str]:
+    lines = [
+        "  const int32_t* restrict idx = g_idx;",
+        "  const float* restrict wt = g_wt;",
+        "  int k = g_off[(size_t)i * NB + b]; const int ke = g_off[(size_t)i * NB + b + 1];",
+    ]
+    if cfg.unroll > 1:
+        lines.append(f"  for (; k + {cfg.unroll} <= ke; k += {cfg.unroll}) {{")
+        for u in range(cfg.unroll):
+            lines += ["    " + x for x in _csr_weight(var, lay, f"k + {u}")]
+        lines.append("  }")
+    lines.append("  for (; k < ke; ++k) {")
+    lines += ["    " + x for x in _csr_weight(var, lay, "k")]
+    return lines + ["  }"]
+
+
+def tile_function(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern]) -> str:
+    """C source of one tile function ``void name(int i, int b, int oy, int ox)``."""
+    lines = [
+        f"static void {var.name}(int i, int b, int oy, int ox) {{",
+        "  const int f = g_perm[i];",
+        "  float* restrict out = g_out + (size_t)f * OH * OW + (size_t)oy * OW + ox;",
+        "  const float* restrict base = g_in + (size_t)oy * S * WPH + ox;",
+    ]
+    lines += _init(var, lay)
+    if cfg.format == "fkw":
+        lines += _body_fkw(var, lay, cfg, pats)
+    elif cfg.format == "dense":
+        lines += _body_dense(var, lay, cfg, pats)
+    else:
+        lines += _body_csr(var, lay, cfg)
+    lines += _store(var)
+    lines.append("}")
+    return "\n".join(lines)

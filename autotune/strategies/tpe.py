@@ -9,6 +9,7 @@ that was really measured, so TPE learns from real points only.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,9 +32,12 @@ class TPESearch(SearchStrategy):
 
     def __init__(self, *, n_startup: int = 10, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        sampler = optuna.samplers.TPESampler(
-            seed=self.seed, n_startup_trials=n_startup, multivariate=True, group=True
-        )
+        with warnings.catch_warnings():
+            # multivariate/group are "experimental" in Optuna but stable since 2.x.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(
+                seed=self.seed, n_startup_trials=n_startup, multivariate=True, group=True
+            )
         self.study = optuna.create_study(sampler=sampler, direction="minimize")
         # Categorical distributions need JSON-able choices; store indexes.
         self._dists = {

@@ -77,7 +77,7 @@ def test_failed_configs_are_observed() -> None:
     configs = strat.propose(4)
     strat.observe(configs, [None, 1.0, None, 2.0])
     assert strat.best() == (configs[1], 1.0)
-    assert not set(c.to_json() for c in strat.propose(8)) & set(c.to_json() for c in configs)
+    assert not {c.to_json() for c in strat.propose(8)} & {c.to_json() for c in configs}
 
 
 def test_unknown_strategy() -> None:

@@ -94,7 +94,7 @@ class Featurizer:
         vocab: dict[str, set[Any]] = {}
         for s in samples:
             for k, v in s.config.items():
-                if isinstance(v, bool) or isinstance(v, int | float):
+                if isinstance(v, int | float):  # bool is an int
                     numeric.add(k)
                 else:
                     vocab.setdefault(k, set()).add(str(v))

@@ -51,7 +51,7 @@ class FilteredSearch(TPESearch):
             return []
         scores = self.cost_model.score(self.context.samples(pool))
         order = list(np.argsort(-scores, kind="stable"))
-        n_random = int(round(n * self.epsilon))
+        n_random = round(n * self.epsilon)
         chosen = order[: n - n_random]
         rest = order[n - n_random :]
         if n_random and rest:

@@ -40,7 +40,7 @@ class TPESearch(SearchStrategy):
             )
         self.study = optuna.create_study(sampler=sampler, direction="minimize")
         # Categorical distributions need JSON-able choices; store indexes.
-        self._dists = {
+        self._dists: dict[str, optuna.distributions.BaseDistribution] = {
             f: optuna.distributions.CategoricalDistribution(list(range(len(v))))
             for f, v in self.space.choices.items()
         }

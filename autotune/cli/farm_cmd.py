@@ -1,3 +1,205 @@
-"""Commands of this group register on :mod:`autotune.cli._app`'s apps (not yet written)."""
+"""``pattune devices list|check|trust|clean``, ``pattune measure`` and ``pattune bench farm``."""
 
 from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from autotune.cli._app import app, bench_app, devices_app, fail
+
+if TYPE_CHECKING:
+    from device_farm import MeasureJob, Measurement
+    from device_farm.jobs_io import ResultsFile
+
+_err = Console(stderr=True)
+_out = Console()
+
+InventoryOpt = Annotated[
+    Path | None,
+    typer.Option("--inventory", "-i", help="Inventory TOML (default: only the local device)."),
+]
+
+
+@devices_app.command("list")
+def devices_list(inventory: InventoryOpt = None) -> None:
+    """List the devices of the inventory (plus the built-in local device)."""
+    from device_farm import load_inventory
+
+    inv = load_inventory(inventory)
+    table = Table("name", "type", "arch", "host", "work dir", "build", "threads", "cpus")
+    table.add_row("local", "local", "(this machine)", "-", "-", "host", "-", "-")
+    for d in inv.devices:
+        port = f":{d.port}" if d.port else ""
+        via = f" via {d.proxy_jump}" if d.proxy_jump else ""
+        table.add_row(d.name, d.device_type, d.arch, f"{d.user or ''}{'@' if d.user else ''}"
+                      f"{d.host}{port}{via}", d.work_dir, d.build, str(d.threads or "-"),
+                      ",".join(map(str, d.cpu_affinity)) or "-")
+    _out.print(table)
+
+
+@devices_app.command("check")
+def devices_check(
+    names: Annotated[list[str] | None, typer.Argument(help="Devices to check (default: all).")] = None,
+    inventory: InventoryOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead.")] = False,
+) -> None:
+    """Show reachability, arch, cores, compiler, thermal state and round-trip time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from device_farm import load_inventory
+
+    inv = load_inventory(inventory)
+    chosen = names or inv.names()
+    devices = [inv.make(n) for n in chosen]
+    with ThreadPoolExecutor(max_workers=len(devices)) as pool:
+        reports = list(pool.map(lambda d: d.check(), devices))
+    for d in devices:
+        d.close()
+    if as_json:
+        for r in reports:
+            print(r.to_json())
+    else:
+        table = Table("name", "type", "reachable", "arch", "cores", "compiler", "thermal", "rtt",
+                      "error")
+        for r in reports:
+            table.add_row(
+                r.name, r.device_type, "yes" if r.reachable else "[red]no[/red]", r.arch,
+                str(r.cores or ""), r.compiler[:40],
+                f"{r.thermal_c:.1f} C" if r.thermal_c is not None else "-",
+                f"{r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "-", r.error or "")
+        _out.print(table)
+    if not all(r.reachable for r in reports):
+        raise typer.Exit(1)
+
+
+@devices_app.command("trust")
+def devices_trust(
+    name: Annotated[str, typer.Argument(help="Device whose host key to record.")],
+    inventory: InventoryOpt = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a changed key.")] = False,
+) -> None:
+    """Fetch the device's host key, print its fingerprint and record it in known_hosts."""
+    from device_farm import load_inventory
+    from device_farm._ssh_connect import fetch_host_key, fingerprint, record_host_key
+
+    if inventory is None:
+        fail("devices trust needs --inventory naming the file that lists the device")
+    inv = load_inventory(inventory)
+    spec = inv.spec(name)
+    target = spec.target().resolved()
+    from device_farm import DeviceFault
+
+    try:
+        key = fetch_host_key(target, label=f"ssh device {name}")
+    except DeviceFault as exc:
+        fail(str(exc))
+    what = record_host_key(target, key, replace_changed=replace)
+    print(f"{target.host_key_entry} {key.get_name()} {fingerprint(key)}: {what} in "
+          f"{target.known_hosts}")
+
+
+@devices_app.command("clean")
+def devices_clean(
+    name: Annotated[str, typer.Argument(help="Device whose work dir to empty.")],
+    inventory: InventoryOpt = None,
+) -> None:
+    """Remove the uploaded files pattune keeps in a device's work dir."""
+    from device_farm import DeviceFault, load_inventory
+    from device_farm.ssh import SSHDevice
+
+    device = load_inventory(inventory).make(name)
+    if not isinstance(device, SSHDevice):
+        fail("devices clean works on SSH devices; the local cache is ~/.cache/pattune/local")
+        return
+    try:
+        device.clean()
+    except DeviceFault as exc:
+        fail(str(exc))
+    print(f"cleaned {device.work_dir} on {name}")
+
+
+@app.command("measure")
+def measure(
+    jobs: Annotated[Path, typer.Option("--jobs", help="JSON Lines file of MeasureJobs.")],
+    out: Annotated[Path, typer.Option("--out", help="JSON Lines results (appended, resumable).")],
+    inventory: InventoryOpt = None,
+    device_type: Annotated[str, typer.Option("--device-type", "-t", help="Device type.")] = "local",
+    db: Annotated[str, typer.Option("--db", help="SQLAlchemy URL for leases.")] = "",
+    warmup: Annotated[int, typer.Option(help="Warmup runs.")] = 1,
+    min_repeats: Annotated[int, typer.Option(help="Fewest timed repeats.")] = 5,
+    min_total_s: Annotated[float, typer.Option(help="Repeat until this many seconds.")] = 0.05,
+    max_cv: Annotated[float, typer.Option(help="Highest accepted spread (std/mean).")] = 0.05,
+    remeasure: Annotated[int, typer.Option(help="Extra rounds when noisy.")] = 2,
+    cooldown_s: Annotated[float, typer.Option(help="Pause between jobs on a device.")] = 0.0,
+    thermal_limit_c: Annotated[float | None, typer.Option(help="Wait until cooler.")] = None,
+) -> None:
+    """Measure every job on every healthy device of one type; rerun to resume."""
+    from device_farm import DEFAULT_DB_URL, Farm, LeaseStore, ProtocolConfig, load_inventory
+    from device_farm.jobs_io import ResultsFile, read_jobs
+
+    inv = load_inventory(inventory)
+    protocol = ProtocolConfig(warmup=warmup, min_repeats=min_repeats, min_total_s=min_total_s,
+                              max_cv=max_cv, remeasure=remeasure, cooldown_s=cooldown_s,
+                              thermal_limit_c=thermal_limit_c)
+    devices = inv.of_type(device_type, protocol)
+    all_jobs = read_jobs(str(jobs))
+    results = ResultsFile(str(out))
+    if results.skipped_lines:
+        _err.print(f"{out}: ignored {results.skipped_lines} unreadable line(s); those jobs rerun")
+    todo = [j for j in all_jobs if j.job_id not in results.done]
+    _err.print(f"{len(all_jobs)} jobs, {len(all_jobs) - len(todo)} already in {out}, "
+               f"{len(todo)} to measure on {len(devices)} device(s) of type {device_type}")
+    started = time.monotonic()
+    progress = Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.description}"), console=_err)
+    with progress:
+        task = progress.add_task("", total=len(todo))
+
+        def on_result(m: Measurement) -> None:
+            results.append(m)
+            progress.update(task, advance=1, description=f"last: {m.job_id} {m.status.value}")
+
+        farm = Farm(devices, leases=LeaseStore(db or DEFAULT_DB_URL), on_result=on_result,
+                    on_event=lambda s: progress.console.print(f"[yellow]{s}[/yellow]"))
+        measured = farm.run(todo) if todo else []
+    for d in devices:
+        d.close()
+    _summary(all_jobs, results, measured, time.monotonic() - started)
+
+
+def _summary(all_jobs: list[MeasureJob], results: ResultsFile, measured: list[Measurement],
+             wall_s: float) -> None:
+    done = results.done
+    counts = Counter(done[j.job_id].status.value for j in all_jobs if j.job_id in done)
+    per_device = Counter(m.device or "(none)" for m in measured)
+    table = Table("status", "jobs", title="pattune measure summary")
+    for status, n in sorted(counts.items()):
+        table.add_row(status, str(n))
+    _out.print(table)
+    rate = len(measured) / wall_s if wall_s > 0 else 0.0
+    _out.print(f"measured now: {len(measured)} in {wall_s:.1f} s ({rate:.2f} jobs/s); by device: "
+               + ", ".join(f"{k}={v}" for k, v in sorted(per_device.items())))
+
+
+@bench_app.command("farm")
+def bench_farm(
+    json_out: Annotated[Path, typer.Option("--json", help="Write the JSON summary here.")],
+    jobs: Annotated[int, typer.Option(help="Jobs in the scaling batch.")] = 60,
+    overhead_jobs: Annotated[int, typer.Option(help="Jobs for the overhead median.")] = 50,
+    wifi_delay_ms: Annotated[float, typer.Option(help="One-way delay of the Wi-Fi proxy.")] = 30.0,
+) -> None:
+    """Measure SSH overhead per job and 3-over-1 device scaling against real sshd."""
+    from device_farm.bench import run_farm_bench
+
+    summary = run_farm_bench(jobs=jobs, overhead_jobs=overhead_jobs, wifi_delay_ms=wifi_delay_ms,
+                             log=lambda s: _err.print(s))
+    json_out.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(summary["summary"], sort_keys=True))

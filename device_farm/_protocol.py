@@ -1,0 +1,241 @@
+"""The measurement protocol every Device shares.
+
+Warmup runs, repeats until a minimum total time, median and spread; when the
+coefficient of variation stays above a limit after ``remeasure`` extra rounds,
+the result is recorded as noisy. Every run's output is verified before its time
+counts. On Linux devices the command may be pinned with ``taskset`` and the
+protocol may wait until ``/sys/class/thermal`` reads below a limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from device_farm._errors import DeviceFault
+from device_farm._records import MeasureJob, MeasureStatus, Measurement, Verify
+
+if TYPE_CHECKING:
+    from device_farm._base import Device, RunResult
+
+__all__ = ["ProtocolConfig", "measure_job", "parse_report", "verify_report"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """How a job is measured. Times are seconds.
+
+    Attributes:
+        warmup: Untimed runs before the timed ones (passed as ``{warmup}`` to a
+            self-timed program, run separately otherwise).
+        min_repeats: Fewest timed repeats per round.
+        max_repeats: Most timed repeats per round.
+        min_total_s: Repeat until the timed repeats add up to this.
+        max_cv: Highest coefficient of variation (std / mean) accepted as stable.
+        remeasure: Extra rounds when the spread is too high, before recording noisy.
+        cooldown_s: Pause between jobs on one device.
+        pin: Run under ``taskset -c`` with the device's CPU affinity (Linux only).
+        thermal_limit_c: Wait before each job until the hottest zone reads below this.
+        thermal_timeout_s: Longest thermal wait; the job then runs anyway.
+    """
+
+    warmup: int = 1
+    min_repeats: int = 5
+    max_repeats: int = 1000
+    min_total_s: float = 0.05
+    max_cv: float = 0.05
+    remeasure: int = 2
+    cooldown_s: float = 0.0
+    pin: bool = True
+    thermal_limit_c: float | None = None
+    thermal_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0 or self.remeasure < 0:
+            raise ValueError("warmup and remeasure must be >= 0")
+        if not 1 <= self.min_repeats <= self.max_repeats:
+            raise ValueError(
+                f"repeats must satisfy 1 <= min_repeats <= max_repeats; got "
+                f"{self.min_repeats}, {self.max_repeats}"
+            )
+        if self.min_total_s < 0 or self.cooldown_s < 0 or self.max_cv <= 0:
+            raise ValueError("min_total_s and cooldown_s must be >= 0 and max_cv > 0")
+
+
+def parse_report(stdout: str) -> dict[str, Any] | None:
+    """Return the last stdout line that parses as a JSON object, or None."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def verify_report(report: dict[str, Any] | None, verify: Verify) -> str | None:
+    """Return None when the report passes ``verify``, else the ``verify: ...`` reason."""
+    if verify.checksum is None:
+        return None
+    if report is None or not isinstance(report.get("checksum"), int | float):
+        return 'verify: no JSON report with a numeric "checksum" on stdout'
+    got = float(report["checksum"])
+    tol = verify.atol + verify.rtol * abs(verify.checksum)
+    if not math.isfinite(got) or abs(got - verify.checksum) > tol:
+        return (
+            f"verify: checksum {got:.9g} differs from expected {verify.checksum:.9g} "
+            f"by {abs(got - verify.checksum):.3g} > tolerance {tol:.3g}"
+        )
+    return None
+
+
+class _JobFailed(Exception):
+    def __init__(self, status: MeasureStatus, error: str, stderr: str = "") -> None:
+        super().__init__(error)
+        self.status, self.error, self.stderr = status, error, stderr
+
+
+class _Runner:
+    """Runs one job's executions on one device and turns each into times or a failure."""
+
+    def __init__(self, device: Device, job: MeasureJob, cfg: ProtocolConfig, directory: str):
+        self.device, self.job, self.cfg, self.directory = device, job, cfg, directory
+        self.env = dict(device.env)
+        if device.threads:
+            self.env.setdefault("OMP_NUM_THREADS", str(device.threads))
+        self.env.update(dict(job.artifact.env))
+        self.command: tuple[str, ...] = ()
+
+    def argv(self, *, repeats: int, warmup: int) -> list[str]:
+        argv = self.job.artifact.render_argv(
+            directory=self.directory, repeats=repeats, warmup=warmup
+        )
+        if self.cfg.pin and self.device.cpu_affinity:
+            cpus = ",".join(str(c) for c in self.device.cpu_affinity)
+            argv = ["taskset", "-c", cpus, *argv]
+        return argv
+
+    def run(self, *, repeats: int, warmup: int) -> list[float]:
+        """One execution; returns its repeat times or raises _JobFailed."""
+        argv = self.argv(repeats=repeats, warmup=warmup)
+        self.command = tuple(argv)
+        r: RunResult = self.device.execute(
+            argv, timeout_s=self.job.timeout_s, cwd=self.directory, env=self.env
+        )
+        tail = r.stderr[-4000:]
+        if r.timed_out:
+            raise _JobFailed(
+                MeasureStatus.TIMEOUT,
+                f"{self.device.label}: timeout after {self.job.timeout_s:g} s", tail,
+            )
+        if r.exit_code != 0:
+            last = tail.strip().splitlines()[-1][:300] if tail.strip() else "no stderr"
+            raise _JobFailed(
+                MeasureStatus.CRASH,
+                f"{self.device.label}: exit code {r.exit_code}: {last}", tail,
+            )
+        report = parse_report(r.stdout)
+        reason = verify_report(report, self.job.artifact.verify)
+        if reason:
+            raise _JobFailed(MeasureStatus.WRONG_OUTPUT, reason, tail)
+        times = report.get("times_s") if report else None
+        if isinstance(times, list) and times and all(isinstance(t, int | float) for t in times):
+            if any(t < 0 or not math.isfinite(t) for t in times):
+                raise _JobFailed(MeasureStatus.WRONG_OUTPUT, f"verify: bad times_s {times[:5]}")
+            return [float(t) for t in times]
+        if self.job.artifact.self_timed:
+            raise _JobFailed(
+                MeasureStatus.WRONG_OUTPUT,
+                'verify: a program with {repeats} in its argv must print "times_s" on stdout',
+            )
+        return [r.wall_s]
+
+    def round(self) -> list[float]:
+        """Collect one round: at least min_repeats and min_total_s worth of repeats."""
+        cfg = self.cfg
+        times: list[float] = []
+        if self.job.artifact.self_timed:
+            want = cfg.min_repeats
+            while True:
+                times += self.run(repeats=want, warmup=cfg.warmup if not times else 0)
+                total = sum(times)
+                if total >= cfg.min_total_s or len(times) >= cfg.max_repeats:
+                    return times
+                per = max(total / len(times), 1e-9)
+                want = min(cfg.max_repeats - len(times),
+                           max(1, math.ceil((cfg.min_total_s - total) / per)))
+        for _ in range(cfg.warmup):
+            self.run(repeats=1, warmup=0)
+        while len(times) < cfg.min_repeats or (
+            sum(times) < cfg.min_total_s and len(times) < cfg.max_repeats
+        ):
+            times += self.run(repeats=1, warmup=0)
+        return times
+
+
+def _thermal_wait(device: Device, cfg: ProtocolConfig) -> None:
+    if cfg.thermal_limit_c is None:
+        return
+    deadline = time.monotonic() + cfg.thermal_timeout_s
+    script = "cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null | sort -n | tail -n1"
+    while True:
+        r = device.execute(["sh", "-c", script], timeout_s=10)
+        text = r.stdout.strip()
+        if not text.lstrip("-").isdigit() or int(text) / 1000.0 < cfg.thermal_limit_c:
+            return
+        if time.monotonic() > deadline:
+            _log.warning("%s: still %.1f C after %g s; measuring anyway",
+                         device.label, int(text) / 1000.0, cfg.thermal_timeout_s)
+            return
+        time.sleep(1.0)
+
+
+def _stats(times: list[float]) -> tuple[float, float]:
+    arr = np.asarray(times, dtype=float)
+    mean = float(arr.mean())
+    cv = float(arr.std(ddof=1) / mean) if arr.size > 1 and mean > 0 else 0.0
+    return float(np.median(arr)), cv
+
+
+def measure_job(device: Device, job: MeasureJob, cfg: ProtocolConfig) -> Measurement:
+    """Measure one job on one device; every failure becomes a record."""
+    started = time.time()
+    runner: _Runner | None = None
+    try:
+        _thermal_wait(device, cfg)
+        directory = device.stage(job.artifact)
+        runner = _Runner(device, job, cfg, directory)
+        times: list[float] = []
+        median = cv = 0.0
+        for rounds in range(1, cfg.remeasure + 2):
+            times = runner.round()
+            median, cv = _stats(times)
+            if cv <= cfg.max_cv:
+                break
+        status = MeasureStatus.OK if cv <= cfg.max_cv else MeasureStatus.NOISY
+        return Measurement(
+            job_id=job.job_id, device=device.name, device_type=device.device_type,
+            artifact_hash=job.artifact.content_hash(), command=runner.command,
+            status=status, times_s=tuple(times), median_s=median, cv=cv, rounds=rounds,
+            started_at=started, finished_at=time.time(),
+        )
+    except _JobFailed as exc:
+        status, error, stderr = exc.status, exc.error, exc.stderr
+    except DeviceFault as exc:
+        status, error, stderr = MeasureStatus.DEVICE_FAULT, str(exc), ""
+    return Measurement.failed(
+        job, device=device.name, device_type=device.device_type, status=status, error=error,
+        stderr_tail=stderr, command=runner.command if runner else (), started_at=started,
+        finished_at=time.time(),
+    )

@@ -1,0 +1,242 @@
+"""Opening SSH connections: ssh_config aliases, ProxyJump, host-key checks, trust.
+
+Host keys are checked against a known_hosts file with paramiko's RejectPolicy:
+an unknown key is refused with a message naming ``pattune devices trust NAME``
+and a changed key is refused with one naming ``--replace``. Nothing here ever
+adds a key silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+from dataclasses import dataclass, field, replace
+
+import paramiko
+
+from device_farm._errors import DeviceFault
+
+__all__ = ["SSHTarget", "connect", "fetch_host_key", "fingerprint", "record_host_key"]
+
+
+def default_known_hosts() -> str:
+    """``~/.ssh/known_hosts``."""
+    return os.path.join(os.path.expanduser("~"), ".ssh", "known_hosts")
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and how to log in; ``host`` may be an alias of ``ssh_config``.
+
+    Attributes:
+        host: Host name, address or ``Host`` alias in ``ssh_config``.
+        port: TCP port (None: from ssh_config, else 22).
+        user: Login name (None: from ssh_config, else the local user).
+        identity_file: Private key (None: from ssh_config, else the agent/default keys).
+        proxy_jump: ``[user@]host[:port]`` or alias of a hub host to tunnel through.
+        known_hosts: File of trusted host keys (default ``~/.ssh/known_hosts``).
+        ssh_config: ssh_config to read aliases from (default ``~/.ssh/config`` if present).
+        connect_timeout_s: TCP connect timeout; also used for the banner and auth.
+    """
+
+    host: str
+    port: int | None = None
+    user: str | None = None
+    identity_file: str | None = None
+    proxy_jump: str | None = None
+    known_hosts: str = field(default_factory=default_known_hosts)
+    ssh_config: str | None = None
+    connect_timeout_s: float = 10.0
+
+    def resolved(self) -> SSHTarget:
+        """Fill host, port, user, identity and ProxyJump from ssh_config (explicit wins)."""
+        path = self.ssh_config or os.path.join(os.path.expanduser("~"), ".ssh", "config")
+        cfg: dict[str, object] = {}
+        if os.path.exists(path):
+            cfg = dict(paramiko.SSHConfig.from_path(path).lookup(self.host))
+        ident = cfg.get("identityfile")
+        jump = self.proxy_jump or cfg.get("proxyjump")
+        if jump in ("none", None):
+            jump = None
+        return replace(
+            self,
+            host=str(cfg.get("hostname", self.host)),
+            port=self.port or int(str(cfg.get("port", 22))),
+            user=self.user or str(cfg.get("user") or _local_user()),
+            identity_file=self.identity_file or (str(ident[0]) if isinstance(ident, list) else None),
+            proxy_jump=str(jump) if jump else None,
+        )
+
+    @property
+    def host_key_entry(self) -> str:
+        """The name known_hosts files it under: ``host`` or ``[host]:port``."""
+        port = self.port or 22
+        return self.host if port == 22 else f"[{self.host}]:{port}"
+
+
+def _local_user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def parse_jump(spec: str, base: SSHTarget) -> SSHTarget:
+    """Parse ``[user@]host[:port]`` (or an alias) into a target sharing base's key files."""
+    user, _, hostport = spec.rpartition("@")
+    host, sep, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+    return SSHTarget(
+        host=host if sep else hostport, port=int(port) if sep else None, user=user or None,
+        identity_file=base.identity_file, known_hosts=base.known_hosts,
+        ssh_config=base.ssh_config, connect_timeout_s=base.connect_timeout_s,
+    ).resolved()
+
+
+def _open_sock(target: SSHTarget, label: str) -> tuple[socket.socket | paramiko.Channel,
+                                                      paramiko.SSHClient | None]:
+    port = target.port or 22
+    if target.proxy_jump:
+        hub = parse_jump(target.proxy_jump, target)
+        jump_client = connect(hub, label=f"{label} (via jump host {hub.host})")
+        transport = jump_client.get_transport()
+        assert transport is not None
+        try:
+            chan = transport.open_channel(
+                "direct-tcpip", (target.host, port), ("127.0.0.1", 0),
+                timeout=target.connect_timeout_s,
+            )
+        except (paramiko.SSHException, OSError) as exc:
+            jump_client.close()
+            raise DeviceFault(
+                f"{label}: jump host {hub.host} cannot reach {target.host}:{port}: {exc}"
+            ) from exc
+        return chan, jump_client
+    try:
+        sock = socket.create_connection((target.host, port), timeout=target.connect_timeout_s)
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise DeviceFault(f"{label}: cannot connect to {target.host}:{port}: {reason}") from exc
+    # Small request/response packets: Nagle plus delayed ACKs would add ~40 ms to each.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock, None
+
+
+def connect(target: SSHTarget, *, label: str) -> paramiko.SSHClient:
+    """Open an authenticated client; every failure is a DeviceFault naming ``label``.
+
+    ``target`` must be :meth:`SSHTarget.resolved`.
+    """
+    sock, jump = _open_sock(target, label)
+    client = paramiko.SSHClient()
+    if os.path.exists(target.known_hosts):
+        client.load_host_keys(target.known_hosts)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    ident = os.path.expanduser(target.identity_file) if target.identity_file else None
+    t = target.connect_timeout_s
+    try:
+        client.connect(
+            target.host, port=target.port or 22, username=target.user, key_filename=ident,
+            timeout=t, banner_timeout=t, auth_timeout=t, channel_timeout=t, sock=sock,
+            allow_agent=ident is None, look_for_keys=ident is None,
+        )
+    except paramiko.BadHostKeyException as exc:
+        _abandon(client, jump, sock)
+        raise DeviceFault(
+            f"{label}: host key of {target.host_key_entry} CHANGED ({fingerprint(exc.key)}, "
+            f"{target.known_hosts} has {fingerprint(exc.expected_key)}); refusing to connect. "
+            f"If the device was reinstalled, check the new key and run "
+            f"`pattune devices trust {_name(label)} --replace`"
+        ) from exc
+    except paramiko.AuthenticationException as exc:
+        _abandon(client, jump, sock)
+        raise DeviceFault(
+            f"{label}: authentication failed for {target.user}@{target.host_key_entry}"
+            f" with identity {ident or '(agent/default keys)'}: {exc}"
+        ) from exc
+    except paramiko.SSHException as exc:
+        _abandon(client, jump, sock)
+        if "not found in known_hosts" in str(exc):
+            raise DeviceFault(
+                f"{label}: host key of {target.host_key_entry} is unknown (not in "
+                f"{target.known_hosts}); check it and run `pattune devices trust {_name(label)}`"
+            ) from exc
+        raise DeviceFault(f"{label}: ssh error: {exc}") from exc
+    except (OSError, EOFError) as exc:
+        _abandon(client, jump, sock)
+        raise DeviceFault(f"{label}: connection failed during handshake: {exc}") from exc
+    transport = client.get_transport()
+    assert transport is not None
+    transport.set_keepalive(15)
+    if jump is not None:
+        client._pattune_jump = jump  # type: ignore[attr-defined]  # keep the hub alive with it
+    return client
+
+
+def _abandon(client: paramiko.SSHClient, jump: paramiko.SSHClient | None, sock: object) -> None:
+    client.close()
+    if jump is not None:
+        jump.close()
+    close = getattr(sock, "close", None)
+    if close:
+        close()
+
+
+def _name(label: str) -> str:
+    return label.split(" device ", 1)[-1].split(" ", 1)[0]
+
+
+def close_client(client: paramiko.SSHClient) -> None:
+    """Close a client opened by :func:`connect` and its jump host; a dead link is fine."""
+    for c in (client, getattr(client, "_pattune_jump", None)):
+        if c is not None:
+            try:
+                c.close()
+            except (EOFError, OSError, paramiko.SSHException):
+                pass  # closing a connection whose other end is gone
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style ``SHA256:...`` fingerprint of a public key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def fetch_host_key(target: SSHTarget, *, label: str) -> paramiko.PKey:
+    """Do the key exchange only (no auth) and return the server's host key."""
+    sock, jump = _open_sock(target, label)
+    transport = paramiko.Transport(sock)  # type: ignore[arg-type]
+    try:
+        transport.start_client(timeout=target.connect_timeout_s)
+        return transport.get_remote_server_key()
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise DeviceFault(f"{label}: key exchange failed: {exc}") from exc
+    finally:
+        transport.close()
+        if jump is not None:
+            jump.close()
+
+
+def record_host_key(target: SSHTarget, key: paramiko.PKey, *, replace_changed: bool) -> str:
+    """Add ``key`` for the target to its known_hosts; return 'added', 'unchanged' or 'replaced'.
+
+    Raises:
+        ValueError: A different key is recorded and ``replace_changed`` is false.
+    """
+    keys = paramiko.HostKeys()
+    if os.path.exists(target.known_hosts):
+        keys.load(target.known_hosts)
+    entry = target.host_key_entry
+    old = keys.lookup(entry)
+    if old is not None and key.get_name() in old:
+        if old[key.get_name()] == key:
+            return "unchanged"
+        if not replace_changed:
+            raise ValueError(
+                f"{target.known_hosts} has a different {key.get_name()} key for {entry} "
+                f"({fingerprint(old[key.get_name()])}); pass --replace to trust the new one"
+            )
+    keys.add(entry, key.get_name(), key)
+    os.makedirs(os.path.dirname(os.path.abspath(target.known_hosts)), exist_ok=True)
+    keys.save(target.known_hosts)
+    return "replaced" if old is not None and key.get_name() in old else "added"

@@ -1,0 +1,321 @@
+"""SSH devices on paramiko: one persistent connection, deadline-bounded commands.
+
+Every remote command is one ``exec`` of a fixed POSIX-sh wrapper whose
+arguments are ``shlex.quote``-d, so no name, path or value can inject shell.
+The wrapper prints its PID (which, under sshd's per-session ``setsid``, is also
+its process group) before running the program, and the device-side start/end
+times after; stdout and stderr are read concurrently under our own deadline and
+a timeout kills the whole remote process group.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import select
+import shlex
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import paramiko
+
+from device_farm._base import Device, RunResult
+from device_farm._errors import DeviceFault
+from device_farm._records import Artifact, file_sha256
+from device_farm._ssh_connect import SSHTarget, close_client, connect
+
+__all__ = ["SSHDevice", "validate_work_dir"]
+
+_WRAPPER = (
+    'echo "@PATTUNE pid $$" >&2; [ -z "$1" ] || cd "$1" || exit 126; shift; '
+    "s=$(date +%s%N 2>/dev/null); \"$@\"; r=$?; e=$(date +%s%N 2>/dev/null); "
+    "printf '\\n@PATTUNE t %s %s %s\\n' \"$s\" \"$e\" \"$r\" >&2; exit $r"
+)
+_PID = re.compile(rb"@PATTUNE pid (\d+)\n")
+_TRAILER = re.compile(rb"\n@PATTUNE t (\S*) (\S*) (\d+)\n$")
+_SAFE_DIR = re.compile(r"^/[A-Za-z0-9._+@%=:/-]*$")
+
+
+def validate_work_dir(path: str) -> str:
+    """Return the normalised remote work dir, or raise ValueError naming the rule."""
+    norm = posixpath.normpath(path)
+    if not _SAFE_DIR.match(path) or ".." in path.split("/") or norm.count("/") < 2:
+        raise ValueError(
+            "work_dir must be an absolute path at least two levels deep (e.g. "
+            "/data/local/tmp/pattune) of letters, digits and ._+@%=:-, without '..'; "
+            f"got {path!r}"
+        )
+    return norm
+
+
+class _Capped:
+    """Keeps the head (stdout) or tail (stderr) of a stream up to a byte limit."""
+
+    def __init__(self, limit: int, keep: str) -> None:
+        self.limit, self.keep, self.data, self.total = limit, keep, bytearray(), 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        if self.keep == "head":
+            room = self.limit - len(self.data)
+            if room > 0:
+                self.data += chunk[:room]
+        else:
+            self.data += chunk
+            if len(self.data) > 2 * self.limit:
+                del self.data[: len(self.data) - self.limit]
+
+    def value(self) -> bytes:
+        return bytes(self.data if self.keep == "head" else self.data[-self.limit:])
+
+
+class SSHDevice(Device):
+    """A device reached over SSH (paramiko), with a confined remote work dir.
+
+    Layout under ``work_dir``: ``cas/<sha256>`` (each file once, content-addressed),
+    ``a/<artifact hash>/<name>`` (symlinks into ``cas``), ``tmp/`` (partial uploads).
+    """
+
+    kind = "ssh"
+
+    def __init__(self, *, name: str, device_type: str, target: SSHTarget, work_dir: str,
+                 **kwargs: Any) -> None:
+        super().__init__(name=name, device_type=device_type, **kwargs)
+        self.target = target
+        self.work_dir = validate_work_dir(work_dir)
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._staged: set[str] = set()
+        self._lock = threading.Lock()
+        self._local_sha: dict[tuple[str, int, int], str] = {}
+
+    # -- connection -------------------------------------------------------------------
+    def _transport(self) -> paramiko.Transport:
+        with self._lock:
+            client = self._client
+            t = client.get_transport() if client else None
+            if t is not None and t.is_active():
+                return t
+            self._drop()
+            self._client = connect(self.target.resolved(), label=self.label)
+            t = self._client.get_transport()
+            assert t is not None
+            return t
+
+    def _drop(self) -> None:
+        if self._sftp is not None:
+            try:
+                self._sftp.close()
+            except Exception:  # noqa: BLE001  (a dead channel may fail to close; irrelevant)
+                pass
+        if self._client is not None:
+            close_client(self._client)
+        self._client = self._sftp = None
+        self._staged.clear()  # the device may have been cleaned or replaced meanwhile
+
+    def close(self) -> None:
+        """Close the connection; the next call reconnects."""
+        with self._lock:
+            self._drop()
+
+    @property
+    def connected(self) -> bool:
+        """Whether a live connection is held now."""
+        t = self._client.get_transport() if self._client else None
+        return bool(t and t.is_active())
+
+    # -- commands ---------------------------------------------------------------------
+    def execute(
+        self, argv: Sequence[str], *, timeout_s: float, cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> RunResult:
+        """Run ``argv`` on the device under a deadline; kill its process group on timeout."""
+        if not argv:
+            raise ValueError("argv must not be empty")
+        words = ["env", *(f"{k}={v}" for k, v in (env or {}).items()), *argv] if env else [*argv]
+        command = " ".join(
+            ["exec", "sh", "-c", shlex.quote(_WRAPPER), "sh", shlex.quote(cwd or "")]
+            + [shlex.quote(w) for w in words]
+        )
+        return self._run(command, timeout_s)
+
+    def _open(self, command: str) -> paramiko.Channel:
+        for attempt in (0, 1):  # one reconnect when the held connection turns out dead
+            transport = self._transport()
+            try:
+                chan = transport.open_session(timeout=self.target.connect_timeout_s)
+                chan.exec_command(command)
+                chan.shutdown_write()
+                return chan
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                self.close()
+                if attempt:
+                    raise DeviceFault(f"{self.label}: cannot start a command: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _run(self, command: str, timeout_s: float) -> RunResult:
+        t0 = time.perf_counter()
+        chan = self._open(command)
+        deadline = time.monotonic() + timeout_s
+        # stderr keeps room for the wrapper's trailer, cut off in _result
+        out, err = _Capped(self.max_output, "head"), _Capped(self.max_output + 128, "tail")
+        head = bytearray()  # the first stderr bytes, where the wrapper's PID line is
+        try:
+            while True:
+                while chan.recv_ready():
+                    out.add(chan.recv(1 << 16))
+                while chan.recv_stderr_ready():
+                    chunk = chan.recv_stderr(1 << 16)
+                    if len(head) < 256:
+                        head += chunk[: 256 - len(head)]
+                    err.add(chunk)
+                if chan.exit_status_ready() and not chan.recv_ready() and not (
+                    chan.recv_stderr_ready()
+                ) and (chan.eof_received or chan.closed):
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._kill(head)
+                    return self._result(None, out, err, time.perf_counter() - t0, True)
+                transport = chan.get_transport()
+                if chan.closed and not chan.exit_status_ready() or not (
+                    transport and transport.is_active()
+                ):
+                    raise DeviceFault(f"{self.label}: connection lost while running a command")
+                wait = 0.005 if chan.exit_status_ready() else min(remaining, 0.25)
+                select.select([chan], [], [], wait)
+            code = chan.recv_exit_status()  # ready: returns at once
+            transport = chan.get_transport()
+            if code == -1 and not (transport and transport.is_active()):
+                # paramiko reports -1 when the channel closed without an exit status
+                raise DeviceFault(f"{self.label}: connection lost while running a command")
+        finally:
+            chan.close()
+        return self._result(code, out, err, time.perf_counter() - t0, False)
+
+    def _result(self, code: int | None, out: _Capped, err: _Capped, host_wall: float,
+                timed_out: bool) -> RunResult:
+        stderr = err.value()
+        if stderr.startswith(b"@PATTUNE pid"):
+            stderr = _PID.sub(b"", stderr, count=1)
+        wall = host_wall
+        m = _TRAILER.search(stderr)
+        if m:
+            stderr = stderr[: m.start()]
+            s, e = m.group(1), m.group(2)
+            if s.isdigit() and e.isdigit() and len(s) > 12:  # %N unsupported prints "%N"
+                wall = (int(e) - int(s)) / 1e9
+        stderr = stderr[-self.max_output:]
+        return RunResult(
+            exit_code=code, stdout=out.value().decode("utf-8", "replace"),
+            stderr=stderr.decode("utf-8", "replace"), wall_s=wall, timed_out=timed_out,
+        )
+
+    def _kill(self, head: bytes) -> None:
+        m = _PID.search(bytes(head))
+        if not m:
+            return  # never started (the wrapper prints its PID first); closing the channel is all
+        pid = int(m.group(1))
+        try:
+            self._run(f"kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid} 2>/dev/null; true",
+                      timeout_s=self.target.connect_timeout_s)
+        except DeviceFault:
+            pass  # the connection is gone; the farm treats the device as faulty next time
+
+    # -- files ------------------------------------------------------------------------
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        self._transport()
+        if self._sftp is None:
+            assert self._client is not None
+            self._sftp = self._client.open_sftp()
+        return self._sftp
+
+    def _check_local(self, path: str, sha: str) -> None:
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key not in self._local_sha:
+            self._local_sha[key] = file_sha256(path)
+        if self._local_sha[key] != sha:
+            raise ValueError(
+                f"{path} has sha256 {self._local_sha[key][:12]}..., the artifact says "
+                f"{sha[:12]}...; rebuild the artifact"
+            )
+
+    def stage(self, artifact: Artifact) -> str:
+        """Upload missing files by sha256 and link them into the artifact's directory."""
+        key = artifact.content_hash()
+        adir = f"{self.work_dir}/a/{key}"
+        if key in self._staged:
+            return adir
+        for f in artifact.files:
+            self._check_local(f.local_path, f.sha256)
+        try:
+            self._ensure_layout()
+            sftp = self._sftp_client()
+            for f in artifact.files:
+                self._upload(sftp, f.local_path, f.sha256, f.executable)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self.close()
+            raise DeviceFault(f"{self.label}: upload failed: {exc}{self._free_space()}") from exc
+        links = " && ".join(
+            f"ln -s ../../cas/{f.sha256} \"$t\"/{shlex.quote(f.name)}" for f in artifact.files
+        ) or "true"
+        script = (
+            f'[ -d "$1" ] && exit 0; t=$2; mkdir -p "$t" && {links} && '
+            f'(mv -T "$t" "$1" 2>/dev/null || {{ rm -rf "$t"; [ -d "$1" ]; }})'
+        )
+        r = self.execute(["sh", "-c", script, "sh", adir, f"{self.work_dir}/tmp/{uuid.uuid4().hex}"],
+                         timeout_s=30, cwd=self.work_dir)
+        if r.exit_code != 0:
+            raise DeviceFault(f"{self.label}: cannot link artifact files: {r.stderr.strip()[-300:]}")
+        self._staged.add(key)
+        return adir
+
+    def _ensure_layout(self) -> None:
+        w = shlex.quote(self.work_dir)
+        r = self.execute(
+            ["sh", "-c", f"mkdir -p {w}/cas {w}/a {w}/tmp && "
+             f"find {w}/tmp -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {{}} +"],
+            timeout_s=30, cwd="/",
+        )
+        if r.exit_code != 0:
+            raise DeviceFault(f"{self.label}: cannot create work dir {self.work_dir}: "
+                              f"{r.stderr.strip()[-300:]}")
+
+    def _upload(self, sftp: paramiko.SFTPClient, path: str, sha: str, executable: bool) -> None:
+        dest = f"{self.work_dir}/cas/{sha}"
+        size = os.path.getsize(path)
+        try:
+            if sftp.stat(dest).st_size == size:
+                return
+        except FileNotFoundError:
+            pass
+        part = f"{self.work_dir}/tmp/{sha}.{uuid.uuid4().hex}.part"
+        try:
+            sftp.put(path, part, confirm=True)
+            sftp.chmod(part, 0o755 if executable else 0o644)
+            sftp.posix_rename(part, dest)
+        except BaseException:
+            try:
+                sftp.remove(part)
+            except (OSError, paramiko.SSHException, EOFError):
+                pass
+            raise
+
+    def _free_space(self) -> str:
+        try:
+            r = self.execute(["df", "-Pk", self.work_dir], timeout_s=10, cwd="/")
+            avail = r.stdout.strip().splitlines()[-1].split()[3]
+            return f" ({avail} KiB free in {self.work_dir})"
+        except (DeviceFault, IndexError):
+            return ""
+
+    def clean(self) -> None:
+        """Remove everything pattune stored under the work dir (cas, a, tmp)."""
+        w = shlex.quote(self.work_dir)
+        self.execute(["sh", "-c", f"rm -rf {w}/cas {w}/a {w}/tmp"], timeout_s=120, cwd="/")
+        self._staged.clear()

@@ -1,0 +1,1 @@
+"""Fixtures and helpers for the device_farm tests (real sshd, real PostgreSQL)."""

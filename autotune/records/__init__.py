@@ -8,6 +8,7 @@ from autotune.records.database import (
     MeasureState,
     RecordsDB,
     StoredMeasurement,
+    layer_stats,
     normalize_url,
     redact_url,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "MeasureState",
     "RecordsDB",
     "StoredMeasurement",
+    "layer_stats",
     "normalize_url",
     "redact_url",
 ]

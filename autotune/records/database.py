@@ -270,13 +270,7 @@ class RecordsDB:
 
     def layer(self, layer: Any) -> int:
         """Id of a PrunedLayer (by ``weights_hash``), created on first use."""
-        stats = {
-            "kernels_total": layer.kernels_total,
-            "kernels_alive": layer.kernels_alive,
-            "nonzeros": layer.nonzeros,
-            "patterns": len(layer.pattern_set),
-            "pattern_histogram": [int(x) for x in layer.pattern_histogram()],
-        }
+        stats = layer_stats(layer)
         with self.session() as s:
             return self._get_or_create(
                 s,
@@ -553,6 +547,17 @@ class RecordsDB:
         self.engine.dispose()
 
 
+def layer_stats(layer: Any) -> dict[str, Any]:
+    """Pruning statistics of a PrunedLayer, as stored and as the cost model reads them."""
+    return {
+        "kernels_total": layer.kernels_total,
+        "kernels_alive": layer.kernels_alive,
+        "nonzeros": layer.nonzeros,
+        "patterns": len(layer.pattern_set),
+        "pattern_histogram": [int(x) for x in layer.pattern_histogram()],
+    }
+
+
 def _insert(s: Session, model: type[Any]) -> Any:
     """A dialect INSERT that supports ``on_conflict_do_nothing`` (SQLite and PostgreSQL)."""
     bind = s.get_bind()
@@ -601,6 +606,7 @@ __all__ = [
     "MeasureState",
     "RecordsDB",
     "StoredMeasurement",
+    "layer_stats",
     "normalize_url",
     "redact_url",
 ]

@@ -22,7 +22,7 @@ from search_spaces.layers import LayerSpec, PrunedLayer
 from search_spaces.patterns import PatternSet
 
 
-def parse_connectivity(value: float | int | str) -> float:
+def parse_connectivity(value: float | str) -> float:
     """Return the fraction of kernels to remove for a rate in either accepted form.
 
     Args:
@@ -61,7 +61,7 @@ def kernels_to_keep(n_kernels: int, removed_fraction: float) -> int:
     """
     if not 0.0 <= removed_fraction < 1.0:
         raise ValueError(f"removed fraction must lie in [0, 1); got {removed_fraction}")
-    removed = int(math.floor(n_kernels * removed_fraction + 0.5))
+    removed = math.floor(n_kernels * removed_fraction + 0.5)
     return max(1, n_kernels - removed) if n_kernels else 0
 
 

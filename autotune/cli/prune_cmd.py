@@ -1,3 +1,270 @@
-"""Commands of this group register on :mod:`autotune.cli._app`'s apps (not yet written)."""
+"""``pattune prune``, ``pattune patterns`` and ``pattune bench accuracy``.
+
+The commands are thin: they parse flags into :mod:`search_spaces` objects and
+print. Every user error surfaces as a ``PattuneError``/``ValueError`` that
+:func:`autotune.cli._app.main` turns into one line and exit code 2.
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from autotune.cli._app import app, bench_app
+
+OUT_HELP = "Directory for the pruned state_dict, per-layer JSON/NPZ and the report."
+
+
+def _console() -> Console:
+    # A pipe gets 80 columns by default, too narrow for the per-layer table.
+    c = Console()
+    return c if c.is_terminal else Console(width=140)
+
+
+def _layer_rates(values: list[str]) -> dict[str, str]:
+    rates = {}
+    for v in values:
+        name, sep, rate = v.partition("=")
+        if not sep or not name or not rate:
+            raise ValueError(
+                f"--layer-rate must look like NAME=RATE (such as features.3=0.5 or features.3=2x); got {v!r}"
+            )
+        rates[name.strip()] = rate.strip()
+    return rates
+
+
+@app.command("prune")
+def prune(
+    model: Annotated[
+        str, typer.Option(help="Built-in name, package.module:factory, or TorchScript file.")
+    ] = "example",
+    out: Annotated[Path | None, typer.Option(help=OUT_HELP)] = None,
+    patterns: Annotated[
+        int, typer.Option("--patterns", "-k", help="K: patterns to select (PatDNN frequency rule).")
+    ] = 8,
+    pattern_set: Annotated[
+        str | None,
+        typer.Option(help="Use this set instead: a .json file or tap lists like 1,3,4,5/1,4,5,7."),
+    ] = None,
+    connectivity: Annotated[
+        str,
+        typer.Option(
+            help="Kernels removed per 3x3 layer: fraction in [0,1) or ratio such as 3.6x."
+        ),
+    ] = "3.6x",
+    layer_rate: Annotated[
+        list[str] | None, typer.Option(help="Per-layer rate NAME=RATE; repeatable.")
+    ] = None,
+    input_layer_connectivity: Annotated[
+        bool, typer.Option(help="Connectivity-prune the cin<=3 input layer too.")
+    ] = False,
+    depthwise_connectivity: Annotated[
+        bool, typer.Option(help="Connectivity-prune depthwise 3x3 layers too.")
+    ] = False,
+    other_connectivity: Annotated[
+        str | None,
+        typer.Option(
+            help="Whole-kernel rate for 1x1 and other non-3x3 convs (default: keep dense)."
+        ),
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="oneshot, estimate (example default) or admm (example only).")
+    ] = None,
+    admm: Annotated[bool, typer.Option("--admm", help="Same as --method admm.")] = False,
+    finetune_samples: Annotated[
+        int, typer.Option(help="Training examples of the estimate's fine-tune.")
+    ] = 6000,
+    input_shape: Annotated[
+        str | None, typer.Option(help="N,C,H,W for non-built-in models, e.g. 1,3,224,224.")
+    ] = None,
+    evaluate: Annotated[
+        str | None, typer.Option(help="package.module:function, model -> accuracy.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Fashion-MNIST directory (default: Debian's).")
+    ] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache of the trained example.")] = None,
+    train_epochs: Annotated[
+        float, typer.Option(help="Epochs of the example's dense training.")
+    ] = 4.0,
+    train_samples: Annotated[
+        int | None, typer.Option(help="Train the example on a subset of this many examples.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the summary JSON here.")
+    ] = None,
+) -> None:
+    """Pattern- and connectivity-prune a model; print the per-layer report; write the files."""
+    from search_spaces.estimate import EstimateConfig
+    from search_spaces.example import ExampleRecipe
+    from search_spaces.loading import parse_input_shape
+    from search_spaces.pipeline import PruneJob, run_prune
+    from search_spaces.pruning import PruneConfig
+    from search_spaces.training import configure_threads
+
+    if admm and method not in (None, "admm"):
+        raise ValueError(f"--admm contradicts --method {method}; give one of them")
+    config = PruneConfig(
+        connectivity=connectivity,
+        layer_rates=_layer_rates(layer_rate or []),
+        input_layer_connectivity=input_layer_connectivity,
+        depthwise_connectivity=depthwise_connectivity,
+        other_connectivity=other_connectivity,
+    )
+    job = PruneJob(
+        model=model,
+        input_shape=parse_input_shape(input_shape) if input_shape else None,
+        patterns=patterns,
+        pattern_set=pattern_set,
+        prune=config,
+        method="admm" if admm else method,
+        estimate=EstimateConfig(samples=finetune_samples),
+        evaluate=evaluate,
+        out=out,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        recipe=ExampleRecipe(epochs=train_epochs, train_samples=train_samples),
+    )
+    configure_threads()
+    console = _console()
+    with console.status("pruning") as status:
+        outcome = run_prune(job, progress=lambda msg: status.update(msg))
+    console.print(outcome.report.rich_table())
+    m = outcome.metrics
+    accs = ", ".join(
+        f"{k} {m[k]:.4f}" for k in ("dense_acc", "oneshot_acc", "pruned_acc") if k in m
+    )
+    console.print(f"patterns:\n{outcome.plan.pattern_set}")
+    console.print(
+        f"{outcome.report.conv_compression:.2f}x fewer conv weights; {accs or 'no evaluator given'}; "
+        f"method {m['method']}, {m['seconds']} s"
+    )
+    summary = {
+        "metrics": m,
+        "report": outcome.report.to_dict(),
+        "pattern_set": outcome.plan.pattern_set.to_dict(),
+    }
+    if out is not None:
+        console.print(f"wrote {out}/ (manifest.json, state_dict.pt, layers/, report.json)")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(summary, indent=1, sort_keys=True))
+
+
+@app.command("patterns")
+def patterns_cmd(
+    model: Annotated[
+        str | None, typer.Option(help="Rank patterns by natural-pattern frequency in this model.")
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", "-k", help="How many to show when ranking a model.")
+    ] = 8,
+    n: Annotated[int, typer.Option(help="Non-zeros per 3x3 kernel.")] = 4,
+    keep_centre: Annotated[bool, typer.Option(help="Only patterns that keep the centre.")] = True,
+    input_shape: Annotated[
+        str | None, typer.Option(help="N,C,H,W for non-built-in models.")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of ASCII art.")
+    ] = False,
+) -> None:
+    """List the candidate patterns, or a model's most frequent natural patterns."""
+    from search_spaces.patterns import PatternSet, all_patterns
+
+    console = _console()
+    if model is None:
+        pats = all_patterns(3, n, keep_centre=keep_centre)
+        counts: list[int] | None = None
+    else:
+        pats, counts = _ranked(model, top, input_shape)
+    if json_out:
+        rows = [{"id": i, "taps": list(p.taps)} | ({} if counts is None else {"count": counts[i]})
+                for i, p in enumerate(pats)]  # fmt: skip
+        typer.echo(json.dumps(rows))
+        return
+    what = (
+        f"top {len(pats)} natural patterns of {model}"
+        if model
+        else f"{len(pats)} candidate patterns"
+    )
+    console.print(what + (" (centre kept)" if keep_centre or model else ""))
+    for start in range(0, len(pats), 8):
+        chunk = pats[start : start + 8]
+        console.print("   ".join(f"{start + i:<5}" for i in range(len(chunk))))
+        if counts is not None:
+            console.print("   ".join(f"{c:<5}" for c in counts[start : start + 8]))
+        console.print(str(PatternSet(tuple(chunk))), highlight=False)
+        console.print()
+
+
+def _ranked(model: str, top: int, input_shape: str | None) -> tuple[tuple, list[int]]:  # type: ignore[type-arg]
+    from torch import nn
+
+    from pattune_common import UserInputError
+    from search_spaces.example import EXAMPLE_INPUT_SHAPE, trained_example
+    from search_spaces.loading import load_model, parse_input_shape
+    from search_spaces.models import conv_layers
+    from search_spaces.selection import NoPatternLayersError, count_natural_patterns, top_k_patterns
+
+    net: nn.Module
+    if model.strip().lower() == "example":
+        net, shape = trained_example().model, EXAMPLE_INPUT_SHAPE
+    else:
+        loaded = load_model(model)
+        net = loaded.model
+        shape = parse_input_shape(input_shape) if input_shape else loaded.input_shape  # type: ignore[assignment]
+        if shape is None:
+            raise UserInputError(
+                f"model {model!r} needs --input-shape N,C,H,W (such as 1,3,224,224)"
+            )
+    layers = [c for c in conv_layers(net, shape) if c.is_3x3]
+    if not layers:
+        raise NoPatternLayersError(
+            f"model {model!r} has no 3x3 conv layer, so it has no natural patterns"
+        )
+    counts = count_natural_patterns(c.module.weight.detach().numpy() for c in layers)
+    ps = top_k_patterns(counts, top)
+    return ps.patterns, [counts.get(p, 0) for p in ps]
+
+
+@bench_app.command("accuracy")
+def bench_accuracy(
+    json_path: Annotated[Path, typer.Option("--json", help="Write the JSON summary here.")] = Path(
+        "bench-accuracy.json"
+    ),
+    quick: Annotated[
+        bool, typer.Option(help="12k training subset, <= 4 min (targets 0.85 / 2.0 points).")
+    ] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Fashion-MNIST directory (default: Debian's).")
+    ] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache of the trained example.")] = None,
+) -> None:
+    """Dense vs one-shot vs ADMM-pruned example accuracy (8 patterns, 3.6x) on the 10k test set."""
+    from search_spaces.bench import AccuracyBenchConfig, run_accuracy_bench
+
+    config = AccuracyBenchConfig.quick() if quick else AccuracyBenchConfig.full()
+    console = _console()
+    with console.status("accuracy benchmark") as status:
+        result = run_accuracy_bench(
+            config, cache_dir=cache_dir, data_dir=data_dir, progress=status.update
+        )
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=1, sort_keys=True))
+    keys = (
+        "dense_acc",
+        "oneshot_acc",
+        "estimate_acc",
+        "pruned_acc",
+        "drop_points",
+        "conv_compression",
+        "targets_met",
+    )
+    console.print(
+        " ".join(f"{k}={result[k]}" for k in keys) + f" total {result['seconds']['total']} s"
+    )
+    console.print(f"wrote {json_path}")

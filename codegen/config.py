@@ -58,6 +58,9 @@ class KernelConfig(Record):
             pattern, pattern-specialised loops), ``dense`` (FKW off: dense weights,
             per-kernel switch on the pattern id) or ``csr`` (unstructured sparse:
             per-weight offset loads, no pattern specialisation; the baseline).
+        shifted: Input layout: one 64-byte-aligned copy of each channel per kernel
+            column (aligned loads, ``kw`` x copying) instead of ``stride`` phase
+            planes (unaligned loads).
     """
 
     oc_block: int = 1
@@ -72,6 +75,7 @@ class KernelConfig(Record):
     fkr: bool = True
     lre: bool = True
     format: str = "fkw"
+    shifted: bool = False
 
     schema = "kernel_config"
 
@@ -193,6 +197,7 @@ class ConfigSpace:
             "fkr": True if True in c["fkr"] else c["fkr"][0],
             "lre": c["lre"][0] if len(c["lre"]) == 1 else c["format"][0] != "csr",
             "format": c["format"][0],
+            "shifted": True if True in c["shifted"] else c["shifted"][0],
         }
         return self.validate(KernelConfig(**pick))
 
@@ -232,6 +237,7 @@ def config_space(layer: LayerSpec, target: Target, **fixed: Any) -> ConfigSpace:
         "fkr": (True, False),
         "lre": (True, False),
         "format": FORMATS,
+        "shifted": (False, True),
     }
     if layer.cin > 65535:
         raise ConfigError(f"layer {layer.name!r}: cin must be <= 65535 for FKW; got {layer.cin}")

@@ -56,7 +56,7 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int) 
         "CIN": s.cin, "H": s.h, "W": s.w, "COUT": s.cout, "OH": s.out_h, "OW": s.out_w,
         "S": s.stride, "PAD": s.padding, "KK": s.kh * s.kw, "CIN_PG": s.cin_per_group,
         "COUT_PG": s.cout // s.groups, "WPH": lay.wph, "HP": lay.hp, "PS": lay.plane,
-        "CS": lay.chan_stride, "NB": lay.nblocks, "ICB": cfg.ic_block, "KU": max(k_used, 1),
+        "CS": lay.chan_stride, "NPLANES": lay.nplanes, "NB": lay.nblocks, "ICB": cfg.ic_block, "KU": max(k_used, 1),
         "R": lay.rows, "TW": lay.tw, "NTX": lay.ntx, "NTY": lay.nty, "OCB": cfg.oc_block,
         "NTHREADS": cfg.threads, "NGROUPS": -(-s.cout // cfg.oc_block),
     }

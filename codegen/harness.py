@@ -29,6 +29,7 @@ PRELUDE_C = r"""
 typedef float vf __attribute__((vector_size(VL * 4)));
 typedef float vfu __attribute__((vector_size(VL * 4), aligned(4), may_alias));
 #define LD(p) (*(const vfu*)(p))
+#define LDA(p) (*(const vf*)(p))
 #define ST(p, v) (*(vfu*)(p) = (v))
 #define PT_EXPORT __attribute__((visibility("default")))
 """
@@ -37,17 +38,18 @@ HARNESS_C = r"""
 static void pad_channel(const float* restrict x, int c) {
   const float* restrict src = x + (size_t)c * H * W;
   float* restrict dst = g_in + (size_t)c * CS;
-  for (int ph = 0; ph < S; ++ph) {
+  for (int ph = 0; ph < NPLANES; ++ph) {
     int j0 = 0;
     while (j0 * S + ph - PAD < 0) ++j0;
+    const int sx0 = j0 * S + ph - PAD;
     for (int y = 0; y < HP; ++y) {
       const int sy = y - PAD;
       if (sy < 0 || sy >= H) continue;
       float* restrict drow = dst + (size_t)ph * PS + (size_t)y * WPH;
       const float* restrict srow = src + (size_t)sy * W;
       if (S == 1) {
-        int n = W; if (PAD + n > WPH) n = WPH - PAD;
-        memcpy(drow + PAD, srow, (size_t)n * sizeof(float));
+        int n = W - sx0; if (j0 + n > WPH) n = WPH - j0;
+        if (n > 0) memcpy(drow + j0, srow + sx0, (size_t)n * sizeof(float));
       } else {
         for (int j = j0; j < WPH; ++j) {
           const int sx = j * S + ph - PAD;

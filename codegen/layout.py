@@ -35,6 +35,8 @@ class Layout:
     plane: int
     chan_stride: int
     nblocks: int
+    nplanes: int
+    shifted: bool
 
     @classmethod
     def of(cls, spec: LayerSpec, cfg: KernelConfig) -> Layout:
@@ -50,15 +52,19 @@ class Layout:
         wph = ((wph + 15) // 16) * 16
         hp = (oh - 1) * s + spec.kh
         plane = hp * wph
+        nplanes = spec.kw if cfg.shifted else s
         return cls(
             spec=spec, vl=vl, rows=cfg.tile_rows, vecs=cfg.tile_vecs, tw=tw, ntx=ntx, nty=nty,
             rows_last=oh - (nty - 1) * cfg.tile_rows, vecs_last=vecs_last,
-            valid_last=valid_last, wph=wph, hp=hp, plane=plane, chan_stride=s * plane,
-            nblocks=math.ceil(spec.cin_per_group / cfg.ic_block),
+            valid_last=valid_last, wph=wph, hp=hp, plane=plane, chan_stride=nplanes * plane,
+            nblocks=math.ceil(spec.cin_per_group / cfg.ic_block), nplanes=nplanes,
+            shifted=cfg.shifted,
         )
 
     def tap_offset(self, dy: int, dx: int) -> int:
         """Offset (floats) of tap (dy, dx) from a channel's tile base, output row 0."""
+        if self.shifted:
+            return dx * self.plane + dy * self.wph
         s = self.spec.stride
         return (dx % s) * self.plane + dy * self.wph + dx // s
 

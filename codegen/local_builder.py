@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -26,10 +27,12 @@ def default_cache_dir() -> Path:
 
 
 def _first_error(stderr: str) -> str:
+    """The compiler's first ``error:`` line, without the temporary directory."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    for ln in lines:
-        if "error" in ln.lower():
-            return ln
+    for pattern in (" error: ", "error:", "error"):
+        for ln in lines:
+            if pattern in ln:
+                return re.sub(r"^\S*/(kernel\.c:)", r"\1", ln)
     return lines[0] if lines else "compiler failed without a message"
 
 
@@ -91,7 +94,8 @@ class LocalBuilder(Builder):
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(self._command(inp, product, src, tmp_out), capture_output=True,
-                                  text=True, timeout=self.timeout_s, check=False)
+                                  text=True, timeout=self.timeout_s, check=False,
+                                  env={**os.environ, "LC_ALL": "C"})
         except subprocess.TimeoutExpired:
             shutil.rmtree(tmp, ignore_errors=True)
             return out, False, self.timeout_s, f"build: timeout after {self.timeout_s:g} s"

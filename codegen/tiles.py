@@ -38,7 +38,7 @@ class Variant:
 
 def variants(lay: Layout) -> dict[tuple[bool, bool], Variant]:
     """(last row tile?, last column tile?) -> the Variant it uses."""
-    out = {}
+    out: dict[tuple[bool, bool], Variant] = {}
     for last_r in (False, True):
         for last_c in (False, True):
             rows = lay.rows_last if last_r else lay.rows
@@ -90,13 +90,14 @@ def _store(var: Variant) -> list[str]:
 def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str) -> list[str]:
     """FMAs of one kernel with pattern ``pat``: weights ``{wname}{t}``, input pointer ``ip``."""
     s = lay.spec.stride
+    ld = "LDA" if lay.shifted else "LD"
     lines = []
     if not lre:
         for t, (dy, dx) in enumerate(pat.offsets):
             for r in range(var.rows):
                 for v in range(var.vecs):
                     off = lay.tap_offset(r * s + dy, dx) + v * lay.vl
-                    lines.append(f"{_acc(r, v)} += {wname}{t} * LD(ip + {off});")
+                    lines.append(f"{_acc(r, v)} += {wname}{t} * {ld}(ip + {off});")
         return lines
     # LRE: group (tap, row) pairs by the input vector they read; keep per-acc tap order.
     users: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
@@ -107,7 +108,7 @@ def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str)
         for v in range(var.vecs):
             off = lay.tap_offset(row, dx) + v * lay.vl
             fmas = " ".join(f"{_acc(r, v)} += {wname}{t} * x;" for t, r in users[(row, dx)])
-            lines.append(f"{{ const vf x = LD(ip + {off}); {fmas} }}")
+            lines.append(f"{{ const vf x = {ld}(ip + {off}); {fmas} }}")
     return lines
 
 
@@ -167,11 +168,12 @@ def _body_dense(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern
 
 def _csr_weight(var: Variant, lay: Layout, kexpr: str) -> list[str]:
     s = lay.spec.stride
+    ld = "LDA" if lay.shifted else "LD"
     lines = [f"{{ const float* restrict ip = base + idx[{kexpr}];",
              f"  const vf w0 = (vf){{0}} + wt[{kexpr}];"]
     for r in range(var.rows):
         for v in range(var.vecs):
-            lines.append(f"  {_acc(r, v)} += w0 * LD(ip + {r * s * lay.wph + v * lay.vl});")
+            lines.append(f"  {_acc(r, v)} += w0 * {ld}(ip + {r * s * lay.wph + v * lay.vl});")
     return lines + ["}"]
 
 

@@ -156,12 +156,12 @@ class SshdFarm:
         server.start()
         return server
 
-    def trust(self, server: SshdServer) -> None:
-        """Append the server's current host key to known_hosts."""
+    def trust(self, server: SshdServer, *, port: int | None = None) -> None:
+        """Append the server's current host key to known_hosts (for ``port``, e.g. a proxy's)."""
         with open(server.host_key + ".pub") as fh:
             kind, key = fh.read().split()[:2]
         with open(self.known_hosts, "a") as fh:
-            fh.write(f"[127.0.0.1]:{server.port} {kind} {key}\n")
+            fh.write(f"[127.0.0.1]:{port or server.port} {kind} {key}\n")
 
     def stop(self) -> None:
         """Kill every server."""

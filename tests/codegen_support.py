@@ -1,0 +1,56 @@
+"""Layers and helpers shared by the codegen tests (small shapes: qemu is slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from search_spaces.layers import LayerSpec, PrunedLayer
+from search_spaces.patterns import PatternSet, all_patterns
+from search_spaces.projection import random_pruned_layer
+
+PATTERNS8 = PatternSet(all_patterns()[:8])
+
+
+def with_dead_filters(layer: PrunedLayer, dead: list[int]) -> PrunedLayer:
+    """A copy of ``layer`` where every kernel of the ``dead`` filters is pruned."""
+    alive = layer.alive.copy()
+    w = np.array(layer.weights)
+    alive[dead] = False
+    w[dead] = 0.0
+    return PrunedLayer(spec=layer.spec, pattern_set=layer.pattern_set,
+                       pattern_ids=layer.pattern_ids, alive=alive, weights=w, bias=layer.bias)
+
+
+def every_pattern_layer() -> PrunedLayer:
+    """16 x 8 kernels whose pattern ids cycle through all 56 patterns."""
+    spec = LayerSpec("all56", cin=16, cout=8, h=5, w=6)
+    ps = PatternSet(all_patterns())
+    rng = np.random.default_rng(56)
+    ids = (np.arange(spec.cout * spec.cin) % len(ps)).reshape(spec.cout, spec.cin)
+    w = rng.standard_normal((spec.cout, spec.cin, 3, 3)).astype(np.float32) * ps.masks()[ids]
+    return PrunedLayer(spec=spec, pattern_set=ps, pattern_ids=ids, alive=np.ones_like(ids, bool),
+                       weights=w, bias=rng.standard_normal(spec.cout).astype(np.float32))
+
+
+def required_layers() -> dict[str, PrunedLayer]:
+    """Every shape issue 3 names, as small random pattern-pruned layers."""
+    out: dict[str, PrunedLayer] = {}
+
+    def add(name: str, ps: PatternSet = PATTERNS8, conn: str = "2x", **kw: int) -> None:
+        spec = LayerSpec(name, **kw)
+        out[name] = random_pruned_layer(spec, ps, connectivity=conn, seed=len(out))
+
+    add("odd_width", cin=8, cout=6, h=9, w=13)
+    for hw in range(1, 8):
+        add(f"hw{hw}", cin=4, cout=3, h=hw, w=hw)
+    add("stride2", cin=5, cout=4, h=11, w=11, stride=2)
+    add("stride2_pad0", cin=4, cout=3, h=10, w=9, stride=2, padding=0)
+    add("pad0", cin=4, cout=4, h=8, w=8, padding=0)
+    add("cin3", cin=3, cout=8, h=10, w=10, conn="1x")
+    add("cout1", cin=6, cout=1, h=6, w=9)
+    add("one_pattern", PatternSet((all_patterns()[17],)), cin=6, cout=4, h=7, w=7)
+    out["all56"] = every_pattern_layer()
+    base = random_pruned_layer(LayerSpec("dead_filters", cin=6, cout=5, h=7, w=10), PATTERNS8,
+                               connectivity="2x", seed=99)
+    out["dead_filters"] = with_dead_filters(base, [0, 3])
+    return out

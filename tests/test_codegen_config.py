@@ -1,0 +1,128 @@
+"""KernelConfig ranges come from the layer; invalid configs and targets are rejected clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codegen import KernelConfig, Target, aarch64_target, config_space, get_target, host_target
+from pattune_common import ConfigError
+from search_spaces.layers import LayerSpec
+
+SPEC = LayerSpec("conv", cin=20, cout=12, h=7, w=9)
+
+
+def test_ranges_are_derived_from_layer_and_target() -> None:
+    sp = config_space(SPEC, aarch64_target())
+    assert sp.choices["tile_rows"] == (1, 2, 3, 4, 5, 6, 7)
+    assert sp.choices["tile_vecs"] == (1, 2, 3)  # ceil(9 / 4)
+    assert sp.choices["oc_block"] == (1, 2, 4, 8)
+    assert sp.choices["ic_block"] == (8, 16, 20)
+    assert sp.choices["vector_width"] == (4,)
+    assert sp.choices["threads"] == tuple(range(1, 9))
+
+
+def test_sampled_and_enumerated_configs_are_valid_and_distinct() -> None:
+    sp = config_space(SPEC, host_target(), threads=1, format="fkw", fkr=True)
+    sample = sp.sample(np.random.default_rng(3), 40)
+    assert len(sample) == 40
+    assert len({c.to_json() for c in sample}) == 40
+    assert all(sp.is_valid(c) for c in sample)
+    assert sp.sample(np.random.default_rng(3), 40) == sample  # seeded, reproducible
+    small = config_space(LayerSpec("s", cin=2, cout=1, h=1, w=1), aarch64_target(), threads=1,
+                         format="csr")
+    every = list(small.enumerate())
+    # oc 1 x rows 1 x vecs 1 x ic 1 x unroll 3 x order 3 x map 3 x vw 1 x fkr 2 x shifted 2
+    assert len(every) == 3 * 3 * 3 * 2 * 2
+    assert all(c.lre is False and c.format == "csr" for c in every)
+
+
+def test_default_is_valid_everywhere() -> None:
+    for t in (host_target(), host_target(isa="avx2"), aarch64_target()):
+        for spec in (SPEC, LayerSpec("one", cin=1, cout=1, h=1, w=1)):
+            cfg = config_space(spec, t).default()
+            assert config_space(spec, t).validate(cfg) is cfg
+
+
+def test_config_json_round_trip_and_hash() -> None:
+    cfg = config_space(SPEC, host_target()).default()
+    again = KernelConfig.from_json(cfg.to_json())
+    assert again == cfg and again.stable_hash() == cfg.stable_hash()
+    assert set(json.loads(cfg.to_json())) >= {"oc_block", "tile_rows", "tile_vecs", "ic_block",
+                                              "unroll", "loop_order", "threads",
+                                              "thread_mapping", "vector_width"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"tile_rows": 9}, ("KernelConfig.tile_rows must be one of 1, 2, 3, 4, 5, 6, 7 for layer "
+                           "'conv' on target 'aarch64'; got 9")),
+        ({"thread_mapping": "rr"}, ("KernelConfig.thread_mapping must be one of 'contiguous', "
+                                   "'interleaved', 'balanced' for layer 'conv' on target "
+                                   "'aarch64'; got 'rr'")),
+        ({"vector_width": 16}, ("KernelConfig.vector_width must be one of 4 for layer 'conv' on "
+                               "target 'aarch64'; got 16")),
+        ({"ic_block": 12}, ("KernelConfig.ic_block must be one of 8, 16, 20 for layer 'conv' on "
+                           "target 'aarch64'; got 12")),
+        ({"tile_rows": 7, "tile_vecs": 4}, "KernelConfig.tile_vecs must be one of 1, 2, 3"),
+        ({"tile_rows": 7, "tile_vecs": 3, "ic_block": 20}, None),
+        ({"format": "csr", "lre": True}, "KernelConfig.lre must be False when format is 'csr'"),
+    ],
+)
+def test_invalid_configs_are_rejected_with_the_rule(change: dict, message: str | None) -> None:
+    sp = config_space(SPEC, aarch64_target())
+    cfg = sp.default().replace(**change)
+    if message is None:
+        sp.validate(cfg)
+        return
+    with pytest.raises(ConfigError) as err:
+        sp.validate(cfg)
+    assert str(err.value).startswith(message)
+
+
+def test_register_budget_is_enforced() -> None:
+    big = LayerSpec("big", cin=8, cout=8, h=32, w=128)
+    sp = config_space(big, host_target(isa="avx2"))
+    cfg = sp.default().replace(tile_rows=8, tile_vecs=2, vector_width=8)
+    with pytest.raises(ConfigError, match=r"tile_rows x tile_vecs must be <= 10 accumulators on "
+                                          r"target 'host' \(16 vector registers\); got 8 x 2"):
+        sp.validate(cfg)
+
+
+def test_pinning_unknown_or_out_of_range_fields_fails() -> None:
+    with pytest.raises(ConfigError, match="unknown field 'tiles'"):
+        config_space(SPEC, host_target(), tiles=3)
+    with pytest.raises(ConfigError, match="KernelConfig.oc_block must be one of 1, 2, 4, 8"):
+        config_space(SPEC, host_target(), oc_block=32)
+
+
+def test_targets_are_data(tmp_path) -> None:
+    toml = tmp_path / "phone.toml"
+    toml.write_text(
+        'name = "phone"\narch = "aarch64"\ncc = "aarch64-linux-gnu-gcc"\n'
+        'cflags = ["-O2"]\nisa = "neon"\nvector_floats = 4\nvector_registers = 32\n'
+        'run_prefix = ["qemu-aarch64"]\nstatic = true\n'
+    )
+    t = Target.load(toml)
+    assert (t.name, t.vector_floats, t.run_prefix, t.static) == ("phone", 4, ("qemu-aarch64",), True)
+    js = tmp_path / "phone.json"
+    js.write_text(t.to_json())
+    assert get_target(str(js)) == t
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\narch = "sparc"\ncc = "cc"\ncflags = []\nisa = "neon"\n'
+                   "vector_floats = 4\n")
+    with pytest.raises(ConfigError, match="Target.arch must be one of x86_64, aarch64"):
+        Target.load(bad)
+    with pytest.raises(ConfigError, match="unknown target 'mars'; use one of host, aarch64"):
+        get_target("mars")
+
+
+def test_host_target_matches_cpu() -> None:
+    flags = Path("/proc/cpuinfo").read_text()
+    t = host_target()
+    assert t.isa == ("avx512" if " avx512f" in flags else "avx2")
+    assert t.vector_floats == (16 if t.isa == "avx512" else 8)

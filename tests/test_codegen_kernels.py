@@ -1,0 +1,201 @@
+"""Generated kernels compute what torch computes, on both targets (qemu for aarch64).
+
+One shared suite runs over every built-in target (STYLE rule 11): the host
+through the shared library in-process, aarch64 through the static executable
+under qemu-aarch64. All kernels of a target are built in one parallel batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codegen import (
+    BuildInput,
+    KernelConfig,
+    KernelLibrary,
+    LocalBuilder,
+    Product,
+    Target,
+    aarch64_target,
+    config_space,
+    generate,
+    host_target,
+    random_input,
+    reference_output,
+    run_executable,
+    verify,
+)
+from codegen.fkw import used_patterns
+from search_spaces.layers import PrunedLayer
+from tests.codegen_support import required_layers
+
+LAYERS = required_layers()
+
+
+def _configs(layer: PrunedLayer, target: Target) -> list[KernelConfig]:
+    """Default plus one config per format with non-default tiles, threads and mappings."""
+    rng = np.random.default_rng(7)
+    sp = config_space(layer.spec, target)
+    cfgs = [sp.default()]
+    for fmt, threads in (("fkw", 2), ("dense", 1), ("csr", 2)):
+        cfgs += config_space(layer.spec, target, format=fmt, threads=threads).sample(rng, 1)
+    return cfgs
+
+
+def _outputs(target: Target, builder: LocalBuilder) -> dict[str, list[tuple]]:
+    jobs = [(name, cfg, generate(layer, cfg, target)) for name, layer in LAYERS.items()
+            for cfg in _configs(layer, target)]
+    product = Product.LIBRARY if target.can_load_library else Product.EXECUTABLE
+    results = builder.build([BuildInput(k, target, (product,)) for _, _, k in jobs])
+    out: dict[str, list[tuple]] = {name: [] for name in LAYERS}
+    for (name, cfg, kernel), res in zip(jobs, results, strict=True):
+        layer = LAYERS[name]
+        x = random_input(layer, seed=1)
+        assert res.ok, res.error
+        if target.can_load_library:
+            y = KernelLibrary(res.library, kernel.weights, layer.spec).run(x)
+        else:
+            run = run_executable(res.executable, res.weights, x, layer.spec, target, repeats=1)
+            assert run.error == "", run.error
+            y = run.output
+        out[name].append((cfg, y, reference_output(layer, x)))
+    return out
+
+
+@pytest.fixture(scope="module", params=["host", "aarch64"])
+def target_outputs(request, tmp_path_factory) -> tuple[Target, dict[str, list[tuple]]]:
+    target = host_target() if request.param == "host" else aarch64_target()
+    builder = LocalBuilder(cache_dir=tmp_path_factory.mktemp(f"builds-{request.param}"))
+    return target, _outputs(target, builder)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_kernel_matches_torch(target_outputs, name: str) -> None:
+    target, outputs = target_outputs
+    assert len(outputs[name]) == 4
+    for cfg, y, ref in outputs[name]:
+        v = verify(y, ref)
+        assert v.ok, f"{target.name} {name} {cfg.to_json()}: {v.error}"
+        assert v.max_rel_error <= 1e-5
+
+
+def test_required_layers_have_the_required_properties() -> None:
+    assert len(used_patterns(LAYERS["all56"])) == 56
+    assert used_patterns(LAYERS["one_pattern"]) == (0,)
+    assert not LAYERS["dead_filters"].alive[[0, 3]].any()
+    assert LAYERS["odd_width"].spec.out_w % 4 != 0
+    assert {LAYERS[f"hw{i}"].spec.h for i in range(1, 8)} == set(range(1, 8))
+
+
+def test_dead_filters_output_only_bias() -> None:
+    layer = LAYERS["dead_filters"]
+    ref = reference_output(layer, random_input(layer, seed=1))
+    assert np.allclose(ref[0, 0], layer.bias[0]) and np.allclose(ref[0, 3], layer.bias[3])
+
+
+SWITCHES = [
+    {"fkr": False}, {"lre": False}, {"unroll": 4}, {"loop_order": "block_group_filter"},
+    {"loop_order": "group_block_tile"}, {"threads": 2, "thread_mapping": "interleaved"},
+    {"threads": 2, "thread_mapping": "balanced"}, {"oc_block": 1}, {"shifted": False},
+    {"tile_rows": 3, "tile_vecs": 1}, {"vector_width": 8, "tile_vecs": 1},
+]
+
+
+@pytest.mark.parametrize("name", ["odd_width", "stride2", "dead_filters", "all56"])
+def test_switches_give_identical_output(tmp_path, name: str) -> None:
+    """Each optimisation on and off: bitwise-identical outputs (same summation order)."""
+    layer, target = LAYERS[name], host_target()
+    sp = config_space(layer.spec, target)
+    base = sp.default().replace(oc_block=2, unroll=2, shifted=True, vector_width=4, tile_vecs=2,
+                                tile_rows=2)
+    cfgs = [sp.validate(base)] + [sp.validate(base.replace(**s)) for s in SWITCHES]
+    cfgs += [sp.validate(base.replace(format="dense")), sp.validate(base.replace(format="dense",
+                                                                                 lre=False))]
+    kernels = [generate(layer, c, target) for c in cfgs]
+    results = LocalBuilder(cache_dir=tmp_path).build(
+        [BuildInput(k, target, (Product.LIBRARY,)) for k in kernels])
+    x = random_input(layer, seed=2)
+    ys = [KernelLibrary(r.library, k.weights, layer.spec).run(x) for r, k in zip(
+        results, kernels, strict=True)]
+    assert verify(ys[0], reference_output(layer, x)).ok
+    for cfg, y in zip(cfgs[1:-2], ys[1:-2], strict=True):
+        assert np.array_equal(y, ys[0]), cfg.to_json()
+    # FKW off walks kernels by channel instead of by pattern: a different summation
+    # order, so equal to the FKW result only to rounding; LRE on/off stays bitwise equal.
+    assert np.array_equal(ys[-1], ys[-2])
+    assert np.max(np.abs(ys[-1] - ys[0])) <= 1e-6 * np.max(np.abs(ys[0]))
+
+
+def test_executable_reports_json_and_dumps_output(tmp_path) -> None:
+    layer, target = LAYERS["odd_width"], host_target()
+    cfg = config_space(layer.spec, target).default().replace(threads=2)
+    kernel = generate(layer, cfg, target)
+    [res] = LocalBuilder(cache_dir=tmp_path).build([BuildInput(kernel, target)])
+    x = random_input(layer, seed=3)
+    (tmp_path / "in.bin").write_bytes(x.tobytes())
+    proc = subprocess.run([res.executable, str(tmp_path / "in.bin"), res.weights, "1", "4",
+                           str(tmp_path / "out.bin")], capture_output=True, text=True, check=True)
+    report = json.loads(proc.stdout)
+    assert len(report["times_s"]) == 4 and all(t > 0 for t in report["times_s"])
+    y = np.fromfile(tmp_path / "out.bin", dtype=np.float32).reshape(reference_output(layer, x).shape)
+    assert verify(y, reference_output(layer, x)).ok
+    assert report["checksum"] == pytest.approx(float(y.astype(np.float64).sum()), rel=1e-9)
+    assert report["threads"] == 2
+    bad = subprocess.run([res.executable, str(tmp_path / "out.bin"), res.weights, "0", "1"],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 3 and "must hold 936 float32 values" in bad.stderr
+    objdump = subprocess.run(["ldd", res.executable], capture_output=True, text=True, check=False).stdout
+    libs = {Path(ln.split()[0]).name.split(".so")[0] for ln in objdump.splitlines() if ".so" in ln}
+    assert libs <= {"linux-vdso", "libc", "libm", "libgomp", "ld-linux-x86-64"}
+
+
+def test_aarch64_executable_is_static(tmp_path) -> None:
+    layer, target = LAYERS["hw3"], aarch64_target()
+    kernel = generate(layer, config_space(layer.spec, target).default(), target)
+    [res] = LocalBuilder(cache_dir=tmp_path).build(
+        [BuildInput(kernel, target, (Product.EXECUTABLE,))])
+    info = subprocess.run(["file", res.executable], capture_output=True, text=True, check=False).stdout
+    assert "ARM aarch64" in info and "statically linked" in info
+
+
+def test_compile_error_is_a_build_result(tmp_path) -> None:
+    layer, target = LAYERS["hw2"], host_target()
+    good = generate(layer, config_space(layer.spec, target).default(), target)
+    broken = dataclasses.replace(good, name="broken",
+                                 source=good.source.replace("compute(0);", "compute(0) oops;"))
+    bad_flags = dataclasses.replace(target, cflags=(*target.cflags, "-mno-such-flag"))
+    results = LocalBuilder(cache_dir=tmp_path).build(
+        [BuildInput(broken, target), BuildInput(good, target), BuildInput(good, bad_flags)])
+    assert [r.ok for r in results] == [False, True, False]
+    assert results[0].error.startswith("build: broken: ")
+    assert "error: expected ';' before 'oops'" in results[0].error
+    assert results[2].error.startswith("build: ") and "-mno-such-flag" in results[2].error
+    missing = dataclasses.replace(target, cc="/nonexistent/cc")
+    [res] = LocalBuilder(cache_dir=tmp_path).build([BuildInput(good, missing)])
+    assert res.error.startswith("build: cannot run compiler '/nonexistent/cc'")
+
+
+def test_builds_are_cached_by_content(tmp_path) -> None:
+    layer, target = LAYERS["hw4"], host_target()
+    kernel = generate(layer, config_space(layer.spec, target).default(), target)
+    builder = LocalBuilder(cache_dir=tmp_path)
+    first = builder.build([BuildInput(kernel, target)])[0]
+    second = builder.build([BuildInput(kernel, target)])[0]
+    assert not first.cached and second.cached and second.seconds == 0.0
+    assert second.library == first.library and second.executable == first.executable
+
+
+def test_wrong_weights_blob_is_rejected(tmp_path) -> None:
+    a, b = LAYERS["hw5"], LAYERS["hw6"]
+    target = host_target()
+    ka = generate(a, config_space(a.spec, target).default(), target)
+    kb = generate(b, config_space(b.spec, target).default(), target)
+    [res] = LocalBuilder(cache_dir=tmp_path).build([BuildInput(ka, target, (Product.LIBRARY,))])
+    with pytest.raises(Exception, match="pt_init rejected the weights"):
+        KernelLibrary(res.library, kb.weights, a.spec)

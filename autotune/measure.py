@@ -181,6 +181,8 @@ class KernelMeasurer:
         """Results for ``configs`` in order: reused, newly measured, failed or skipped."""
         import time
 
+        if len({c.to_json() for c in configs}) != len(configs):
+            raise ValueError("measure() takes distinct configs; got a config twice in one batch")
         preds = list(predicted_s) if predicted_s is not None else [None] * len(configs)
         layer_id = self.records.layer(layer)
         results: list[ConfigResult | None] = [None] * len(configs)
@@ -259,6 +261,8 @@ class KernelMeasurer:
                     "cv": m.cv,
                     "rounds": m.rounds,
                     "artifact": m.artifact_hash,
+                    "started_at": m.started_at,
+                    "finished_at": m.finished_at,
                 }
                 if m.status.has_value():
                     self.records.finish(

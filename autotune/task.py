@@ -137,7 +137,7 @@ class KernelTask:
         ]
         measured, reused, failed = self._observe(known)
         default = self.space.default()
-        first = [default, *self._warm_start()]
+        first = [default, *(c for c in self._warm_start() if c != default)]
         stalls = 0
         while len(self.strategy.history) < self.budget and stalls < 3:
             want = min(self.batch, self.budget - len(self.strategy.history))

@@ -20,7 +20,8 @@ Space file::
     "features.0" = ["1x"]                # narrow (or widen) one layer's choices
 
     [kernel]
-    budget = 24                          # configs measured per kernel-tuning task
+    budget = 10                          # configs measured per kernel-tuning task
+    refine_budget = 40                   # ... for the tasks of the best exportable trial
     candidates_per_measure = 16          # cost-model-scored configs per measured one
     fixed = { threads = 1 }              # pin KernelConfig fields for every layer
 """
@@ -102,12 +103,16 @@ class KernelSpace:
 
     Attributes:
         budget: Configs measured per kernel-tuning task.
+        refine_budget: Configs measured per task of a trial that becomes the best
+            exportable one (within the accuracy budget): tuning effort goes where
+            the exported configuration will come from.
         candidates_per_measure: Configs the cost model scores per measured config.
         fixed: KernelConfig fields pinned for every layer (passed to ``config_space``).
         layers: Per-layer pins that override ``fixed``.
     """
 
-    budget: int = 24
+    budget: int = 10
+    refine_budget: int = 40
     candidates_per_measure: int = 16
     fixed: Mapping[str, Any] = field(default_factory=dict)
     layers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -151,6 +156,8 @@ class JointSpace:
                 parse_connectivity(r)
         if self.kernel.budget < 1 or self.kernel.candidates_per_measure < 1:
             raise ValueError("kernel budget and candidates_per_measure must be >= 1")
+        if self.kernel.refine_budget < self.kernel.budget:
+            raise ValueError("kernel refine_budget must be >= budget")
 
     def rate_choices(self, layer: str) -> tuple[str, ...]:
         """The rate choices of one layer."""
@@ -218,7 +225,8 @@ class JointSpace:
             for s in pat.get("sets", [])
         )
         kernel = KernelSpace(
-            budget=int(ker.get("budget", 24)),
+            budget=int(ker.get("budget", 10)),
+            refine_budget=int(ker.get("refine_budget", max(40, int(ker.get("budget", 10))))),
             candidates_per_measure=int(ker.get("candidates_per_measure", 16)),
             fixed=dict(ker.get("fixed", {})),
             layers={k: dict(v) for k, v in ker.get("layers", {}).items()},

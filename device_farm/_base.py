@@ -9,11 +9,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pattune_common import Record
-
 from device_farm._errors import DeviceFault
 from device_farm._protocol import ProtocolConfig, measure_job
 from device_farm._records import Artifact, MeasureJob, Measurement
+from pattune_common import Record
 
 __all__ = ["Device", "DeviceFault", "DeviceReport", "RunResult"]
 
@@ -60,8 +59,9 @@ class DeviceReport(Record):
 _PROBE = (
     "uname -m; "
     "(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN); "
-    "(for c in {cc}; do command -v \"$c\" >/dev/null 2>&1 && "
-    "{{ \"$c\" --version 2>/dev/null | head -n1; exit 0; }}; done; echo none); "
+    # compilers come as arguments ("$@"), never spliced into the script
+    "(for c in \"$@\"; do command -v \"$c\" >/dev/null 2>&1 && "
+    "{ \"$c\" --version 2>/dev/null | head -n1; exit 0; }; done; echo none); "
     "(cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null | sort -n | tail -n1; echo)"
 )
 
@@ -90,7 +90,7 @@ class Device(abc.ABC):
     def __init__(
         self, *, name: str, device_type: str, arch: str = "", threads: int = 0,
         cpu_affinity: Sequence[int] = (), env: Mapping[str, str] | None = None,
-        compiler: str = "", protocol: ProtocolConfig | None = None,
+        compiler: str = "", build: str = "host", protocol: ProtocolConfig | None = None,
     ) -> None:
         self.name = name
         self.device_type = device_type
@@ -99,7 +99,9 @@ class Device(abc.ABC):
         self.cpu_affinity = tuple(cpu_affinity)
         self.env = dict(env or {})
         self.compiler = compiler
+        self.build = build  # "host": cross-compile on this machine; "device": on the device
         self.protocol = protocol or ProtocolConfig()
+        self._last_finished: float | None = None  # monotonic; for the cooldown between jobs
 
     @property
     def label(self) -> str:
@@ -136,10 +138,14 @@ class Device(abc.ABC):
     def measure(self, jobs: list[MeasureJob]) -> list[Measurement]:
         """Measure each job with :attr:`protocol`; same order and length as ``jobs``."""
         results: list[Measurement] = []
-        for i, job in enumerate(jobs):
-            if i and self.protocol.cooldown_s > 0:
-                time.sleep(self.protocol.cooldown_s)
+        for job in jobs:
+            # The cooldown spans calls: the farm hands a device one job at a time.
+            if self._last_finished is not None and self.protocol.cooldown_s > 0:
+                rest = self._last_finished + self.protocol.cooldown_s - time.monotonic()
+                if rest > 0:
+                    time.sleep(rest)
             results.append(measure_job(self, job, self.protocol))
+            self._last_finished = time.monotonic()
         return results
 
     def check(self, *, rtt_samples: int = 5) -> DeviceReport:
@@ -151,8 +157,8 @@ class Device(abc.ABC):
                 t0 = time.perf_counter()
                 self.execute(["true"], timeout_s=10)
                 rtts.append((time.perf_counter() - t0) * 1e3)
-            cc = " ".join(c for c in (self.compiler, "cc", "gcc", "clang") if c)
-            r = self.execute(["sh", "-c", _PROBE.format(cc=cc)], timeout_s=15)
+            ccs = [c for c in (self.compiler, "cc", "gcc", "clang") if c]
+            r = self.execute(["sh", "-c", _PROBE, "sh", *ccs], timeout_s=15)
         except DeviceFault as exc:
             return dataclasses.replace(base, error=str(exc))
         lines = (r.stdout.splitlines() + ["", "", "", ""])[:4]

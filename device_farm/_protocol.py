@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from device_farm._errors import DeviceFault
-from device_farm._records import MeasureJob, MeasureStatus, Measurement, Verify
+from device_farm._errors import DeviceFault, StagedFilesLost
+from device_farm._records import MeasureJob, Measurement, MeasureStatus, Verify
 
 if TYPE_CHECKING:
     from device_farm._base import Device, RunResult
@@ -45,6 +45,7 @@ class ProtocolConfig:
         pin: Run under ``taskset -c`` with the device's CPU affinity (Linux only).
         thermal_limit_c: Wait before each job until the hottest zone reads below this.
         thermal_timeout_s: Longest thermal wait; the job then runs anyway.
+        thermal_glob: Files holding zone temperatures in millidegrees Celsius.
     """
 
     warmup: int = 1
@@ -57,6 +58,8 @@ class ProtocolConfig:
     pin: bool = True
     thermal_limit_c: float | None = None
     thermal_timeout_s: float = 120.0
+    thermal_glob: str = "/sys/class/thermal/thermal_zone*/temp"
+    thermal_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.remeasure < 0:
@@ -188,9 +191,10 @@ def _thermal_wait(device: Device, cfg: ProtocolConfig) -> None:
     if cfg.thermal_limit_c is None:
         return
     deadline = time.monotonic() + cfg.thermal_timeout_s
-    script = "cat /sys/class/thermal/thermal_zone*/temp 2>/dev/null | sort -n | tail -n1"
+    # The glob is expanded by the device's shell on purpose; it comes from configuration.
+    script = 'cat $1 2>/dev/null | sort -n | tail -n1'
     while True:
-        r = device.execute(["sh", "-c", script], timeout_s=10)
+        r = device.execute(["sh", "-c", script, "sh", cfg.thermal_glob], timeout_s=10)
         text = r.stdout.strip()
         if not text.lstrip("-").isdigit() or int(text) / 1000.0 < cfg.thermal_limit_c:
             return
@@ -198,7 +202,7 @@ def _thermal_wait(device: Device, cfg: ProtocolConfig) -> None:
             _log.warning("%s: still %.1f C after %g s; measuring anyway",
                          device.label, int(text) / 1000.0, cfg.thermal_timeout_s)
             return
-        time.sleep(1.0)
+        time.sleep(cfg.thermal_poll_s)
 
 
 def _stats(times: list[float]) -> tuple[float, float]:
@@ -210,6 +214,20 @@ def _stats(times: list[float]) -> tuple[float, float]:
 
 def measure_job(device: Device, job: MeasureJob, cfg: ProtocolConfig) -> Measurement:
     """Measure one job on one device; every failure becomes a record."""
+    try:
+        return _measure_once(device, job, cfg)
+    except StagedFilesLost:
+        _log.warning("%s: staged files vanished; staging %s again", device.label, job.job_id)
+    try:
+        return _measure_once(device, job, cfg)
+    except StagedFilesLost as exc:
+        return Measurement.failed(
+            job, device=device.name, device_type=device.device_type,
+            status=MeasureStatus.DEVICE_FAULT, error=str(exc), started_at=time.time(),
+            finished_at=time.time())
+
+
+def _measure_once(device: Device, job: MeasureJob, cfg: ProtocolConfig) -> Measurement:
     started = time.time()
     runner: _Runner | None = None
     try:
@@ -232,8 +250,12 @@ def measure_job(device: Device, job: MeasureJob, cfg: ProtocolConfig) -> Measure
         )
     except _JobFailed as exc:
         status, error, stderr = exc.status, exc.error, exc.stderr
+    except StagedFilesLost:
+        raise
     except DeviceFault as exc:
         status, error, stderr = MeasureStatus.DEVICE_FAULT, str(exc), ""
+    except (ValueError, OSError) as exc:  # the artifact's files here are missing or changed
+        status, error, stderr = MeasureStatus.ERROR, f"{device.label}: artifact: {exc}", ""
     return Measurement.failed(
         job, device=device.name, device_type=device.device_type, status=status, error=error,
         stderr_tail=stderr, command=runner.command if runner else (), started_at=started,

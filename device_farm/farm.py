@@ -5,8 +5,9 @@ processes wait), takes the next job, measures it and releases the lease. A
 ``device_fault`` result (connection dropped, disk full) sends the job back to
 the queue for another device and counts against the device; a device with
 ``quarantine_after`` consecutive faults is quarantined for every process.
-Every job ends final exactly once: measured, failed with its reason, or failed
-with ``farm: ...`` when no device could run it.
+Every job gets exactly one result: measured, failed with its reason, or
+``device_fault`` with ``farm: ...`` when no device could run it (that status is
+not final, so a resumed batch tries such jobs again).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 from device_farm._base import Device, DeviceReport
 from device_farm._errors import DeviceFault
-from device_farm._records import MeasureJob, MeasureStatus, Measurement
+from device_farm._records import MeasureJob, Measurement, MeasureStatus
 from device_farm.lease import LeaseStore
 
 __all__ = ["Farm", "FarmConfig"]
@@ -170,7 +171,8 @@ class Farm:
         for item in queue.items:  # nothing could run these
             why = f"; last error: {item.last_error}" if item.last_error else ""
             self._finalize(Measurement.failed(
-                item.job, device="", device_type=device_type, status=MeasureStatus.ERROR,
+                item.job, device="", device_type=device_type,
+                status=MeasureStatus.DEVICE_FAULT,
                 error=f"farm: no healthy device of type {device_type} could run it{why}",
                 started_at=time.time(), finished_at=time.time()))
         return [self._results[i] for i in ids]
@@ -183,37 +185,71 @@ class Farm:
             self._on_result(m)
 
     def _worker(self, device: Device, queue: _Queue) -> None:
-        cfg = self.config
-        while not queue.idle_for(device.name):
-            if not queue.has_job_for(device.name):
-                time.sleep(0.05)  # jobs are running elsewhere and may come back
-                continue
-            lease = self.leases.acquire(device.name, timeout_s=1.0)
-            if lease is None:
-                continue  # another process is measuring on it; look again
-            with self.leases.held(lease):
-                item = queue.take(device.name)
-                if item is None:
+        try:
+            while not queue.idle_for(device.name):
+                if not queue.has_job_for(device.name):
                     time.sleep(0.05)  # jobs are running elsewhere and may come back
                     continue
-                m = device.measure([item.job])[0]
-            if m.status.is_final():
-                self.leases.record_success(device.name)
-                self._finalize(m)
-                queue.finish()
-                continue
-            item.attempts += 1
-            item.faulted_on.add(device.name)
-            item.last_error = m.error or ""
-            if item.attempts >= cfg.max_attempts:
-                self._finalize(m.with_status(
-                    MeasureStatus.ERROR,
-                    f"farm: device faults on {item.attempts} devices; last: {m.error}"))
-                queue.finish()
-            else:
+                if not self._one_job(device, queue):
+                    return
+        except Exception as exc:  # noqa: BLE001  (the database went away, or a bug)
+            # Jobs this worker held are back in the queue; others finish them, or run()
+            # records them as unrunnable. A dead worker must never hang the batch.
+            _log.exception("worker for %s stopped", device.name)
+            self._on_event(f"{device.label}: worker stopped: {type(exc).__name__}: {exc}")
+
+    def _one_job(self, device: Device, queue: _Queue) -> bool:
+        """Lease the device, measure one job, settle it; False when the device is done for."""
+        lease = self.leases.acquire(device.name, timeout_s=1.0)
+        if lease is None:
+            return True  # another process is measuring on it; look again
+        item: _Pending | None = None
+        try:
+            with self.leases.held(lease) as lost:
+                item = queue.take(device.name)
+                if item is None:
+                    return True  # another worker took the last job meanwhile
+                m = self._measure(device, item.job)
+                if lost.is_set():
+                    # Someone else may have measured on the device meanwhile: time is suspect.
+                    self._on_event(f"{device.label}: lease lost during {item.job.job_id}; "
+                                   "measuring it again")
+                    queue.put_back(item)
+                    item = None
+                    return True
+        except BaseException:
+            if item is not None:
                 queue.put_back(item)
-            if not self._recover(device, m.error or "device fault"):
-                return
+            raise
+        return self._settle(device, item, m, queue)
+
+    def _measure(self, device: Device, job: MeasureJob) -> Measurement:
+        try:
+            return device.measure([job])[0]
+        except Exception as exc:  # noqa: BLE001  (a Device must not raise; record it if it does)
+            _log.exception("%s raised measuring %s", device.label, job.job_id)
+            return Measurement.failed(
+                job, device=device.name, device_type=device.device_type,
+                status=MeasureStatus.ERROR, error=f"farm: {device.label} raised "
+                f"{type(exc).__name__}: {exc}", started_at=time.time(), finished_at=time.time())
+
+    def _settle(self, device: Device, item: _Pending, m: Measurement, queue: _Queue) -> bool:
+        if m.status.is_final():
+            self._finalize(m)
+            queue.finish()  # before touching the database again, so no job can hang
+            self.leases.record_success(device.name)
+            return True
+        item.attempts += 1
+        item.faulted_on.add(device.name)
+        item.last_error = m.error or ""
+        if item.attempts >= self.config.max_attempts:
+            self._finalize(m.with_status(
+                MeasureStatus.DEVICE_FAULT,
+                f"farm: device faults on {item.attempts} devices; last: {m.error}"))
+            queue.finish()
+        else:
+            queue.put_back(item)
+        return self._recover(device, m.error or "device fault")
 
     def _recover(self, device: Device, error: str) -> bool:
         """Count the fault; re-probe with backoff. False when the device is quarantined."""

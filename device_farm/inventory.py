@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pattune_common import UserInputError
-
 from device_farm._base import Device
 from device_farm._protocol import ProtocolConfig
 from device_farm._ssh_connect import SSHTarget, default_known_hosts
 from device_farm.local import LocalDevice
 from device_farm.ssh import SSHDevice, validate_work_dir
+from pattune_common import UserInputError
 
 __all__ = ["DeviceSpec", "Inventory", "load_inventory"]
 
@@ -69,7 +68,7 @@ class DeviceSpec:
             name=self.name, device_type=self.device_type, target=self.target(),
             work_dir=self.work_dir, arch=self.arch, threads=self.threads,
             cpu_affinity=self.cpu_affinity, env=self.env, compiler=self.compiler,
-            protocol=protocol,
+            build=self.build, protocol=protocol,
         )
 
 
@@ -107,7 +106,8 @@ class Inventory:
         """Build every device of ``device_type``; raise naming the known types if none."""
         if device_type == "local":
             return [LocalDevice(protocol=protocol)]
-        found = [d.make(protocol) for d in self.devices if d.device_type == device_type]
+        found: list[Device] = [d.make(protocol) for d in self.devices
+                               if d.device_type == device_type]
         if not found:
             raise UserInputError(
                 f"no device of type {device_type!r} in {self.path or 'the inventory'}; "
@@ -117,9 +117,9 @@ class Inventory:
 
 
 def _check_type(path: str, where: str, key: str, value: Any, kind: type | tuple[type, ...]) -> None:
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise UserInputError(f"{path}: {where}: {key} must be a {names}; got {value!r}")
+    if not isinstance(value, kind) or isinstance(value, bool):
+        names = "a string" if kind is str else "an integer" if kind is int else "a number"
+        raise UserInputError(f"{path}: {where}: {key} must be {names}; got {value!r}")
 
 
 def _spec(path: str, i: int, raw: dict[str, Any], defaults: dict[str, Any]) -> DeviceSpec:

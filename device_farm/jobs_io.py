@@ -2,8 +2,9 @@
 
 A jobs file has one :class:`MeasureJob` JSON object per line; relative
 ``local_path``s are relative to the jobs file and a missing ``sha256`` is
-computed. A results file has one :class:`Measurement` per line and only final
-ones, so a rerun skips every job id already in it.
+computed. A results file has one :class:`Measurement` per line; a rerun skips every job
+whose result there is final (``status.is_final()``) and measures again the ones
+that only met device faults (the later line wins).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import os
 import threading
 from typing import Any
 
-from pattune_common import UserInputError
-
 from device_farm._records import MeasureJob, Measurement, file_sha256
+from pattune_common import UserInputError
 
 __all__ = ["ResultsFile", "read_jobs"]
 
@@ -23,10 +23,10 @@ __all__ = ["ResultsFile", "read_jobs"]
 def _fill_files(data: dict[str, Any], base: str) -> None:
     art = data.get("artifact")
     if not isinstance(art, dict) or not isinstance(art.get("files", []), list):
-        raise ValueError('"artifact" must be an object with a "files" list')
+        raise ValueError('"artifact" must be an object with a "files" list')  # noqa: TRY004
     for f in art.get("files", []):
         if not isinstance(f, dict) or not isinstance(f.get("local_path"), str):
-            raise ValueError('each artifact file needs a "local_path" string')
+            raise ValueError('each artifact file needs a "local_path" string')  # noqa: TRY004
         path = os.path.join(base, os.path.expanduser(f["local_path"]))
         if not os.path.isfile(path):
             raise ValueError(f"artifact file {path} does not exist")
@@ -55,7 +55,7 @@ def read_jobs(path: str) -> list[MeasureJob]:
         try:
             data = json.loads(line)
             if not isinstance(data, dict):
-                raise ValueError("a line must be a JSON object")
+                raise ValueError("a line must be a JSON object")  # noqa: TRY004
             _fill_files(data, base)
             job = MeasureJob.from_dict(data)
         except (ValueError, KeyError, TypeError) as exc:
@@ -77,7 +77,8 @@ class ResultsFile:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self.done: dict[str, Measurement] = {}
+        self.done: dict[str, Measurement] = {}  # final results: a rerun skips these
+        self.latest: dict[str, Measurement] = {}  # the last result of every job
         self.skipped_lines = 0
         if os.path.exists(path):
             self._load()
@@ -93,10 +94,17 @@ class ResultsFile:
             except (ValueError, KeyError, TypeError):
                 self.skipped_lines += 1  # a line cut short by a crash; its job runs again
                 continue
-            self.done[m.job_id] = m
+            self._keep(m)
         if raw and not raw.endswith(b"\n"):
             with open(self.path, "ab") as fh:
                 fh.write(b"\n")
+
+    def _keep(self, m: Measurement) -> None:
+        self.latest[m.job_id] = m
+        if m.status.is_final():
+            self.done[m.job_id] = m
+        else:
+            self.done.pop(m.job_id, None)
 
     def append(self, m: Measurement) -> None:
         """Write one result and flush it to disk before returning."""
@@ -106,4 +114,4 @@ class ResultsFile:
                 fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
-            self.done[m.job_id] = m
+            self._keep(m)

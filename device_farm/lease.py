@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import threading
 import time
@@ -42,7 +43,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
+
+from pattune_common import UserInputError
 
 __all__ = ["DEFAULT_DB_URL", "Lease", "LeaseStore", "metadata"]
 
@@ -83,8 +86,10 @@ def _engine(url: str) -> Engine:
 
         @event.listens_for(eng, "connect")
         def _wal(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            # WAL lets readers run while one process writes a lease.
+            # WAL lets readers run while one process writes a lease; synchronous=NORMAL
+            # skips the fsync per commit (a lease lost to a power cut expires anyway).
             dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
         return eng
     return create_engine(url, pool_pre_ping=True)
@@ -108,8 +113,20 @@ class LeaseStore:
         self.url = url
         self.ttl_s = ttl_s
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.engine = _engine(url)
-        self.create_tables(self.engine)
+        try:
+            self.engine = _engine(url)
+        except (ArgumentError, ImportError) as exc:
+            shown = re.sub(r"://[^@/]*@", "://***@", url)  # never print a password
+            raise UserInputError(
+                f"database URL {shown!r} is not usable ({exc}); use e.g. sqlite:///pattune.db "
+                "or postgresql+psycopg://user@host/dbname") from None
+        try:
+            self.create_tables(self.engine)
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            # the URL's repr masks any password
+            raise UserInputError(f"cannot open the lease database {self.engine.url!r}: "
+                                 f"{reason}") from None
 
     @staticmethod
     def create_tables(engine: Engine) -> None:
@@ -235,8 +252,8 @@ class LeaseStore:
                 farm_device_health.c.device == device)).first()
             failures = (row[0] if row else 0) + 1
             until = now + quarantine_s if failures >= threshold else 0.0
-            values = dict(failures=failures, quarantined_until=until, reason=reason[:2000],
-                          updated_at=now)
+            values = {"failures": failures, "quarantined_until": until,
+                      "reason": reason[:2000], "updated_at": now}
             if row is None:
                 conn.execute(insert(farm_device_health).values(device=device, **values))
             else:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from device_farm._base import Device, RunResult
-from device_farm._errors import DeviceFault
+from device_farm._errors import DeviceFault, StagedFilesLost
 from device_farm._records import Artifact
 
 __all__ = ["LocalDevice", "default_local_work_dir"]
@@ -56,6 +56,9 @@ class LocalDevice(Device):
         key = artifact.content_hash()
         if key in self._staged and os.path.isdir(self._staged[key]):
             return self._staged[key]
+        for f in artifact.files:
+            if not os.path.isfile(f.local_path):
+                raise ValueError(f"{f.local_path} does not exist; rebuild the artifact")
         cas = os.path.join(self.work_dir, "cas")
         adir = os.path.join(self.work_dir, "a", key)
         try:
@@ -87,8 +90,8 @@ class LocalDevice(Device):
                     digest.update(block)
                     fout.write(block)
             if digest.hexdigest() != sha:
-                raise DeviceFault(
-                    f"{self.label}: {src} has sha256 {digest.hexdigest()[:12]}..., the artifact "
+                raise ValueError(
+                    f"{src} has sha256 {digest.hexdigest()[:12]}..., the artifact "
                     f"says {sha[:12]}...; rebuild the artifact"
                 )
             os.chmod(tmp, 0o755 if executable else 0o644)
@@ -102,6 +105,9 @@ class LocalDevice(Device):
         env: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Run ``argv`` as a child process in its own session, killed at ``timeout_s``."""
+        if cwd is not None and not os.path.isdir(cwd):
+            self._staged.clear()
+            raise StagedFilesLost(f"{self.label}: {cwd} is gone (work dir cleaned meanwhile?)")
         full_env = {**os.environ, **(env or {})}
         t0 = time.perf_counter()
         try:

@@ -10,6 +10,7 @@ a timeout kills the whole remote process group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import re
@@ -19,19 +20,21 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import paramiko
 
 from device_farm._base import Device, RunResult
-from device_farm._errors import DeviceFault
+from device_farm._errors import DeviceFault, StagedFilesLost
 from device_farm._records import Artifact, file_sha256
 from device_farm._ssh_connect import SSHTarget, close_client, connect
 
 __all__ = ["SSHDevice", "validate_work_dir"]
 
 _WRAPPER = (
-    'echo "@PATTUNE pid $$" >&2; [ -z "$1" ] || cd "$1" || exit 126; shift; '
+    'echo "@PATTUNE pid $$" >&2; '
+    '[ -z "$1" ] || cd "$1" 2>/dev/null || { echo "@PATTUNE nodir" >&2; exit 126; }; shift; '
     "s=$(date +%s%N 2>/dev/null); \"$@\"; r=$?; e=$(date +%s%N 2>/dev/null); "
     "printf '\\n@PATTUNE t %s %s %s\\n' \"$s\" \"$e\" \"$r\" >&2; exit $r"
 )
@@ -90,8 +93,11 @@ class SSHDevice(Device):
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._staged: set[str] = set()
+        self._orphans: set[int] = set()  # process groups of commands cut off by a drop
         self._lock = threading.Lock()
         self._local_sha: dict[tuple[str, int, int], str] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ssh-{name}")
+        self._spare: Future[paramiko.Channel] | None = None
 
     # -- connection -------------------------------------------------------------------
     def _transport(self) -> paramiko.Transport:
@@ -104,14 +110,31 @@ class SSHDevice(Device):
             self._client = connect(self.target.resolved(), label=self.label)
             t = self._client.get_transport()
             assert t is not None
-            return t
+        if self._orphans:
+            self._kill_orphans()
+        return t
+
+    def _kill_orphans(self) -> None:
+        """Kill programs left running when an earlier connection dropped mid-command.
+
+        sshd does not signal a no-pty session's processes when the link dies, so a
+        benchmark would keep burning the device's CPU and skew every later run.
+        """
+        groups, self._orphans = sorted(self._orphans), set()
+        # Only groups still led by our wrapper: after a reboot the numbers mean other programs.
+        script = ("for g in " + " ".join(str(g) for g in groups) + "; do "
+                  "grep -q '@PATTUNE pid' /proc/$g/cmdline 2>/dev/null && "
+                  "kill -KILL -- -$g 2>/dev/null; done; true")
+        try:
+            self._run(script, timeout_s=self.target.connect_timeout_s)
+        except DeviceFault:
+            self._orphans.update(groups)  # try again after the next reconnect
 
     def _drop(self) -> None:
+        self._spare = None  # its channel dies with the transport below
         if self._sftp is not None:
-            try:
+            with contextlib.suppress(Exception):  # a dead channel may fail to close
                 self._sftp.close()
-            except Exception:  # noqa: BLE001  (a dead channel may fail to close; irrelevant)
-                pass
         if self._client is not None:
             close_client(self._client)
         self._client = self._sftp = None
@@ -141,21 +164,45 @@ class SSHDevice(Device):
             ["exec", "sh", "-c", shlex.quote(_WRAPPER), "sh", shlex.quote(cwd or "")]
             + [shlex.quote(w) for w in words]
         )
-        return self._run(command, timeout_s)
+        result = self._run(command, timeout_s)
+        if result.exit_code == 126 and result.stderr.endswith("@PATTUNE nodir\n"):
+            self._staged.clear()
+            raise StagedFilesLost(f"{self.label}: {cwd} is gone (work dir cleaned meanwhile?)")
+        return result
 
     def _open(self, command: str) -> paramiko.Channel:
         for attempt in (0, 1):  # one reconnect when the held connection turns out dead
             transport = self._transport()
             try:
-                chan = transport.open_session(timeout=self.target.connect_timeout_s)
+                chan = self._take_spare(transport) or transport.open_session(
+                    timeout=self.target.connect_timeout_s)
                 chan.exec_command(command)
                 chan.shutdown_write()
+                self._spare = self._pool.submit(
+                    transport.open_session, timeout=self.target.connect_timeout_s)
                 return chan
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 self.close()
                 if attempt:
                     raise DeviceFault(f"{self.label}: cannot start a command: {exc}") from exc
         raise AssertionError("unreachable")
+
+    def _take_spare(self, transport: paramiko.Transport) -> paramiko.Channel | None:
+        """The session channel opened in the background after the last command, if alive.
+
+        Opening a channel costs a network round trip; opening the next one while the
+        current command runs takes it off every measurement (60 ms on a 30 ms link).
+        """
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        try:
+            chan = spare.result(timeout=self.target.connect_timeout_s)
+        except Exception:  # noqa: BLE001  (a failed spare just means opening a fresh one)
+            return None
+        if chan.closed or chan.get_transport() is not transport:
+            return None
+        return chan
 
     def _run(self, command: str, timeout_s: float) -> RunResult:
         t0 = time.perf_counter()
@@ -179,19 +226,25 @@ class SSHDevice(Device):
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._kill(head)
+                    self._kill(bytes(head))
                     return self._result(None, out, err, time.perf_counter() - t0, True)
                 transport = chan.get_transport()
                 if chan.closed and not chan.exit_status_ready() or not (
                     transport and transport.is_active()
                 ):
+                    self._orphan(head)
                     raise DeviceFault(f"{self.label}: connection lost while running a command")
-                wait = 0.005 if chan.exit_status_ready() else min(remaining, 0.25)
-                select.select([chan], [], [], wait)
+                if chan.eof_received:
+                    # Output is over (the pipe behind fileno stays readable now, so select
+                    # would spin); wait for the exit status itself.
+                    chan.status_event.wait(min(remaining, 0.25))
+                else:
+                    select.select([chan], [], [], min(remaining, 0.25))
             code = chan.recv_exit_status()  # ready: returns at once
             transport = chan.get_transport()
             if code == -1 and not (transport and transport.is_active()):
                 # paramiko reports -1 when the channel closed without an exit status
+                self._orphan(head)
                 raise DeviceFault(f"{self.label}: connection lost while running a command")
         finally:
             chan.close()
@@ -215,6 +268,11 @@ class SSHDevice(Device):
             stderr=stderr.decode("utf-8", "replace"), wall_s=wall, timed_out=timed_out,
         )
 
+    def _orphan(self, head: bytearray) -> None:
+        m = _PID.search(bytes(head))
+        if m:
+            self._orphans.add(int(m.group(1)))
+
     def _kill(self, head: bytes) -> None:
         m = _PID.search(bytes(head))
         if not m:
@@ -235,6 +293,8 @@ class SSHDevice(Device):
         return self._sftp
 
     def _check_local(self, path: str, sha: str) -> None:
+        if not os.path.isfile(path):
+            raise ValueError(f"{path} does not exist; rebuild the artifact")
         st = os.stat(path)
         key = (path, st.st_size, st.st_mtime_ns)
         if key not in self._local_sha:
@@ -266,7 +326,10 @@ class SSHDevice(Device):
         ) or "true"
         script = (
             f'[ -d "$1" ] && exit 0; t=$2; mkdir -p "$t" && {links} && '
-            f'(mv -T "$t" "$1" 2>/dev/null || {{ rm -rf "$t"; [ -d "$1" ]; }})'
+            # mv -T (GNU, toybox) fails when another process linked it first; a mv without
+            # -T (old busybox) is only tried when the directory is still missing.
+            f'{{ mv -T "$t" "$1" 2>/dev/null || [ -d "$1" ] || mv "$t" "$1"; }}; '
+            f'rm -rf "$t"; [ -d "$1" ]'
         )
         r = self.execute(["sh", "-c", script, "sh", adir, f"{self.work_dir}/tmp/{uuid.uuid4().hex}"],
                          timeout_s=30, cwd=self.work_dir)
@@ -278,8 +341,8 @@ class SSHDevice(Device):
     def _ensure_layout(self) -> None:
         w = shlex.quote(self.work_dir)
         r = self.execute(
-            ["sh", "-c", f"mkdir -p {w}/cas {w}/a {w}/tmp && "
-             f"find {w}/tmp -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {{}} +"],
+            ["sh", "-c", (f"mkdir -p {w}/cas {w}/a {w}/tmp && "
+                          f"find {w}/tmp -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {{}} +")],
             timeout_s=30, cwd="/",
         )
         if r.exit_code != 0:

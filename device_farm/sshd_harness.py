@@ -68,7 +68,7 @@ class SshdServer:
             self.proc = subprocess.Popen(
                 [SSHD, "-D", "-e", "-f", self.config, "-p", str(self.port)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                preexec_fn=limit,
+                preexec_fn=limit,  # noqa: PLW1509  (only setrlimit, async-signal-safe)
             )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -89,7 +89,8 @@ class SshdServer:
             return
         pid = self.proc.pid
         # Session children of sshd -D keep serving open connections; kill them too.
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True,
+                             check=False).stdout
         self.proc.kill()
         self.proc.wait()
         for child in out.split():

@@ -9,9 +9,10 @@ from collections import Counter
 
 import pytest
 
-from device_farm import Farm, FarmConfig, LeaseStore, MeasureStatus, Measurement, ProtocolConfig
-from tests.farm.fixtures import make_farm, ssh_device  # noqa: F401  (fixtures)
-from tests.farm.programs import job, plain, self_timed
+from device_farm import Farm, FarmConfig, LeaseStore, Measurement, MeasureStatus, ProtocolConfig
+
+pytest_plugins = ["tests.farm.fixtures"]
+from tests.farm.programs import job, plain, self_timed, ssh_device
 
 ONCE = ProtocolConfig(warmup=0, min_repeats=1, min_total_s=0.0, max_cv=10.0, remeasure=0)
 CFG = FarmConfig(max_attempts=3, quarantine_after=3, quarantine_s=600, retry_backoff_s=0.05,
@@ -100,7 +101,7 @@ def test_device_that_keeps_failing_is_quarantined_and_jobs_still_finish(make_far
                                       argv=(*nap.argv, str(i)))) for i in range(6)]
         devices = [ssh_device(farm, s, protocol=ONCE) for s in farm.servers]
         store = LeaseStore(f"sqlite:///{tmp_path}/farm.db")
-        out, _, events = _run(devices, jobs, tmp_path)
+        out, _, _ = _run(devices, jobs, tmp_path)
         assert all(m.status is MeasureStatus.OK and m.device == "dev1" for m in out)
         reason = store.quarantine("dev0")
         assert reason is not None and reason.startswith("ssh device dev0:")
@@ -117,7 +118,7 @@ def test_jobs_fail_with_a_reason_when_no_device_is_left(make_farm, tmp_path):
     farm.servers[0].kill()
     devices = [ssh_device(farm, farm.servers[0])]
     out, seen, _ = _run(devices, [job("a", self_timed(str(tmp_path)))], tmp_path)
-    assert out[0].status is MeasureStatus.ERROR
+    assert out[0].status is MeasureStatus.DEVICE_FAULT
     assert out[0].error == "farm: no healthy device of type loop could run it"
     assert seen == out
 
@@ -139,3 +140,33 @@ def test_duplicate_job_ids_are_refused(make_farm, tmp_path):
              leases=LeaseStore(f"sqlite:///{tmp_path}/x.db"))
     with pytest.raises(ValueError, match="^job ids must be unique in a batch; repeated: a$"):
         f.run([job("a", art), job("a", art)])
+
+
+def test_a_lease_lost_mid_job_means_measuring_again(make_farm, tmp_path):
+    from sqlalchemy import delete, update
+
+    from device_farm.lease import farm_leases
+
+    farm = make_farm(1)
+    marker = tmp_path / "started"
+    devices = [ssh_device(farm, farm.servers[0], protocol=ONCE)]
+    store = LeaseStore(f"sqlite:///{tmp_path}/farm.db", ttl_s=0.3)
+
+    def steal_once() -> None:
+        while not marker.exists():
+            time.sleep(0.01)
+        with store.engine.begin() as conn:  # another holder takes over the row
+            conn.execute(update(farm_leases).values(token="thief", holder="thief"))
+        time.sleep(0.5)
+        with store.engine.begin() as conn:
+            conn.execute(delete(farm_leases).where(farm_leases.c.holder == "thief"))
+
+    thief = threading.Thread(target=steal_once)
+    thief.start()
+    events: list[str] = []
+    out = Farm(devices, leases=store, config=CFG, on_event=events.append).run(
+        [job("j0", _sleeper(tmp_path, str(marker), 0.4))])
+    thief.join()
+    assert out[0].status is MeasureStatus.OK
+    assert events == ["ssh device dev0: lease lost during j0; measuring it again"]
+    assert marker.read_text().split() == ["dev0", "dev0"]

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.farm.fixtures import make_farm  # noqa: F401  (fixtures)
+pytest_plugins = ["tests.farm.fixtures"]
 from tests.farm.programs import self_timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def pattune(*args: str, cwd: str = ROOT) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": ROOT}
     return subprocess.run([sys.executable, "-m", "autotune", *args], capture_output=True,
-                          text=True, timeout=180, cwd=cwd, env=env)
+                          text=True, timeout=180, cwd=cwd, env=env, check=False)
 
 
 def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
@@ -28,9 +28,9 @@ def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
 
 
 def write_inventory(path, farm, *, known_hosts: str | None = None, device_type: str = "loop"):
-    parts = [f'[defaults]\nknown_hosts = "{known_hosts or farm.known_hosts}"\n'
-             f'identity_file = "{farm.client_key}"\nuser = "{farm.user}"\n'
-             f'ssh_config = "{os.devnull}"\n']
+    parts = [(f'[defaults]\nknown_hosts = "{known_hosts or farm.known_hosts}"\n'
+              f'identity_file = "{farm.client_key}"\nuser = "{farm.user}"\n'
+              f'ssh_config = "{os.devnull}"\n')]
     for s in farm.servers:
         parts.append(f'[[device]]\nname = "{s.name}"\nhost = "127.0.0.1"\nport = {s.port}\n'
                      f'type = "{device_type}"\narch = "x86_64"\nwork_dir = "{s.work_dir}"\n'
@@ -42,9 +42,8 @@ def write_inventory(path, farm, *, known_hosts: str | None = None, device_type: 
 def write_jobs(path, tmp_path, n: int) -> str:
     art = self_timed(str(tmp_path / "prog"))
     with open(path, "w") as fh:
-        for i in range(n):
-            fh.write(json.dumps({"job_id": f"job-{i}", "artifact": art.to_dict(),
-                                 "timeout_s": 20}) + "\n")
+        fh.writelines(json.dumps({"job_id": f"job-{i}", "artifact": art.to_dict(),
+                                 "timeout_s": 20}) + "\n" for i in range(n))
     return str(path)
 
 
@@ -95,7 +94,8 @@ def test_bad_jobs_files(tmp_path):
     assert one_line_error(r) == (
         f"pattune: error: jobs file {missing} does not exist; pass --jobs with a JSON Lines "
         "file of MeasureJob objects (see docs/device_farm.md)")
-    good = json.loads(open(write_jobs(tmp_path / "j.jsonl", tmp_path, 1)).readline())
+    with open(write_jobs(tmp_path / "j.jsonl", tmp_path, 1)) as fh:
+        good = json.loads(fh.readline())
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(good) + "\n{not json\n")
     assert one_line_error(pattune("measure", "--jobs", str(bad), "--out", "o.jsonl")).startswith(
@@ -180,3 +180,52 @@ def test_devices_list_shows_the_inventory(tmp_path, make_farm):
     r = pattune("devices", "list", "-i", inv)
     assert r.returncode == 0
     assert "local" in r.stdout and "dev0" in r.stdout and "loop" in r.stdout
+
+
+def test_jobs_no_device_could_run_are_retried_by_a_rerun(tmp_path, make_farm):
+    farm = make_farm(1)
+    inv = write_inventory(tmp_path / "inv.toml", farm)
+    jobs = write_jobs(tmp_path / "jobs.jsonl", tmp_path, 2)
+    out = tmp_path / "results.jsonl"
+    args = ("measure", "-i", inv, "-t", "loop", "--jobs", jobs, "--out", str(out),
+            "--db", f"sqlite:///{tmp_path}/p.db", "--min-total-s", "0")
+    farm.servers[0].kill()
+    r = pattune(*args)
+    assert r.returncode == 0, r.stderr
+    first = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["status"] for x in first] == ["device_fault", "device_fault"]
+    assert first[0]["error"] == "farm: no healthy device of type loop could run it"
+    assert "device_fault" in r.stdout
+    farm.servers[0].start()
+    r = pattune(*args)
+    assert r.returncode == 0, r.stderr
+    assert "2 jobs, 0 already in" in r.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["status"] for x in lines] == ["device_fault", "device_fault", "ok", "ok"]
+
+
+def test_check_lifts_the_quarantine_of_a_device_that_answers_again(tmp_path, make_farm):
+    from device_farm import LeaseStore
+
+    farm = make_farm(1)
+    inv = write_inventory(tmp_path / "inv.toml", farm)
+    db = f"sqlite:///{tmp_path}/p.db"
+    LeaseStore(db).record_failure("dev0", "ssh device dev0: boom", threshold=1, quarantine_s=600)
+    r = pattune("devices", "list", "-i", inv, "--db", db)
+    assert r.returncode == 0 and "ssh device dev0: boom" in r.stdout
+    r = pattune("devices", "check", "dev0", "-i", inv, "--db", db, "--json")
+    assert r.returncode == 0, r.stderr
+    assert "dev0: answers again; quarantine lifted" in r.stderr
+    assert LeaseStore(db).quarantine("dev0") is None
+
+
+def test_unusable_lease_database(tmp_path):
+    jobs = write_jobs(tmp_path / "jobs.jsonl", tmp_path, 1)
+    out = str(tmp_path / "o.jsonl")
+    err = one_line_error(pattune("measure", "--jobs", jobs, "--out", out, "--db", "nonsense"))
+    assert err.startswith("pattune: error: database URL 'nonsense' is not usable (")
+    assert err.endswith("); use e.g. sqlite:///pattune.db or postgresql+psycopg://user@host/dbname")
+    err = one_line_error(pattune("measure", "--jobs", jobs, "--out", out, "--db",
+                                 f"sqlite:///{tmp_path}/no/such/dir/p.db"))
+    assert err == (f"pattune: error: cannot open the lease database "
+                   f"sqlite:///{tmp_path}/no/such/dir/p.db: unable to open database file")

@@ -7,7 +7,8 @@ import time
 
 from device_farm import Artifact, MeasureStatus, ProtocolConfig, Verify
 from device_farm._base import Device
-from tests.farm.fixtures import device, make_farm  # noqa: F401  (fixtures)
+
+pytest_plugins = ["tests.farm.fixtures"]
 from tests.farm.programs import job, plain, script, self_timed
 
 
@@ -139,3 +140,89 @@ def test_check_reports_arch_cores_and_rtt(device: Device):
     assert r.arch == os.uname().machine
     assert r.cores == os.cpu_count()
     assert r.rtt_ms is not None and r.rtt_ms > 0
+    assert r.compiler.startswith(("cc ", "gcc ")), r.compiler  # Debian's gcc is installed
+
+
+def test_thermal_wait_holds_the_job_until_the_zone_cools(device: Device, tmp_path):
+    zone = tmp_path / "zone0"
+    zone.mkdir()
+    (zone / "temp").write_text("91000\n")
+    device.protocol = ProtocolConfig(warmup=0, min_repeats=1, min_total_s=0.0, max_cv=10.0,
+                                     thermal_limit_c=60.0, thermal_poll_s=0.05,
+                                     thermal_glob=str(tmp_path / "zone*" / "temp"))
+    cooled_at: list[float] = []
+
+    def cool() -> None:
+        time.sleep(0.8)
+        (zone / "temp").write_text("45000\n")
+        cooled_at.append(time.time())
+
+    import threading
+
+    t = threading.Thread(target=cool)
+    t.start()
+    [m] = device.measure([job("hot", self_timed(str(tmp_path / "p")))])
+    t.join()
+    assert m.status is MeasureStatus.OK, m.error
+    ran_at = float(m.finished_at)
+    assert cooled_at and ran_at >= cooled_at[0]
+    assert m.finished_at - m.started_at >= 0.75
+
+
+def test_runs_are_pinned_to_the_device_cpu_affinity(device: Device, tmp_path):
+    device.cpu_affinity = (0,)
+    art = plain(str(tmp_path), "pinned.sh",
+                'grep -Eq "^Cpus_allowed_list:[[:space:]]+0$" /proc/$$/status || exit 7')
+    [m] = device.measure([job("pin", art)])
+    assert m.status is MeasureStatus.OK, m.error
+    assert m.command[:3] == ("taskset", "-c", "0")
+    device.cpu_affinity = ()
+    [m2] = device.measure([job("free", art)])
+    # unpinned, the list names every CPU this process may use
+    assert (m2.status is MeasureStatus.CRASH) == (len(os.sched_getaffinity(0)) > 1)
+
+
+def test_a_changed_or_missing_local_file_is_the_artifacts_error(device: Device, tmp_path):
+    art = self_timed(str(tmp_path))
+    path = art.files[0].local_path
+    with open(path, "a") as fh:
+        fh.write("# edited after hashing\n")
+    [m] = device.measure([job("edited", art)])
+    assert m.status is MeasureStatus.ERROR  # final: another device would not help
+    assert m.error is not None and m.error.startswith(f"{device.label}: artifact: {path} has sha256 ")
+    assert m.error.endswith("...; rebuild the artifact")
+    os.unlink(path)
+    [m] = device.measure([job("gone", art)])
+    assert m.error == f"{device.label}: artifact: {path} does not exist; rebuild the artifact"
+
+
+def test_closed_output_then_long_exit_neither_spins_nor_misses_the_timeout(device: Device):
+    t0 = time.process_time()
+    r = device.execute(["sh", "-c", "exec >&- 2>&-; sleep 1; exit 4"], timeout_s=10)
+    assert r.exit_code == 4
+    assert time.process_time() - t0 < 0.5  # waited, did not busy-loop for the second
+    r = device.execute(["sh", "-c", "exec >&- 2>&-; sleep 30"], timeout_s=0.5)
+    assert r.timed_out and r.exit_code is None
+
+
+def test_cooldown_separates_jobs_even_across_calls(device: Device, tmp_path):
+    device.protocol = ProtocolConfig(warmup=0, min_repeats=1, min_total_s=0.0, max_cv=10.0,
+                                     cooldown_s=0.6)
+    art = self_timed(str(tmp_path))
+    a, b = device.measure([job("a", art), job("b", art)])
+    [c] = device.measure([job("c", art)])
+    assert b.started_at - a.finished_at >= 0.55
+    assert c.started_at - b.finished_at >= 0.55
+
+
+def test_files_cleaned_behind_the_devices_back_are_staged_again(device: Device, tmp_path):
+    import shutil
+
+    art = self_timed(str(tmp_path))
+    [m] = device.measure([job("first", art)])
+    assert m.status is MeasureStatus.OK, m.error
+    for sub in ("a", "cas"):  # what `pattune devices clean` from another process does
+        shutil.rmtree(os.path.join(device.work_dir, sub))  # type: ignore[attr-defined]
+    [m] = device.measure([job("second", art)])
+    assert m.status is MeasureStatus.OK, m.error
+    assert os.path.exists(os.path.join(device.work_dir, "cas", art.files[0].sha256))  # type: ignore[attr-defined]

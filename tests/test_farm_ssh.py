@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from device_farm import DeviceFault, MeasureStatus
-from device_farm.sshd_harness import free_port, keygen
 from device_farm.ssh import validate_work_dir
-from tests.farm.fixtures import make_farm, ssh_device  # noqa: F401  (fixtures)
-from tests.farm.programs import job, self_timed
+from device_farm.sshd_harness import free_port, keygen
+
+pytest_plugins = ["tests.farm.fixtures"]
+from tests.farm.programs import job, self_timed, ssh_device
 
 
 def test_unknown_host_key_is_refused_naming_the_trust_command(make_farm, tmp_path):
@@ -71,16 +75,29 @@ def test_reconnects_after_the_connection_drops(make_farm):
     assert dev.execute(["echo", "two"], timeout_s=5).stdout == "two\n"
 
 
-def test_connection_lost_mid_command_is_a_device_fault(make_farm, tmp_path):
+def test_connection_lost_mid_command_is_a_device_fault_and_the_orphan_is_killed(
+        make_farm, tmp_path):
     farm = make_farm(1)
     server = farm.servers[0]
     dev = ssh_device(farm, server)
     dev.execute(["true"], timeout_s=5)
-    import threading
-
-    threading.Timer(0.5, server.kill).start()
+    pidfile = tmp_path / "orphan.pid"
+    threading.Timer(0.7, server.kill).start()
     with pytest.raises(DeviceFault, match="^ssh device dev0: connection lost while running"):
-        dev.execute(["sleep", "10"], timeout_s=20)
+        dev.execute(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout_s=20)
+    orphan = int(pidfile.read_text())
+    assert _alive(orphan)  # sshd does not signal a no-pty session's processes
+    server.start()
+    assert dev.execute(["echo", "back"], timeout_s=5).stdout == "back\n"
+    assert not _alive(orphan)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_proxy_jump_through_a_hub_and_ssh_config_alias(make_farm, tmp_path):
@@ -113,7 +130,7 @@ def _fill_disk(server) -> str:
     the limit fail, which the SFTP server reports as a dead channel)."""
     os.makedirs(server.work_dir, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", server.work_dir],
-                       capture_output=True)
+                       capture_output=True, check=False)
     if r.returncode == 0:
         return "tmpfs"
     server.kill()
@@ -167,3 +184,46 @@ def test_uploads_survive_a_new_connection_without_resending(make_farm, tmp_path)
     dev2 = ssh_device(farm, farm.servers[0])
     dev2.stage(art)
     assert os.stat(stored).st_mtime_ns == before
+
+
+_ARG = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+               max_size=40)
+
+
+def test_any_argument_reaches_the_remote_program_verbatim(make_farm):
+    farm = make_farm(1)
+    dev = ssh_device(farm, farm.servers[0])
+
+    @settings(max_examples=40, deadline=None)
+    @given(args=st.lists(_ARG, min_size=1, max_size=6), value=_ARG)
+    def echo_back(args: list[str], value: str) -> None:
+        r = dev.execute(["sh", "-c", 'printf "%s\\0" "$@" "$V"', "sh", *args],
+                        timeout_s=10, env={"V": value})
+        assert r.exit_code == 0, r.stderr
+        assert r.stdout.split("\0")[:-1] == [*args, value]
+
+    echo_back()
+
+
+def test_processes_staging_one_artifact_at_once_all_succeed(make_farm, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    farm = make_farm(1)
+    devs = [ssh_device(farm, farm.servers[0]) for _ in range(4)]
+    art = self_timed(str(tmp_path))
+    with ThreadPoolExecutor(4) as pool:
+        dirs = list(pool.map(lambda d: d.stage(art), devs))
+    assert len(set(dirs)) == 1
+    assert os.listdir(dirs[0]) == ["selftimed.sh"]  # no stray temp dirs moved inside
+    assert os.listdir(os.path.join(devs[0].work_dir, "tmp")) == []
+
+
+def test_devices_clean_empties_the_work_dir(make_farm, tmp_path):
+    farm = make_farm(1)
+    dev = ssh_device(farm, farm.servers[0])
+    dev.stage(self_timed(str(tmp_path)))
+    assert sorted(os.listdir(dev.work_dir)) == ["a", "cas", "tmp"]
+    dev.clean()
+    assert os.listdir(dev.work_dir) == []
+    [m] = dev.measure([job("again", self_timed(str(tmp_path)))])  # re-uploads after a clean
+    assert m.status is MeasureStatus.OK, m.error

@@ -28,42 +28,47 @@ InventoryOpt = Annotated[
 ]
 
 
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Lease database URL: also show leases and quarantines."),
+]
+
+
 @devices_app.command("list")
-def devices_list(inventory: InventoryOpt = None) -> None:
+def devices_list(inventory: InventoryOpt = None, db: DbOpt = None) -> None:
     """List the devices of the inventory (plus the built-in local device)."""
-    from device_farm import load_inventory
+    from device_farm import LeaseStore, load_inventory
 
     inv = load_inventory(inventory)
-    table = Table("name", "type", "arch", "host", "work dir", "build", "threads", "cpus")
-    table.add_row("local", "local", "(this machine)", "-", "-", "host", "-", "-")
+    store = LeaseStore(db) if db else None
+    columns = ["name", "type", "arch", "host", "work dir", "build", "threads", "cpus"]
+    table = Table(*columns, *(["lease holder", "quarantined"] if store else []))
+    rows = [["local", "local", "(this machine)", "-", "-", "host", "-", "-"]]
     for d in inv.devices:
         port = f":{d.port}" if d.port else ""
         via = f" via {d.proxy_jump}" if d.proxy_jump else ""
-        table.add_row(
-            d.name,
-            d.device_type,
-            d.arch,
-            f"{d.user or ''}{'@' if d.user else ''}{d.host}{port}{via}",
-            d.work_dir,
-            d.build,
-            str(d.threads or "-"),
-            ",".join(map(str, d.cpu_affinity)) or "-",
-        )
+        login = f"{d.user}@{d.host}" if d.user else d.host
+        rows.append([d.name, d.device_type, d.arch, f"{login}{port}{via}", d.work_dir, d.build,
+                     str(d.threads or "-"), ",".join(map(str, d.cpu_affinity)) or "-"])
+    for row in rows:
+        if store:
+            row += [store.holder_of(row[0]) or "-", store.quarantine(row[0]) or "-"]
+        table.add_row(*row)
     _out.print(table)
 
 
 @devices_app.command("check")
 def devices_check(
-    names: Annotated[
-        list[str] | None, typer.Argument(help="Devices to check (default: all).")
-    ] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Devices to check (default: all).")] = None,
     inventory: InventoryOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead.")] = False,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="Lease database URL: lift the quarantine of devices that answer.")] = None,
 ) -> None:
     """Show reachability, arch, cores, compiler, thermal state and round-trip time."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from device_farm import load_inventory
+    from device_farm import LeaseStore, load_inventory
 
     inv = load_inventory(inventory)
     chosen = names or inv.names()
@@ -72,25 +77,24 @@ def devices_check(
         reports = list(pool.map(lambda d: d.check(), devices))
     for d in devices:
         d.close()
+    if db:
+        store = LeaseStore(db)
+        for r in reports:
+            if r.reachable and store.quarantine(r.name):
+                store.record_success(r.name)
+                _err.print(f"{r.name}: answers again; quarantine lifted")
     if as_json:
         for r in reports:
             print(r.to_json())
     else:
-        table = Table(
-            "name", "type", "reachable", "arch", "cores", "compiler", "thermal", "rtt", "error"
-        )
+        table = Table("name", "type", "reachable", "arch", "cores", "compiler", "thermal", "rtt",
+                      "error")
         for r in reports:
             table.add_row(
-                r.name,
-                r.device_type,
-                "yes" if r.reachable else "[red]no[/red]",
-                r.arch,
-                str(r.cores or ""),
-                r.compiler[:40],
+                r.name, r.device_type, "yes" if r.reachable else "[red]no[/red]", r.arch,
+                str(r.cores or ""), r.compiler[:40],
                 f"{r.thermal_c:.1f} C" if r.thermal_c is not None else "-",
-                f"{r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "-",
-                r.error or "",
-            )
+                f"{r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "-", r.error or "")
         _out.print(table)
     if not all(r.reachable for r in reports):
         raise typer.Exit(1)
@@ -118,10 +122,8 @@ def devices_trust(
     except DeviceFault as exc:
         fail(str(exc))
     what = record_host_key(target, key, replace_changed=replace)
-    print(
-        f"{target.host_key_entry} {key.get_name()} {fingerprint(key)}: {what} in "
-        f"{target.known_hosts}"
-    )
+    print(f"{target.host_key_entry} {key.get_name()} {fingerprint(key)}: {what} in "
+          f"{target.known_hosts}")
 
 
 @devices_app.command("clean")
@@ -158,40 +160,38 @@ def measure(
     remeasure: Annotated[int, typer.Option(help="Extra rounds when noisy.")] = 2,
     cooldown_s: Annotated[float, typer.Option(help="Pause between jobs on a device.")] = 0.0,
     thermal_limit_c: Annotated[float | None, typer.Option(help="Wait until cooler.")] = None,
+    max_attempts: Annotated[int, typer.Option(help="Devices a job may fault on.")] = 3,
+    quarantine_after: Annotated[int, typer.Option(help="Consecutive faults to quarantine.")] = 3,
+    lease_ttl_s: Annotated[float, typer.Option(help="Lease expiry after a crash.")] = 60.0,
 ) -> None:
     """Measure every job on every healthy device of one type; rerun to resume."""
-    from device_farm import DEFAULT_DB_URL, Farm, LeaseStore, ProtocolConfig, load_inventory
+    from device_farm import (
+        DEFAULT_DB_URL,
+        Farm,
+        FarmConfig,
+        LeaseStore,
+        ProtocolConfig,
+        load_inventory,
+    )
     from device_farm.jobs_io import ResultsFile, read_jobs
 
     inv = load_inventory(inventory)
-    protocol = ProtocolConfig(
-        warmup=warmup,
-        min_repeats=min_repeats,
-        min_total_s=min_total_s,
-        max_cv=max_cv,
-        remeasure=remeasure,
-        cooldown_s=cooldown_s,
-        thermal_limit_c=thermal_limit_c,
-    )
+    protocol = ProtocolConfig(warmup=warmup, min_repeats=min_repeats, min_total_s=min_total_s,
+                              max_cv=max_cv, remeasure=remeasure, cooldown_s=cooldown_s,
+                              thermal_limit_c=thermal_limit_c)
+    config = FarmConfig(max_attempts=max_attempts, quarantine_after=quarantine_after)
     devices = inv.of_type(device_type, protocol)
     all_jobs = read_jobs(str(jobs))
     results = ResultsFile(str(out))
+    leases = LeaseStore(db or DEFAULT_DB_URL, ttl_s=lease_ttl_s)  # last: bad input creates no db
     if results.skipped_lines:
         _err.print(f"{out}: ignored {results.skipped_lines} unreadable line(s); those jobs rerun")
     todo = [j for j in all_jobs if j.job_id not in results.done]
-    _err.print(
-        f"{len(all_jobs)} jobs, {len(all_jobs) - len(todo)} already in {out}, "
-        f"{len(todo)} to measure on {len(devices)} device(s) of type {device_type}"
-    )
+    _err.print(f"{len(all_jobs)} jobs, {len(all_jobs) - len(todo)} already in {out}, "
+               f"{len(todo)} to measure on {len(devices)} device(s) of type {device_type}")
     started = time.monotonic()
-    progress = Progress(
-        TextColumn("measuring"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=_err,
-    )
+    progress = Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.description}"), console=_err)
     with progress:
         task = progress.add_task("", total=len(todo))
 
@@ -199,33 +199,26 @@ def measure(
             results.append(m)
             progress.update(task, advance=1, description=f"last: {m.job_id} {m.status.value}")
 
-        farm = Farm(
-            devices,
-            leases=LeaseStore(db or DEFAULT_DB_URL),
-            on_result=on_result,
-            on_event=lambda s: progress.console.print(f"[yellow]{s}[/yellow]"),
-        )
+        farm = Farm(devices, leases=leases, config=config, on_result=on_result,
+                    on_event=lambda s: progress.console.print(f"[yellow]{s}[/yellow]"))
         measured = farm.run(todo) if todo else []
     for d in devices:
         d.close()
     _summary(all_jobs, results, measured, time.monotonic() - started)
 
 
-def _summary(
-    all_jobs: list[MeasureJob], results: ResultsFile, measured: list[Measurement], wall_s: float
-) -> None:
-    done = results.done
-    counts = Counter(done[j.job_id].status.value for j in all_jobs if j.job_id in done)
+def _summary(all_jobs: list[MeasureJob], results: ResultsFile, measured: list[Measurement],
+             wall_s: float) -> None:
+    latest = results.latest
+    counts = Counter(latest[j.job_id].status.value for j in all_jobs if j.job_id in latest)
     per_device = Counter(m.device or "(none)" for m in measured)
     table = Table("status", "jobs", title="pattune measure summary")
     for status, n in sorted(counts.items()):
         table.add_row(status, str(n))
     _out.print(table)
     rate = len(measured) / wall_s if wall_s > 0 else 0.0
-    _out.print(
-        f"measured now: {len(measured)} in {wall_s:.1f} s ({rate:.2f} jobs/s); by device: "
-        + ", ".join(f"{k}={v}" for k, v in sorted(per_device.items()))
-    )
+    _out.print(f"measured now: {len(measured)} in {wall_s:.1f} s ({rate:.2f} jobs/s); by device: "
+               + ", ".join(f"{k}={v}" for k, v in sorted(per_device.items())))
 
 
 @bench_app.command("farm")
@@ -238,11 +231,7 @@ def bench_farm(
     """Measure SSH overhead per job and 3-over-1 device scaling against real sshd."""
     from device_farm.bench import run_farm_bench
 
-    summary = run_farm_bench(
-        jobs=jobs,
-        overhead_jobs=overhead_jobs,
-        wifi_delay_ms=wifi_delay_ms,
-        log=lambda s: _err.print(s),
-    )
+    summary = run_farm_bench(jobs=jobs, overhead_jobs=overhead_jobs, wifi_delay_ms=wifi_delay_ms,
+                             log=lambda s: _err.print(s))
     json_out.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(json.dumps(summary["summary"], sort_keys=True))

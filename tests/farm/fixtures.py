@@ -14,23 +14,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from device_farm import LeaseStore, LocalDevice, ProtocolConfig, SSHDevice, SSHTarget
+from device_farm import LeaseStore, LocalDevice
 from device_farm._base import Device
-from device_farm.sshd_harness import SshdFarm, SshdServer, free_port
-
-# Fast protocol for tests: the programs are tiny and the machine has 2 shared cores.
-FAST = ProtocolConfig(warmup=1, min_repeats=3, min_total_s=0.0, max_cv=10.0, remeasure=0)
-
-
-def ssh_device(farm: SshdFarm, server: SshdServer, *, protocol: ProtocolConfig = FAST,
-               device_type: str = "loop", **target_kw: object) -> SSHDevice:
-    """An SSHDevice for one server of ``farm`` (keyword overrides go to SSHTarget)."""
-    kw: dict[str, object] = dict(host="127.0.0.1", port=server.port, user=farm.user,
-                                 identity_file=farm.client_key, known_hosts=farm.known_hosts,
-                                 connect_timeout_s=5.0, ssh_config=os.devnull)
-    kw.update(target_kw)
-    return SSHDevice(name=server.name, device_type=device_type, target=SSHTarget(**kw),  # type: ignore[arg-type]
-                     work_dir=server.work_dir, protocol=protocol, env={"DEV": server.name})
+from device_farm.sshd_harness import SshdFarm, free_port
+from tests.farm.programs import FAST, ssh_device
 
 
 @pytest.fixture

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import os
 
-from device_farm import Artifact, ArtifactFile, MeasureJob, Verify
+from device_farm import (
+    Artifact,
+    ArtifactFile,
+    MeasureJob,
+    ProtocolConfig,
+    SSHDevice,
+    SSHTarget,
+    Verify,
+)
+from device_farm.sshd_harness import SshdFarm, SshdServer
 
 
 def script(directory: str, name: str, body: str) -> ArtifactFile:
@@ -34,3 +43,19 @@ def plain(directory: str, name: str, body: str, *, verify: Verify | None = None)
 def job(job_id: str, artifact: Artifact, timeout_s: float = 20.0) -> MeasureJob:
     """A MeasureJob."""
     return MeasureJob(job_id=job_id, artifact=artifact, timeout_s=timeout_s)
+
+
+# Fast protocol for tests: the programs are tiny and the machine has 2 shared cores.
+FAST = ProtocolConfig(warmup=1, min_repeats=3, min_total_s=0.0, max_cv=10.0, remeasure=0)
+
+
+def ssh_device(farm: SshdFarm, server: SshdServer, *, protocol: ProtocolConfig = FAST,
+               device_type: str = "loop", **target_kw: object) -> SSHDevice:
+    """An SSHDevice for one server of ``farm`` (keyword overrides go to SSHTarget)."""
+    kw: dict[str, object] = {
+        "host": "127.0.0.1", "port": server.port, "user": farm.user,
+        "identity_file": farm.client_key, "known_hosts": farm.known_hosts,
+        "connect_timeout_s": 5.0, "ssh_config": os.devnull}
+    kw.update(target_kw)
+    return SSHDevice(name=server.name, device_type=device_type, target=SSHTarget(**kw),  # type: ignore[arg-type]
+                     work_dir=server.work_dir, protocol=protocol, env={"DEV": server.name})

@@ -27,7 +27,7 @@ FORMATS = ("fkw", "dense", "csr")
 UNROLLS = (1, 2, 4)
 MAX_TILE_ROWS = 8
 MAX_TILE_VECS = 8
-MAX_OC_BLOCK = 16
+MAX_OC_BLOCK = 64
 # Registers kept free of accumulators: weight broadcasts and loaded input vectors.
 _SPARE_REGISTERS = 6
 
@@ -105,10 +105,18 @@ class ConfigSpace:
     layer: LayerSpec
     target: Target
     choices: dict[str, tuple[Any, ...]]
+    min_accumulators: int = 1
 
     def max_accumulators(self) -> int:
         """Most tile_rows x tile_vecs accumulators that fit the target's registers."""
         return max(1, self.target.vector_registers - _SPARE_REGISTERS)
+
+    def _least_accumulators(self) -> int:
+        """``min_accumulators``, lowered to the largest tile this layer allows."""
+        cap = self.max_accumulators()
+        best = max((r * v for r in self.choices["tile_rows"] for v in self.choices["tile_vecs"]
+                    if r * v <= cap), default=1)
+        return min(self.min_accumulators, best)
 
     def validate(self, cfg: KernelConfig) -> KernelConfig:
         """Return ``cfg`` if every field is allowed; else raise ConfigError naming the rule.
@@ -133,6 +141,12 @@ class ConfigSpace:
                 f"accumulators on target {self.target.name!r} "
                 f"({self.target.vector_registers} vector registers); got "
                 f"{cfg.tile_rows} x {cfg.tile_vecs} = {acc}"
+            )
+        least = self._least_accumulators()
+        if acc < least:
+            raise ConfigError(
+                f"KernelConfig.tile_rows x tile_vecs must be >= {least} accumulators in this "
+                f"space (min_accumulators); got {cfg.tile_rows} x {cfg.tile_vecs} = {acc}"
             )
         vecs_needed = math.ceil(self.layer.out_w / cfg.vector_width)
         if cfg.tile_vecs > vecs_needed:
@@ -182,7 +196,13 @@ class ConfigSpace:
         vw = max(c["vector_width"])
         vecs_needed = math.ceil(self.layer.out_w / vw)
         vecs = min(2, vecs_needed, max(c["tile_vecs"]))
-        rows = max(r for r in c["tile_rows"] if r <= 4 and r * vecs <= self.max_accumulators())
+        fits = [r for r in c["tile_rows"] if r * vecs <= self.max_accumulators()]
+        rows = max([r for r in fits if r <= 4] or fits[:1])
+        least = self._least_accumulators()
+        while rows * vecs < least and vecs < min(vecs_needed, max(c["tile_vecs"])):
+            vecs += 1
+        while rows * vecs < least and rows < max(fits):
+            rows += 1
         pick = {
             "oc_block": min(c["oc_block"], key=lambda v: abs(v - 4)),
             "tile_rows": rows,
@@ -208,12 +228,16 @@ def _fmt(values: tuple[Any, ...]) -> str:
     return ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values)
 
 
-def config_space(layer: LayerSpec, target: Target, **fixed: Any) -> ConfigSpace:
+def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
+                 **fixed: Any) -> ConfigSpace:
     """The valid configs of ``layer`` on ``target``, with some fields optionally pinned.
 
     Args:
         layer: The layer's shape.
         target: The compile target.
+        min_accumulators: Smallest register tile (tile_rows x tile_vecs) to admit,
+            lowered to the largest tile the layer allows (a search prior: tiny tiles
+            cannot hide FMA latency).
         **fixed: KernelConfig field -> one value or a tuple of values to restrict to
             (e.g. ``threads=2``, ``format="csr"``, ``lre=False``). Each must lie in the
             field's derived range.
@@ -223,7 +247,7 @@ def config_space(layer: LayerSpec, target: Target, **fixed: Any) -> ConfigSpace:
     """
     vws = tuple(v for v in (4, 8, 16) if v <= target.vector_floats) or (target.vector_floats,)
     cin = layer.cin_per_group
-    icb = sorted({cin} | {b for b in (8, 16, 32, 64, 128, 256) if b < cin})
+    icb = sorted({cin} | {b for b in (4, 8, 16, 32, 64, 128, 256) if b < cin})
     choices: dict[str, tuple[Any, ...]] = {
         "oc_block": tuple(_pow2_upto(layer.cout, MAX_OC_BLOCK)),
         "tile_rows": tuple(range(1, min(layer.out_h, MAX_TILE_ROWS) + 1)),
@@ -256,4 +280,7 @@ def config_space(layer: LayerSpec, target: Target, **fixed: Any) -> ConfigSpace:
         choices[key] = tuple(wanted)
     if choices["format"] == ("csr",):
         choices["lre"] = (False,)
-    return ConfigSpace(layer=layer, target=target, choices=choices)
+    if min_accumulators < 1:
+        raise ConfigError(f"min_accumulators must be >= 1; got {min_accumulators}")
+    return ConfigSpace(layer=layer, target=target, choices=choices,
+                       min_accumulators=min_accumulators)

@@ -59,12 +59,15 @@ def filter_order(layer: PrunedLayer, fkr: bool) -> np.ndarray:
     cout = layer.spec.cout
     if not fkr:
         return np.arange(cout, dtype=np.int32)
-    ids = np.where(layer.alive, layer.pattern_ids.astype(np.int64), -1)
     k = len(layer.pattern_set)
-    hist = np.stack([np.bincount(r[r >= 0], minlength=k) for r in ids]) if cout else np.zeros(0)
+    onehot = np.zeros((cout, layer.alive.shape[1], k), dtype=np.int64)
+    f, c = np.nonzero(layer.alive)
+    onehot[f, c, layer.pattern_ids[f, c].astype(np.int64)] = 1
+    hist = onehot.sum(axis=1)
     counts = layer.alive.sum(axis=1)
-    keys = [tuple([-int(counts[f])] + [-int(x) for x in hist[f]] + [f]) for f in range(cout)]
-    return np.array(sorted(range(cout), key=lambda f: keys[f]), dtype=np.int32)
+    # lexsort: last key is primary -> kernel count (desc), then histogram (desc), then index.
+    keys = [np.arange(cout)] + [-hist[:, p] for p in range(k - 1, -1, -1)] + [-counts]
+    return np.lexsort(keys).astype(np.int32)
 
 
 def block_bounds(cin_pg: int, ic_block: int) -> list[tuple[int, int]]:
@@ -103,38 +106,36 @@ def _pack_fkw(layer: PrunedLayer, cfg: KernelConfig, order: np.ndarray, used: tu
               ) -> Packed:
     s = layer.spec
     cin_pg, cout_pg = s.cin_per_group, s.cout // s.groups
-    blocks = block_bounds(cin_pg, cfg.ic_block)
-    slot = {p: i for i, p in enumerate(used)}
-    k_used = len(used)
-    taps = [np.array(layer.pattern_set[p].taps) for p in range(len(layer.pattern_set))]
+    nb = -(-cin_pg // cfg.ic_block)
+    k_used = max(len(used), 1)
+    slot_of = np.zeros(len(layer.pattern_set), dtype=np.int64)
+    slot_of[list(used)] = np.arange(len(used))
     n_taps = layer.pattern_set[used[0]].n if used else 1
-    fstart = np.zeros(s.cout + 1, dtype=np.int64)
-    rel = np.zeros((s.cout, len(blocks) * k_used + 1), dtype=np.int64)
-    chans: list[int] = []
-    wts: list[np.ndarray] = []
-    flat_w = layer.weights.reshape(s.cout, cin_pg, -1)
-    for i, f in enumerate(order):
-        fstart[i] = len(chans)
-        base_ch = (f // cout_pg) * cin_pg
-        pos = 0
-        for b, (c0, c1) in enumerate(blocks):
-            alive_c = [c for c in range(c0, c1) if layer.alive[f, c]]
-            for p in used:
-                rel[i, b * k_used + slot[p]] = pos
-                for c in alive_c:
-                    if layer.pattern_ids[f, c] == p:
-                        chans.append(base_ch + c)
-                        wts.append(flat_w[f, c, taps[p]])
-                        pos += 1
-        rel[i, -1] = pos
-    fstart[s.cout] = len(chans)
+    taps = np.array([list(p.taps) if p.n == n_taps else [0] * n_taps
+                     for p in layer.pattern_set], dtype=np.int64)
+    pos_of = np.empty(s.cout, dtype=np.int64)
+    pos_of[order] = np.arange(s.cout)
+    f, c = np.nonzero(layer.alive)
+    pid = layer.pattern_ids[f, c].astype(np.int64)
+    pos, blk, slot = pos_of[f], c // cfg.ic_block, slot_of[pid]
+    run = (pos * nb + blk) * k_used + slot  # (filter position, block, pattern) run index
+    sort = np.lexsort((c, run))
+    f, c, pid, pos, run = f[sort], c[sort], pid[sort], pos[sort], run[sort]
+    counts = np.bincount(run, minlength=s.cout * nb * k_used).reshape(s.cout, nb * k_used)
+    rel = np.zeros((s.cout, nb * k_used + 1), dtype=np.int64)
+    rel[:, 1:] = np.cumsum(counts, axis=1)
     if rel.size and rel.max() > 65535:
         raise ValueError("FKW: more than 65535 kernels in one filter")
+    fstart = np.zeros(s.cout + 1, dtype=np.int64)
+    fstart[1:] = np.cumsum(rel[:, -1])
+    flat_w = layer.weights.reshape(s.cout, cin_pg, -1)
+    wts = flat_w[f[:, None], c[:, None], taps[pid]] if len(f) else np.zeros((0, n_taps))
+    chans = (f // cout_pg) * cin_pg + c
     arrays = (
         ("fstart", fstart.astype(np.int32)),
         ("rel", rel.astype(np.uint16).ravel()),
-        ("chan", np.array(chans, dtype=np.uint16)),
-        ("wt", (np.stack(wts) if wts else np.zeros((0, n_taps))).astype(np.float32).ravel()),
+        ("chan", chans.astype(np.uint16)),
+        ("wt", np.ascontiguousarray(wts, dtype=np.float32).ravel()),
         ("perm", order.astype(np.int32)),
         ("bias", _bias(layer)),
     )
@@ -163,26 +164,24 @@ def _pack_csr(layer: PrunedLayer, cfg: KernelConfig, order: np.ndarray, used: tu
     """Unstructured CSR: per (filter, block) a run of (input offset, weight) pairs."""
     s = layer.spec
     cin_pg, cout_pg = s.cin_per_group, s.cout // s.groups
-    blocks = block_bounds(cin_pg, cfg.ic_block)
-    chan_stride = plane_offsets[-1]
+    nb = -(-cin_pg // cfg.ic_block)
     w = layer.weights.reshape(s.cout, cin_pg, -1)
-    off = [0]
-    idx: list[int] = []
-    vals: list[float] = []
-    for f in order:
-        base_ch = (f // cout_pg) * cin_pg
-        for c0, c1 in blocks:
-            for c in range(c0, c1):
-                for t in np.flatnonzero(w[f, c]):
-                    idx.append((base_ch + c) * chan_stride + plane_offsets[int(t)])
-                    vals.append(float(w[f, c, t]))
-            off.append(len(idx))
-    if idx and max(idx) >= 2**31:
+    pos_of = np.empty(s.cout, dtype=np.int64)
+    pos_of[order] = np.arange(s.cout)
+    f, c, t = np.nonzero(w)
+    run = pos_of[f] * nb + c // cfg.ic_block
+    sort = np.lexsort((t, c, run))
+    f, c, t, run = f[sort], c[sort], t[sort], run[sort]
+    tap_off = np.array([plane_offsets[i] for i in range(w.shape[2])], dtype=np.int64)
+    idx = ((f // cout_pg) * cin_pg + c) * plane_offsets[-1] + tap_off[t]
+    if idx.size and idx.max() >= 2**31:
         raise ValueError("CSR: input offsets exceed int32")
+    off = np.zeros(s.cout * nb + 1, dtype=np.int64)
+    off[1:] = np.cumsum(np.bincount(run, minlength=s.cout * nb))
     arrays = (
-        ("off", np.array(off, dtype=np.int32)),
-        ("idx", np.array(idx, dtype=np.int32)),
-        ("wt", np.array(vals, dtype=np.float32)),
+        ("off", off.astype(np.int32)),
+        ("idx", idx.astype(np.int32)),
+        ("wt", w[f, c, t].astype(np.float32)),
         ("perm", order.astype(np.int32)),
         ("bias", _bias(layer)),
     )

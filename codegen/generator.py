@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codegen import fkw
-from codegen.config import KernelConfig
+from codegen.config import KernelConfig, config_space
 from codegen.harness import HARNESS_C, PRELUDE_C
 from codegen.layout import Layout
 from codegen.target import Target
@@ -141,8 +141,11 @@ def _compute(cfg: KernelConfig) -> str:
 def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target) -> GeneratedKernel:
     """Emit the C source and weight blob of ``layer`` under ``cfg`` for ``target``.
 
-    ``cfg`` must already be valid for the layer (see :func:`codegen.config_space`).
+    Raises:
+        ConfigError: ``cfg`` is outside :func:`codegen.config_space` of the layer and
+            target (checked here, before anything is compiled).
     """
+    config_space(layer.spec, target).validate(cfg)
     lay = Layout.of(layer.spec, cfg)
     packed = fkw.pack(layer, cfg, lay.plane_offsets() if cfg.format == "csr" else None)
     pats = [layer.pattern_set[p] for p in packed.used_patterns]

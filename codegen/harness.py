@@ -30,6 +30,8 @@ typedef float vf __attribute__((vector_size(VL * 4)));
 typedef float vfu __attribute__((vector_size(VL * 4), aligned(4), may_alias));
 #define LD(p) (*(const vfu*)(p))
 #define LDA(p) (*(const vf*)(p))
+/* x - 0 is exactly x, so this folds to a plain broadcast (x + 0 would not: -0 + 0 = +0). */
+#define SPLAT(s) ((s) - (vf){0})
 #define ST(p, v) (*(vfu*)(p) = (v))
 #define PT_EXPORT __attribute__((visibility("default")))
 """

@@ -16,6 +16,10 @@ from codegen.config import KernelConfig
 from search_spaces.layers import LayerSpec
 
 
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
 @dataclass(frozen=True)
 class Layout:
     """Derived sizes (all in floats) for one layer and config."""
@@ -51,12 +55,14 @@ class Layout:
         wph = max(ow_computed + (spec.kw - 1) // s, math.ceil((spec.padding + spec.w) / s))
         wph = ((wph + 15) // 16) * 16
         hp = (oh - 1) * s + spec.kh
-        plane = hp * wph
+        # Skew planes and channels by a few cache lines off 4 KiB multiples: otherwise
+        # the same rows of many channels fall into the same L1 sets (conflict misses).
+        plane = _round_up(hp * wph, 1024) + 48
         nplanes = spec.kw if cfg.shifted else s
         return cls(
             spec=spec, vl=vl, rows=cfg.tile_rows, vecs=cfg.tile_vecs, tw=tw, ntx=ntx, nty=nty,
             rows_last=oh - (nty - 1) * cfg.tile_rows, vecs_last=vecs_last,
-            valid_last=valid_last, wph=wph, hp=hp, plane=plane, chan_stride=nplanes * plane,
+            valid_last=valid_last, wph=wph, hp=hp, plane=plane, chan_stride=_round_up(nplanes * plane, 1024) + 16,
             nblocks=math.ceil(spec.cin_per_group / cfg.ic_block), nplanes=nplanes,
             shifted=cfg.shifted,
         )

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
+import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -34,9 +38,12 @@ class KernelLibrary:
         PattuneError: The library rejects the weights (``pt_init`` non-zero).
     """
 
+    _loaded: ClassVar[set[str]] = set()
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
     def __init__(self, library: str | Path, weights: bytes | str | Path, spec: LayerSpec) -> None:
         self.spec = spec
-        self._lib = ctypes.CDLL(str(library))
+        self._lib = ctypes.CDLL(self._private_copy(Path(library)))
         self._lib.pt_init.argtypes = [ctypes.c_char_p, ctypes.c_longlong]
         self._lib.pt_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         blob = weights if isinstance(weights, bytes) else Path(weights).read_bytes()
@@ -44,6 +51,24 @@ class KernelLibrary:
         if rc:
             raise PattuneError(f"kernel {library}: pt_init rejected the weights (code {rc})")
         self._out = np.empty((1, spec.cout, spec.out_h, spec.out_w), dtype=np.float32)
+
+    @classmethod
+    def _private_copy(cls, library: Path) -> str:
+        """The path to load: ``library`` itself the first time, else a private copy.
+
+        dlopen returns the same handle for the same path, and the kernel keeps its
+        weights in file-level state, so a second KernelLibrary on one path would
+        overwrite the first one's weights.
+        """
+        key = str(library.resolve())
+        with cls._lock:
+            if key not in cls._loaded:
+                cls._loaded.add(key)
+                return key
+        fd, tmp = tempfile.mkstemp(prefix="pattune-kernel-", suffix=".so")
+        os.close(fd)
+        shutil.copyfile(key, tmp)
+        return tmp
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Compute the convolution of ``x`` (1, cin, h, w) float32; returns a new array."""

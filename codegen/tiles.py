@@ -57,7 +57,7 @@ def _acc(r: int, v: int) -> str:
 def _init(var: Variant, lay: Layout) -> list[str]:
     lines = [f"  vf {', '.join(_acc(r, v) for r in range(var.rows) for v in range(var.vecs))};"]
     lines.append("  if (b == 0) {")
-    lines.append("    const vf bb = (vf){0} + g_bias[f];")
+    lines.append("    const vf bb = SPLAT(g_bias[f]);")
     lines += [f"    {_acc(r, v)} = bb;" for r in range(var.rows) for v in range(var.vecs)]
     lines.append("  } else {")
     if var.partial:
@@ -119,7 +119,7 @@ def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, lre: bool, kexpr: str) 
         f"  const float* restrict ip = base + (size_t)chan[{kexpr}] * CS;",
         f"  const float* restrict w = wt + (size_t)({kexpr}) * {n};",
     ]
-    head += [f"  const vf w{t} = (vf){{0}} + w[{t}];" for t in range(n)]
+    head += [f"  const vf w{t} = SPLAT(w[{t}]);" for t in range(n)]
     return head + ["  " + x for x in pattern_taps(pat, var, lay, lre, "w")] + ["}"]
 
 
@@ -159,7 +159,7 @@ def _body_dense(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern
     ]
     for slot, pat in enumerate(pats):
         lines.append(f"    case {slot}: {{")
-        lines += [f"      const vf w{t} = (vf){{0}} + w[{tap}];" for t, tap in enumerate(pat.taps)]
+        lines += [f"      const vf w{t} = SPLAT(w[{tap}]);" for t, tap in enumerate(pat.taps)]
         lines += ["      " + x for x in pattern_taps(pat, var, lay, cfg.lre, "w")]
         lines += ["    } break;"]
     lines += ["    default: break;", "    }", "  }"]
@@ -170,7 +170,7 @@ def _csr_weight(var: Variant, lay: Layout, kexpr: str) -> list[str]:
     s = lay.spec.stride
     ld = "LDA" if lay.shifted else "LD"
     lines = [f"{{ const float* restrict ip = base + idx[{kexpr}];",
-             f"  const vf w0 = (vf){{0}} + wt[{kexpr}];"]
+             f"  const vf w0 = SPLAT(wt[{kexpr}]);"]
     for r in range(var.rows):
         for v in range(var.vecs):
             lines.append(f"  {_acc(r, v)} += w0 * {ld}(ip + {r * s * lay.wph + v * lay.vl});")

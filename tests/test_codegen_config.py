@@ -20,7 +20,7 @@ def test_ranges_are_derived_from_layer_and_target() -> None:
     assert sp.choices["tile_rows"] == (1, 2, 3, 4, 5, 6, 7)
     assert sp.choices["tile_vecs"] == (1, 2, 3)  # ceil(9 / 4)
     assert sp.choices["oc_block"] == (1, 2, 4, 8)
-    assert sp.choices["ic_block"] == (8, 16, 20)
+    assert sp.choices["ic_block"] == (4, 8, 16, 20)
     assert sp.choices["vector_width"] == (4,)
     assert sp.choices["threads"] == tuple(range(1, 9))
 
@@ -66,7 +66,7 @@ def test_config_json_round_trip_and_hash() -> None:
                                    "'aarch64'; got 'rr'")),
         ({"vector_width": 16}, ("KernelConfig.vector_width must be one of 4 for layer 'conv' on "
                                "target 'aarch64'; got 16")),
-        ({"ic_block": 12}, ("KernelConfig.ic_block must be one of 8, 16, 20 for layer 'conv' on "
+        ({"ic_block": 12}, ("KernelConfig.ic_block must be one of 4, 8, 16, 20 for layer 'conv' on "
                            "target 'aarch64'; got 12")),
         ({"tile_rows": 7, "tile_vecs": 4}, "KernelConfig.tile_vecs must be one of 1, 2, 3"),
         ({"tile_rows": 7, "tile_vecs": 3, "ic_block": 20}, None),

@@ -32,6 +32,7 @@ from codegen import (
     verify,
 )
 from codegen.fkw import used_patterns
+from pattune_common import ConfigError
 from search_spaces.layers import PrunedLayer
 from tests.codegen_support import required_layers
 
@@ -199,3 +200,29 @@ def test_wrong_weights_blob_is_rejected(tmp_path) -> None:
     [res] = LocalBuilder(cache_dir=tmp_path).build([BuildInput(ka, target, (Product.LIBRARY,))])
     with pytest.raises(Exception, match="pt_init rejected the weights"):
         KernelLibrary(res.library, kb.weights, a.spec)
+
+
+def test_two_libraries_from_one_path_keep_their_own_weights(tmp_path) -> None:
+    layer, target = LAYERS["hw7"], host_target()
+    kernel = generate(layer, config_space(layer.spec, target).default(), target)
+    [res] = LocalBuilder(cache_dir=tmp_path).build([BuildInput(kernel, target, (Product.LIBRARY,))])
+    doubled = bytearray(kernel.weights)
+    first = KernelLibrary(res.library, kernel.weights, layer.spec)
+    x = random_input(layer, seed=4)
+    before = first.run(x)
+    # Same blob layout, other values: bias array is last; change it.
+    nbias = 4 * layer.spec.cout
+    doubled[-nbias:] = (np.frombuffer(bytes(doubled[-nbias:]), np.float32) + 1).tobytes()
+    second = KernelLibrary(res.library, bytes(doubled), layer.spec)
+    assert np.array_equal(first.run(x), before)
+    assert np.allclose(second.run(x), before + 1, atol=1e-5)
+
+
+def test_generate_rejects_invalid_config_before_compiling() -> None:
+    layer = LAYERS["odd_width"]
+    cfg = config_space(layer.spec, host_target()).default().replace(vector_width=16)
+    with pytest.raises(ConfigError, match="KernelConfig.vector_width must be one of 4 for layer "
+                                          "'odd_width' on target 'aarch64'; got 16"):
+        generate(layer, cfg, aarch64_target())
+    with pytest.raises(ConfigError, match="KernelConfig.unroll must be one of 1, 2, 4"):
+        generate(layer, cfg.replace(unroll=3), host_target())

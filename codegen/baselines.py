@@ -1,0 +1,175 @@
+"""Baselines timed in the same process, on the same input and thread count.
+
+Each baseline binds one layer and one input and offers ``call()`` (one timed
+convolution) and ``output()`` (the result, for verification):
+
+* :class:`TorchDense`: ``torch.nn.functional.conv2d`` on the masked weights (oneDNN);
+* :class:`OrtDense`: ONNX Runtime on a one-Conv ONNX model;
+* :class:`TorchCSR`: ``unfold`` + CSR sparse matmul at the same non-zeros;
+* :class:`GeneratedKernel` runs (ours and the unstructured one) via ctypes.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+import warnings
+
+import numpy as np
+
+from codegen.runtime import KernelLibrary
+from search_spaces.layers import PrunedLayer
+
+
+class Implementation(abc.ABC):
+    """One way to compute a layer, bound to one input."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def call(self) -> None:
+        """Compute the convolution once (what is timed)."""
+
+    @abc.abstractmethod
+    def output(self) -> np.ndarray:
+        """Compute and return the output (1, cout, oh, ow) float32."""
+
+
+class TorchDense(Implementation):
+    """torch's dense conv2d on the masked weights."""
+
+    name = "torch"
+
+    def __init__(self, layer: PrunedLayer, x: np.ndarray) -> None:
+        import torch
+
+        s = layer.spec
+        self._torch = torch
+        self._x = torch.from_numpy(np.ascontiguousarray(x))
+        self._w = torch.from_numpy(np.array(layer.weights))
+        self._b = None if layer.bias is None else torch.from_numpy(np.array(layer.bias))
+        self._kw = {"stride": s.stride, "padding": s.padding, "groups": s.groups}
+
+    def call(self) -> None:
+        with self._torch.no_grad():
+            self._torch.nn.functional.conv2d(self._x, self._w, self._b, **self._kw)
+
+    def output(self) -> np.ndarray:
+        with self._torch.no_grad():
+            return self._torch.nn.functional.conv2d(self._x, self._w, self._b, **self._kw).numpy()
+
+
+class OrtDense(Implementation):
+    """ONNX Runtime's dense Conv (model built with onnx.helper, weights as initializers)."""
+
+    name = "ort"
+
+    def __init__(self, layer: PrunedLayer, x: np.ndarray, threads: int) -> None:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+
+        s = layer.spec
+        inits = [numpy_helper.from_array(np.array(layer.weights), "W")]
+        inputs = ["X", "W"]
+        if layer.bias is not None:
+            inits.append(numpy_helper.from_array(np.array(layer.bias), "B"))
+            inputs.append("B")
+        node = helper.make_node("Conv", inputs, ["Y"], kernel_shape=[s.kh, s.kw],
+                                strides=[s.stride] * 2, pads=[s.padding] * 4, group=s.groups)
+        graph = helper.make_graph(
+            [node], "conv",
+            [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, s.cin, s.h, s.w])],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT,
+                                           [1, s.cout, s.out_h, s.out_w])],
+            inits,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = min(model.ir_version, 9)
+        onnx.checker.check_model(model)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                          providers=["CPUExecutionProvider"])
+        self._feed = {"X": np.ascontiguousarray(x, dtype=np.float32)}
+
+    def call(self) -> None:
+        self._sess.run(None, self._feed)
+
+    def output(self) -> np.ndarray:
+        return np.asarray(self._sess.run(None, self._feed)[0])
+
+
+class TorchCSR(Implementation):
+    """im2col (``unfold``) then CSR sparse x dense matmul, at the layer's non-zeros."""
+
+    name = "torch_csr"
+
+    def __init__(self, layer: PrunedLayer, x: np.ndarray) -> None:
+        import torch
+
+        s = layer.spec
+        if s.groups != 1:
+            raise ValueError("torch_csr baseline supports groups == 1 only")
+        self._torch = torch
+        self._x = torch.from_numpy(np.ascontiguousarray(x))
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": known, not news
+            warnings.simplefilter("ignore", UserWarning)
+            dense = torch.from_numpy(np.array(layer.weights).reshape(s.cout, -1))
+            self._w = dense.to_sparse_csr()
+        bias = np.zeros(s.cout, np.float32) if layer.bias is None else np.array(layer.bias)
+        self._b = torch.from_numpy(bias).reshape(s.cout, 1)
+        self._s = s
+
+    def _run(self):  # type: ignore[no-untyped-def]
+        s, torch = self._s, self._torch
+        cols = torch.nn.functional.unfold(self._x, (s.kh, s.kw), padding=s.padding,
+                                          stride=s.stride)[0]
+        return torch.addmm(self._b, self._w, cols)
+
+    def call(self) -> None:
+        with self._torch.no_grad():
+            self._run()
+
+    def output(self) -> np.ndarray:
+        s = self._s
+        with self._torch.no_grad():
+            return self._run().reshape(1, s.cout, s.out_h, s.out_w).numpy()
+
+
+class Generated(Implementation):
+    """A generated kernel loaded with ctypes."""
+
+    def __init__(self, name: str, lib: KernelLibrary, x: np.ndarray) -> None:
+        self.name = name
+        self._lib = lib
+        self._x = np.ascontiguousarray(x, dtype=np.float32)
+        self._y = lib.run(self._x)
+
+    def call(self) -> None:
+        self._lib.run_into(self._x, self._y)
+
+    def output(self) -> np.ndarray:
+        return self._lib.run(self._x)
+
+
+def interleaved_medians(impls: list[Implementation], *, rounds: int, warmup: int = 1
+                        ) -> dict[str, list[float]]:
+    """Time each implementation once per round, round robin; return all times (seconds).
+
+    Interleaving spreads machine noise (other processes, frequency) over every
+    implementation instead of penalising whichever ran during a slow spell.
+    """
+    for impl in impls:
+        for _ in range(warmup):
+            impl.call()
+    times: dict[str, list[float]] = {impl.name: [] for impl in impls}
+    for _ in range(rounds):
+        for impl in impls:
+            t0 = time.perf_counter()
+            impl.call()
+            times[impl.name].append(time.perf_counter() - t0)
+    return times

@@ -1,0 +1,238 @@
+"""``pattune bench kernels``: tuned pattern kernels against dense and sparse baselines.
+
+For every 3x3 conv layer of a model: prune it (pattern set + connectivity),
+tune the pattern kernel and the unstructured-sparse kernel with the same budget
+(:func:`codegen.quicktune.quick_tune`), verify everything against torch, then
+time all implementations interleaved, in one process, at one thread count.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from codegen.baselines import (
+    Generated,
+    Implementation,
+    OrtDense,
+    TorchCSR,
+    TorchDense,
+    interleaved_medians,
+)
+from codegen.config import ConfigSpace, config_space
+from codegen.local_builder import LocalBuilder
+from codegen.quicktune import TuneResult, quick_tune
+from codegen.target import Target
+from codegen.verify import random_input, reference_output, verify
+from pattune_common import UserInputError
+from search_spaces.layers import LayerSpec, PrunedLayer
+from search_spaces.patterns import PatternSet
+from search_spaces.projection import parse_connectivity, prune_layer
+
+IMPLS = ("pattern", "unstructured", "torch", "ort", "torch_csr")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``pattune bench kernels`` was asked for.
+
+    Attributes:
+        model: Built-in model name.
+        dataset: Dataset the model's shapes come from (None: the model's default).
+        patterns: Pattern-set size K (top-K natural patterns of the model's weights).
+        connectivity: Connectivity rate (``3.6`` keeps 1/3.6 of the kernels; 1 = patterns only).
+        threads: Threads for every implementation.
+        budget: Configs tried per layer and per kernel kind.
+        rounds: Interleaved timing rounds per layer (medians).
+        layers: Only these layer names (empty: every 3x3 layer).
+        seed: Seed of the input, the config sampling and the model weights.
+    """
+
+    model: str = "vgg16"
+    dataset: str | None = None
+    patterns: int = 8
+    connectivity: str = "3.6"
+    threads: int = 1
+    budget: int = 30
+    rounds: int = 9
+    layers: tuple[str, ...] = ()
+    seed: int = 0
+
+
+def _model_layers(opts: BenchOptions) -> tuple[list[tuple[LayerSpec, np.ndarray]], PatternSet]:
+    from search_spaces.models import conv_layers, get_model, input_shape
+    from search_spaces.selection import select_pattern_set
+
+    model = get_model(opts.model, opts.dataset, seed=opts.seed)
+    shape = input_shape(opts.model, opts.dataset)
+    convs = [c for c in conv_layers(model, shape) if c.is_3x3]
+    if opts.layers:
+        known = [c.name for c in convs]
+        unknown = [n for n in opts.layers if n not in known]
+        if unknown:
+            raise UserInputError(
+                f"unknown layer {unknown[0]!r} for model {opts.model!r}; its 3x3 layers are "
+                f"{', '.join(known)}"
+            )
+        convs = [c for c in convs if c.name in opts.layers]
+    ps = select_pattern_set(model, shape, opts.patterns)
+    return [(c.spec, c.module.weight.detach().numpy().copy()) for c in convs], ps
+
+
+def _check(opts: BenchOptions, target: Target) -> None:
+    if not target.can_load_library:
+        raise UserInputError(
+            f"bench kernels times in-process next to torch, but target {target.name!r} cannot "
+            "be loaded here; use the host target (the device farm measures other targets)"
+        )
+    if not 1 <= opts.threads <= target.max_threads:
+        raise UserInputError(f"--threads must lie in 1..{target.max_threads}; got {opts.threads}")
+    if opts.budget < 1:
+        raise UserInputError(f"--budget must be >= 1; got {opts.budget}")
+    if opts.rounds < 1:
+        raise UserInputError(f"--rounds must be >= 1; got {opts.rounds}")
+    try:
+        parse_connectivity(opts.connectivity)
+    except ValueError as exc:
+        raise UserInputError(f"--connectivity: {exc}") from None
+
+
+def search_space(spec: LayerSpec, target: Target, fmt: str, threads: int) -> ConfigSpace:
+    """The space both kernel kinds are tuned in: the full space minus regions that are
+    never competitive on a wide-vector CPU (a prior, the same for both kinds):
+    vectors of at least 8 floats, oc_block >= 4, ic_block >= 8, >= 6 accumulators."""
+    full = config_space(spec, target)
+    c = full.choices
+
+    def keep(field: str, ok: Callable[[Any], bool]) -> tuple[Any, ...]:
+        return tuple(v for v in c[field] if ok(v)) or (max(c[field]),)
+
+    return config_space(
+        spec, target, min_accumulators=6, threads=threads, format=fmt,
+        vector_width=keep("vector_width", lambda v: v >= 8),
+        oc_block=keep("oc_block", lambda v: v >= 4),
+        ic_block=keep("ic_block", lambda v: v >= 8),
+    )
+
+
+def _tune(layer: PrunedLayer, target: Target, fmt: str, opts: BenchOptions,
+          builder: LocalBuilder, x: np.ndarray, ref: np.ndarray) -> TuneResult:
+    space = search_space(layer.spec, target, fmt, opts.threads)
+    rng = np.random.default_rng([opts.seed, 1 if fmt == "csr" else 0])
+    return quick_tune(layer, space, budget=opts.budget, builder=builder, x=x, reference=ref,
+                      rng=rng)
+
+
+def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Target,
+                opts: BenchOptions, builder: LocalBuilder) -> dict[str, Any]:
+    """Prune, tune, verify and time one layer; return its JSON row."""
+    import torch
+
+    layer = prune_layer(spec, weights, ps, connectivity=opts.connectivity)
+    x = random_input(layer, seed=opts.seed)
+    ref = reference_output(layer, x)
+    tuned = {"pattern": _tune(layer, target, "fkw", opts, builder, x, ref),
+             "unstructured": _tune(layer, target, "csr", opts, builder, x, ref)}
+    torch.set_num_threads(opts.threads)
+    impls: list[Implementation] = []
+    for name, res in tuned.items():
+        if res.library is not None:
+            impls.append(Generated(name, res.library, x))
+    impls += [TorchDense(layer, x), OrtDense(layer, x, opts.threads)]
+    if spec.groups == 1:
+        impls.append(TorchCSR(layer, x))
+    errors = {i.name: verify(i.output(), ref) for i in impls}
+    times = interleaved_medians(impls, rounds=opts.rounds)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    pat = med.get("pattern", math.inf)
+    row: dict[str, Any] = {
+        "name": spec.name, "spec": spec.to_dict(), "in_summary": spec.cin > 3,
+        "kernels_alive": layer.kernels_alive, "kernels_total": layer.kernels_total,
+        "nonzeros": layer.nonzeros, "dense_macs": spec.dense_macs,
+        "pruned_macs": layer.pruned_macs,
+        "median_s": med,
+        "speedup_vs": {k: med[k] / pat for k in med if k != "pattern"},
+        "gflops_effective": {k: 2 * spec.dense_macs / v / 1e9 for k, v in med.items()},
+        "gflops_useful": {k: 2 * layer.pruned_macs / v / 1e9 for k, v in med.items()},
+        "max_rel_error": {k: v.max_rel_error for k, v in errors.items()},
+        "verify_errors": {k: v.error for k, v in errors.items() if v.error},
+    }
+    row.update(_format_bytes(layer, tuned))
+    for name, res in tuned.items():
+        row[f"tuning_{name}"] = {
+            "tried": len(res.trials), "failed": sum(1 for t in res.trials if t.error),
+            "build_s": round(res.build_s, 2), "measure_s": round(res.measure_s, 2),
+            "best_config": res.best.config.to_dict() if res.best else None,
+            "first_error": next((t.error for t in res.trials if t.error), ""),
+        }
+        if res.library is not None:
+            res.library.close()
+    return row
+
+
+def _format_bytes(layer: PrunedLayer, tuned: dict[str, TuneResult]) -> dict[str, Any]:
+    s = layer.spec
+    nz = layer.nonzeros * 4
+    fkw = tuned["pattern"].kernel.format_bytes if tuned["pattern"].kernel else 0
+    csr = tuned["unstructured"].kernel.format_bytes if tuned["unstructured"].kernel else 0
+    dense = s.cout * s.cin_per_group * s.kh * s.kw * 4
+    return {"fkw_bytes": fkw, "csr_bytes": csr, "dense_bytes": dense, "nonzero_bytes": nz,
+            "fkw_over_dense": fkw / dense, "fkw_over_nonzero": fkw / nz if nz else math.inf}
+
+
+def _geomean(values: list[float]) -> float:
+    ok = [v for v in values if v > 0 and math.isfinite(v)]
+    return float(math.exp(sum(math.log(v) for v in ok) / len(ok))) if ok else float("nan")
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summary over the layers marked ``in_summary`` (the cin=3 input layer is left out)."""
+    use = [r for r in rows if r["in_summary"]]
+    out: dict[str, Any] = {"layers_in_summary": [r["name"] for r in use]}
+    for base in ("torch", "ort", "unstructured", "torch_csr"):
+        out[f"geomean_speedup_vs_{base}"] = _geomean(
+            [r["speedup_vs"].get(base, math.nan) for r in use])
+    fkw = sum(r["fkw_bytes"] for r in use)
+    nz = sum(r["nonzero_bytes"] for r in use)
+    out["fkw_bytes_over_nonzero_bytes"] = fkw / nz if nz else math.nan
+    out["fkw_bytes_over_dense_bytes"] = fkw / max(1, sum(r["dense_bytes"] for r in use))
+    out["total_median_s"] = {k: sum(r["median_s"].get(k, math.nan) for r in use) for k in IMPLS}
+    out["max_rel_error_pattern"] = max((r["max_rel_error"].get("pattern", math.inf)
+                                        for r in rows), default=math.nan)
+    return out
+
+
+def run_bench(opts: BenchOptions, target: Target, *, builder: LocalBuilder | None = None,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the whole benchmark; return the JSON document (config, layers, summary)."""
+    _check(opts, target)
+    layers, ps = _model_layers(opts)
+    builder = builder or LocalBuilder()
+    rows = []
+    t0 = time.perf_counter()
+    for spec, w in layers:
+        if progress:
+            progress(f"{spec.name}: cin {spec.cin} cout {spec.cout} {spec.h}x{spec.w}")
+        rows.append(bench_layer(spec, w, ps, target, opts, builder))
+    return {
+        "schema": "pattune.bench.kernels/1",
+        "config": {
+            "model": opts.model, "dataset": opts.dataset, "patterns": opts.patterns,
+            "connectivity": opts.connectivity,
+            "connectivity_removed_fraction": parse_connectivity(opts.connectivity),
+            "threads": opts.threads, "budget": opts.budget, "rounds": opts.rounds,
+            "seed": opts.seed, "target": target.to_dict(), "machine": platform.processor(),
+            "pattern_set": [list(p.taps) for p in ps],
+            "pattern_set_source": "select_pattern_set: top-K natural patterns of the model's "
+                                  "seeded random weights",
+        },
+        "layers": rows,
+        "summary": summarise(rows),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }

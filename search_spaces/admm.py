@@ -36,7 +36,7 @@ from search_spaces.pruning import DENSE, PruneConfig, PruningPlan, alive_by_norm
 from search_spaces.training import TrainConfig, train
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ADMMConfig:
     """ADMM phase and masked retraining.
 
@@ -53,9 +53,9 @@ class ADMMConfig:
         default_factory=lambda: TrainConfig(epochs=3, lr=0.01, schedule="constant")
     )
     retrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=0.01))
-    rho: float = 1e-3
+    rho: float = 0.01
     rho_growth: float = 1.5
-    rho_max: float = 0.1
+    rho_max: float = 1.0
     update_every: int = 100
 
     def __post_init__(self) -> None:

@@ -13,7 +13,7 @@ import copy
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from search_spaces.selection import select_pattern_set
 from search_spaces.training import TrainConfig, configure_threads, evaluate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AccuracyBenchConfig:
     """One accuracy benchmark run.
 
@@ -42,6 +42,8 @@ class AccuracyBenchConfig:
         connectivity: Connectivity rate of the regular 3x3 layers.
         dense_target: Minimum dense accuracy.
         max_drop_points: Largest allowed accuracy drop, in percentage points.
+        test_samples: Evaluate on a seeded subset of the test set (None: all 10k).
+        estimate: Budget of the cheap estimate.
     """
 
     recipe: ExampleRecipe
@@ -51,6 +53,8 @@ class AccuracyBenchConfig:
     connectivity: str = "3.6x"
     dense_target: float = 0.91
     max_drop_points: float = 1.0
+    test_samples: int | None = None
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
 
     @classmethod
     def full(cls) -> AccuracyBenchConfig:
@@ -67,14 +71,15 @@ class AccuracyBenchConfig:
 
     @classmethod
     def quick(cls) -> AccuracyBenchConfig:
-        """The ``--quick`` run on a 12k training subset."""
+        """The ``--quick`` run on a 10k training subset."""
         return cls(
-            recipe=ExampleRecipe(epochs=4, train_samples=12000),
-            train_samples=12000,
+            recipe=ExampleRecipe(epochs=3, train_samples=10000),
+            train_samples=10000,
             admm=ADMMConfig(
-                admm=TrainConfig(epochs=3, lr=0.01, schedule="constant"),
-                retrain=TrainConfig(epochs=3, lr=0.01),
-                update_every=25,
+                admm=TrainConfig(epochs=2, lr=0.01, schedule="constant"),
+                retrain=TrainConfig(epochs=2, lr=0.01),
+                rho=0.02,
+                update_every=16,
             ),
             dense_target=0.85,
             max_drop_points=2.0,
@@ -86,15 +91,26 @@ def run_accuracy_bench(
     *,
     cache_dir: Path | None = None,
     data_dir: Path | None = None,
+    threads: int | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Run the benchmark; return its JSON summary (see the module docstring)."""
-    threads = configure_threads()
+    """Run the benchmark; return its JSON summary (see the module docstring).
+
+    Args:
+        config: Budget and targets (:meth:`AccuracyBenchConfig.full` or ``.quick``).
+        cache_dir: Cache of the dense example.
+        data_dir: Fashion-MNIST directory.
+        threads: Torch threads (default: every CPU this process may use).
+        progress: Called with a short line as each phase starts.
+    """
+    threads = configure_threads(threads)
     t_start = time.perf_counter()
     times: dict[str, float] = {}
     progress("loading Fashion-MNIST")
     train_full = load_split("train", root=data_dir)
     test = load_split("test", root=data_dir)
+    if config.test_samples is not None:
+        test = test.subset(config.test_samples, seed=1)
     train_split = (
         train_full if config.train_samples is None else train_full.subset(config.train_samples)
     )
@@ -122,7 +138,7 @@ def run_accuracy_bench(
         train_split,
         test,
         prune=prune,
-        config=EstimateConfig(),
+        config=config.estimate,
     )
     times["estimate"] = time.perf_counter() - t
 

@@ -23,7 +23,7 @@ from search_spaces.pruning import PruneConfig, PruningPlan, plan_pruning
 from search_spaces.training import TrainConfig, evaluate, train
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EstimateConfig:
     """Budget of one estimate.
 

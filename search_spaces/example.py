@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 EXAMPLE_INPUT_SHAPE = (1, 1, 28, 28)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExampleRecipe:
     """How the dense example is trained.
 
@@ -62,7 +63,7 @@ class TrainedExample:
 
     Attributes:
         model: The network (eval mode).
-        test_acc: Accuracy on the 10k test set when it was trained.
+        test_acc: Accuracy on the test split given (the full 10k by default).
         cached: True when loaded from the cache instead of trained now.
         path: The cache file.
         seconds: Training time now (0 when cached).
@@ -114,8 +115,11 @@ def trained_example(
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(blob["state_dict"])
-            return TrainedExample(model.eval(), float(blob["test_acc"]), True, path, 0.0)
-        except (OSError, RuntimeError, KeyError, EOFError) as exc:
+            acc = float(blob["test_acc"])
+            if test_split is not None and int(blob.get("test_samples", -1)) != len(test_split):
+                acc = evaluate(model, test_split)  # measured on another test set than asked
+            return TrainedExample(model.eval(), acc, True, path, 0.0)
+        except (OSError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as exc:
             log.warning("ignoring unreadable cached example %s: %s", path, exc)
     tr = train_split if train_split is not None else load_split("train", root=data_root)
     te = test_split if test_split is not None else load_split("test", root=data_root)
@@ -127,6 +131,12 @@ def trained_example(
     acc = evaluate(model, te)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save({"state_dict": model.state_dict(), "test_acc": acc, "recipe": asdict(recipe)}, tmp)
+    blob = {
+        "state_dict": model.state_dict(),
+        "test_acc": acc,
+        "test_samples": len(te),
+        "recipe": asdict(recipe),
+    }
+    torch.save(blob, tmp)
     os.replace(tmp, path)  # atomic: parallel runs never read a half-written file
     return TrainedExample(model.eval(), acc, False, path, seconds)

@@ -40,7 +40,7 @@ from search_spaces.training import evaluate
 METHODS = ("oneshot", "estimate", "admm")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PruneJob:
     """Everything ``pattune prune`` was asked to do.
 
@@ -59,6 +59,7 @@ class PruneJob:
         data_dir: Fashion-MNIST directory (None: Debian's or ``$PATTUNE_FASHION_MNIST_DIR``).
         cache_dir: Cache of the trained example (None: ``$PATTUNE_CACHE`` or ``~/.cache/pattune``).
         recipe: How the dense example is trained.
+        test_samples: Evaluate the example on a seeded subset of the 10k test set.
     """
 
     model: str = "example"
@@ -74,8 +75,11 @@ class PruneJob:
     data_dir: Path | None = None
     cache_dir: Path | None = None
     recipe: ExampleRecipe = field(default_factory=ExampleRecipe)
+    test_samples: int | None = None
 
     def __post_init__(self) -> None:
+        if self.test_samples is not None and self.test_samples < 1:
+            raise ValueError(f"test samples must be >= 1; got {self.test_samples}")
         if self.method is not None and self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
 
@@ -119,6 +123,8 @@ def run_prune(job: PruneJob, *, progress: Callable[[str], None] = lambda _: None
         progress("loading Fashion-MNIST")
         train_split = load_split("train", root=job.data_dir)
         test_split = load_split("test", root=job.data_dir)
+        if job.test_samples is not None:
+            test_split = test_split.subset(job.test_samples, seed=1)
         progress("loading or training the dense example")
         ex = trained_example(
             job.recipe, cache=job.cache_dir, train_split=train_split, test_split=test_split

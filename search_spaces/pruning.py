@@ -42,7 +42,7 @@ Rate = float | str
 PATTERN, DEPTHWISE, CONNECTIVITY, DENSE = "pattern", "depthwise", "connectivity", "dense"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PruneConfig:
     """Per-layer pruning rates and which layer kinds get which pruning.
 

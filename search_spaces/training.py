@@ -32,6 +32,8 @@ def configure_threads(max_threads: int | None = None) -> int:
     Returns:
         The thread count set.
     """
+    if max_threads is not None and max_threads < 1:
+        raise ValueError(f"threads must be >= 1; got {max_threads}")
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -41,7 +43,7 @@ def configure_threads(max_threads: int | None = None) -> int:
     return n
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """How to run one training phase.
 

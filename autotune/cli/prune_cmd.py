@@ -94,6 +94,11 @@ def prune(
     train_samples: Annotated[
         int | None, typer.Option(help="Train the example on a subset of this many examples.")
     ] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch threads (default: all CPUs).")] = None,
+    test_samples: Annotated[
+        int | None,
+        typer.Option(help="Evaluate the example on this many test examples (default 10000)."),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the summary JSON here.")
     ] = None,
@@ -128,8 +133,11 @@ def prune(
         data_dir=data_dir,
         cache_dir=cache_dir,
         recipe=ExampleRecipe(epochs=train_epochs, train_samples=train_samples),
+        test_samples=test_samples,
     )
-    configure_threads()
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1; got {threads}")
+    configure_threads(threads)
     console = _console()
     with console.status("pruning") as status:
         outcome = run_prune(job, progress=lambda msg: status.update(msg))
@@ -237,12 +245,13 @@ def bench_accuracy(
         "bench-accuracy.json"
     ),
     quick: Annotated[
-        bool, typer.Option(help="12k training subset, <= 4 min (targets 0.85 / 2.0 points).")
+        bool, typer.Option(help="10k training subset, <= 4 min (targets 0.85 / 2.0 points).")
     ] = False,
     data_dir: Annotated[
         Path | None, typer.Option(help="Fashion-MNIST directory (default: Debian's).")
     ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache of the trained example.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch threads (default: all CPUs).")] = None,
 ) -> None:
     """Dense vs one-shot vs ADMM-pruned example accuracy (8 patterns, 3.6x) on the 10k test set."""
     from search_spaces.bench import AccuracyBenchConfig, run_accuracy_bench
@@ -251,7 +260,7 @@ def bench_accuracy(
     console = _console()
     with console.status("accuracy benchmark") as status:
         result = run_accuracy_bench(
-            config, cache_dir=cache_dir, data_dir=data_dir, progress=status.update
+            config, cache_dir=cache_dir, data_dir=data_dir, threads=threads, progress=status.update
         )
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=1, sort_keys=True))

@@ -53,6 +53,10 @@ class TrialOutcome:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+class TrialsFailing(RuntimeError):
+    """Several trials in a row failed: something is wrong beyond one candidate."""
+
+
 def _constraints(trial: FrozenTrial) -> Sequence[float]:
     return (float(trial.user_attrs.get(CONSTRAINT_ATTR, 0.0)),)
 
@@ -98,6 +102,7 @@ class OuterStudy:
         self.objective = objective
         self.max_accuracy_drop = max_accuracy_drop
         self.dense_accuracy = dense_accuracy
+        self.max_consecutive_failures = 3
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # Constraints reach TPE through Trial.set_constraint (Optuna >= 5).
@@ -108,7 +113,7 @@ class OuterStudy:
             else [optuna.study.StudyDirection.MINIMIZE]
         )
         self.study = optuna.create_study(
-            storage=storage,
+            storage=records.optuna_storage() if storage == records.url else storage,
             study_name=study_name,
             sampler=sampler,
             directions=directions,
@@ -170,6 +175,7 @@ class OuterStudy:
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         done = 0
+        failures: list[str] = []
         while self.finished_trials() < n_trials:
             if deadline is not None and time.monotonic() >= deadline:
                 break
@@ -193,7 +199,13 @@ class OuterStudy:
                 if on_trial:
                     on_trial(trial.number, None)
                 done += 1
+                failures.append(f"{type(exc).__name__}: {exc}")
+                if len(failures) >= self.max_consecutive_failures:
+                    raise TrialsFailing(
+                        f"{len(failures)} trials in a row failed; the last: {failures[-1]}"
+                    ) from exc
                 continue
+            failures.clear()
             for k, v in outcome.attrs.items():
                 trial.set_user_attr(k, v)
             trial.set_user_attr("pattune:accuracy", outcome.accuracy)

@@ -143,3 +143,18 @@ def test_ctrl_c_requeues_the_running_trial(tmp_path: Path) -> None:
     assert trials[2].user_attrs.get("pattune:requeued_from") == 1
     assert trials[2].params == trials[1].params
     assert optuna.trial.TrialState.COMPLETE == trials[2].state
+
+
+def test_trials_failing_in_a_row_stop_the_run(tmp_path: Path) -> None:
+    from autotune.study import TrialsFailing
+
+    def broken(c: Candidate, n: int) -> TrialOutcome:
+        raise RuntimeError("records: database went away")
+
+    s = make(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(
+        TrialsFailing,
+        match="3 trials in a row failed; the last: RuntimeError: records: database went away",
+    ):
+        s.run(broken, n_trials=10)
+    assert s.finished_trials() == 3

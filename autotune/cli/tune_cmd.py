@@ -98,7 +98,7 @@ def tune(
     """
     from autotune.session import TuneOptions, TuneSession
     from autotune.strategies import strategy_names
-    from autotune.study import OBJECTIVES, OuterStudy
+    from autotune.study import OBJECTIVES, OuterStudy, TrialsFailing
     from autotune.tuner import Tuner, TunerStats
 
     if trials < 1:
@@ -190,12 +190,15 @@ def tune(
 
     old = signal.signal(signal.SIGTERM, on_term)
     interrupted = False
+    failing = ""
     try:
         with live:
             live.update(view(tuner.stats))
             outer.run(tuner.evaluate, n_trials=trials, timeout_s=timeout_s, on_trial=on_trial)
     except KeyboardInterrupt:
         interrupted = True
+    except TrialsFailing as exc:
+        failing = str(exc)
     finally:
         signal.signal(signal.SIGTERM, old)
         session.records.release_claims()
@@ -237,6 +240,9 @@ def tune(
     if interrupted:
         _err.print("pattune: stopped; nothing measured is lost. Run the same command to resume.")
         raise typer.Exit(130)
+    if failing:
+        _err.print(f"pattune: tuning stopped: {failing}")
+        raise typer.Exit(1)
     _err.print(
         f"pattune: {summary['trials_this_run']} trials in {wall:.0f} s; "
         f"best latency {st.best_latency_ms} ms. Export with: pattune export --study "

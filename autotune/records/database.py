@@ -162,6 +162,33 @@ class RecordsDB:
             if current != head:
                 command.upgrade(self._alembic_config(conn), "head")
 
+    def optuna_storage(self) -> Any:
+        """Optuna's RDB storage on the same URL, created safely by concurrent processes.
+
+        Optuna creates its tables on first use without a lock, so two tuners
+        starting together on a new PostgreSQL database collide; the first start
+        is serialised with the same advisory lock as the records' migrations
+        (and retried on SQLite, where the file lock already serialises DDL).
+        """
+        import optuna
+
+        for attempt in range(5):
+            try:
+                if self.engine.dialect.name == "postgresql":
+                    with self.engine.connect() as conn:
+                        conn.execute(sa.text("SELECT pg_advisory_lock(727274)"))
+                        try:
+                            return optuna.storages.RDBStorage(self.url)
+                        finally:
+                            conn.execute(sa.text("SELECT pg_advisory_unlock(727274)"))
+                            conn.commit()
+                return optuna.storages.RDBStorage(self.url)
+            except (sa.exc.IntegrityError, sa.exc.OperationalError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     def schema_version(self) -> str | None:
         """The Alembic revision the database is at (``SCHEMA_VERSION`` after open)."""
         with self.engine.connect() as conn:
@@ -476,13 +503,13 @@ class RecordsDB:
     def layer_specs(self, device_type: str) -> dict[str, dict[str, Any]]:
         """``weights_hash -> {"spec": ..., "stats": ...}`` for layers measured on a device type."""
         with self.session() as s:
-            rows = s.execute(
-                sa.select(LayerRow)
-                .join(MeasurementRow, MeasurementRow.layer_id == LayerRow.id)
+            measured = (
+                sa.select(MeasurementRow.layer_id)
                 .join(DeviceTypeRow, DeviceTypeRow.id == MeasurementRow.device_type_id)
                 .where(DeviceTypeRow.name == device_type)
                 .distinct()
-            ).scalars()
+            )
+            rows = s.execute(sa.select(LayerRow).where(LayerRow.id.in_(measured))).scalars()
             return {r.weights_hash: {"spec": r.spec, "stats": r.stats} for r in rows}
 
     def best(self, *, device_type: str, layer_hash: str) -> StoredMeasurement | None:

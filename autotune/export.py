@@ -52,14 +52,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def pick_trial(
-    study: optuna.Study, *, trial: int | None, max_drop: float, dense: float | None
-) -> FrozenTrial:
+def pick_trial(study: optuna.Study, *, trial: int | None, max_drop: float) -> FrozenTrial:
     """The trial to export.
 
     ``trial`` picks one by number. Otherwise: for a single-objective study its
     best feasible trial; for a Pareto study the fastest trial on the front whose
-    accuracy is within ``max_drop`` of the dense model (else the most accurate).
+    accuracy is within ``max_drop`` of the most accurate trial of the study (the
+    accuracy estimates are cheap and biased low, so the reference is the best
+    estimate, not the dense model).
     """
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
@@ -77,12 +77,9 @@ def pick_trial(
     if len(study.directions) == 1:
         feasible = [t for t in complete if t.user_attrs.get("pattune:constraint", 0.0) <= 0]
         return min(feasible or complete, key=lambda t: t.values[0])
-    front = study.best_trials
-    if dense is not None:
-        ok = [t for t in front if dense - t.values[1] <= max_drop]
-        if ok:
-            return min(ok, key=lambda t: t.values[0])
-    return max(front, key=lambda t: t.values[1])
+    top = max(t.values[1] for t in complete)
+    ok = [t for t in study.best_trials if top - t.values[1] <= max_drop]
+    return min(ok, key=lambda t: t.values[0])
 
 
 def export_study(
@@ -98,7 +95,7 @@ def export_study(
             "check --study and --storage"
         ) from None
     dense = session.accuracy.dense()
-    chosen = pick_trial(study, trial=trial, max_drop=max_drop, dense=dense)
+    chosen = pick_trial(study, trial=trial, max_drop=max_drop)
     cand = Candidate.from_dict(chosen.user_attrs["pattune:candidate"])
     layers_attr = {d["name"]: d for d in chosen.user_attrs["pattune:layers"]}
     out_dir = Path(out)

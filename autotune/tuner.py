@@ -57,6 +57,7 @@ class Tuner:
     Args:
         session: The resolved model, devices, target, records and space.
         on_progress: Called after every kernel batch and trial with the stats.
+        known: (latency ms, accuracy) of trials already in the study.
     """
 
     def __init__(
@@ -64,11 +65,10 @@ class Tuner:
         session: TuneSession,
         *,
         on_progress: Callable[[TunerStats], None] | None = None,
-        refine_drop: float = 0.01,
+        known: list[tuple[float, float]] | None = None,
     ) -> None:
         self.session = session
-        self.refine_drop = refine_drop
-        self.best_exportable_ms: float | None = None
+        self.known: list[tuple[float, float]] = list(known or [])
         self.stats = TunerStats()
         self.on_progress = on_progress or (lambda s: None)
         o = session.options
@@ -104,6 +104,13 @@ class Tuner:
             seed=seed,
         )
         return task.run()
+
+    def _on_front(self, latency_ms: float, accuracy: float) -> bool:
+        """Whether no known trial is at least as fast and as accurate (and better in one)."""
+        return not any(
+            lat <= latency_ms and acc >= accuracy and (lat < latency_ms or acc > accuracy)
+            for lat, acc in self.known
+        )
 
     def untouched_ms(self) -> float | None:
         """Latency of the layers pattune does not generate (local device type only).
@@ -161,10 +168,10 @@ class Tuner:
     def evaluate(self, cand: Candidate, trial_number: int) -> TrialOutcome:
         """Latency (ms) and accuracy of one candidate.
 
-        Each layer's task gets the space's ``budget``; when the candidate is
-        within the accuracy budget (``refine_drop`` of dense) and faster than
-        every such candidate so far, its tasks are topped up to
-        ``refine_budget``: the export comes from such a trial.
+        Each layer's task gets the space's ``budget``; when the candidate lands
+        on the Pareto front of (latency, accuracy) of the trials so far, its
+        tasks are topped up to ``refine_budget``: the export comes from the
+        front, so that is where tuning effort pays.
         """
         st = self.stats
         t1 = time.perf_counter()
@@ -176,15 +183,14 @@ class Tuner:
         per_layer, total_s, default_total_s = self._tune_all(layers, None)
         untouched = self.untouched_ms()
         latency_ms = total_s * 1e3 + (untouched or 0.0)
-        exportable = accuracy >= self.session.accuracy.dense() - self.refine_drop
         refined = False
-        if exportable and (self.best_exportable_ms is None or latency_ms < self.best_exportable_ms):
+        if self._on_front(latency_ms, accuracy):
             kernel = self.session.space.kernel
             if kernel.refine_budget > kernel.budget:
                 per_layer, total_s, default_total_s = self._tune_all(layers, kernel.refine_budget)
                 latency_ms = total_s * 1e3 + (untouched or 0.0)
                 refined = True
-            self.best_exportable_ms = latency_ms
+        self.known.append((latency_ms, accuracy))
         st.task_s += time.perf_counter() - t0
         st.trials += 1
         if st.best_latency_ms is None or latency_ms < st.best_latency_ms:

@@ -171,11 +171,12 @@ def tune(
                 rss_marks[f"after_{mark}"] = _rss_mib()
         live.update(view(st))
 
-    tuner = Tuner(
-        session,
-        on_progress=progress,
-        refine_drop=max_accuracy_drop if max_accuracy_drop is not None else 0.01,
-    )
+    known = [
+        (t.user_attrs["pattune:latency_ms"], t.user_attrs["pattune:accuracy"])
+        for t in outer.study.get_trials(deepcopy=False)
+        if "pattune:latency_ms" in t.user_attrs
+    ]
+    tuner = Tuner(session, on_progress=progress, known=known)
     setup_s = time.perf_counter() - t_start
     last = [time.perf_counter()]
 

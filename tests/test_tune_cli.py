@@ -187,3 +187,36 @@ def test_export_of_unknown_study(tmp_path: Path) -> None:
         f"pattune: error: no study named 'nope' in {storage}: check --study and --storage"
     )
     assert ROOT.exists()
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    storage = f"sqlite:///{db}"
+    args = tune_args(tmp_path, storage=storage, study="ctrlc", trials=4)
+    proc = popen(*args, log=tmp_path / "first.log")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if db.exists() and len(_done_rows(db)) >= 4:
+            break
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    log = (tmp_path / "first.log").read_text()
+    assert "stopped; nothing measured is lost. Run the same command to resume." in log
+    eng = sa.create_engine(storage)
+    with eng.connect() as c:
+        claimed = c.execute(
+            sa.text("SELECT count(*) FROM pt_measurements WHERE status = 'claimed'")
+        ).scalar()
+    eng.dispose()
+    assert claimed == 0  # its unfinished claims were released
+    before = _done_rows(db)
+    assert pattune(*args).returncode == 0
+    after = _done_rows(db)
+    assert {i: after[i] for i in before} == before
+    study = optuna.load_study(study_name="ctrlc", storage=storage)
+    states = [t.state for t in study.get_trials()]
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 4 - states.count(
+        optuna.trial.TrialState.FAIL
+    )
+    assert optuna.trial.TrialState.RUNNING not in states

@@ -96,16 +96,22 @@ def _done_rows(db: Path) -> dict[int, str]:
     return {int(i): str(f) for i, f in rows}
 
 
+def _start_and_wait(args: list[str], db: Path, log: Path, rows: int) -> subprocess.Popen[bytes]:
+    """Start a tuner and return once ``rows`` measurements are recorded (or 300 s passed)."""
+    proc = popen(*args, log=log)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if db.exists() and len(_done_rows(db)) >= rows:
+            break
+    return proc
+
+
 def test_sigkill_then_resume_loses_nothing_and_repeats_nothing(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
     storage = f"sqlite:///{db}"
     args = tune_args(tmp_path, storage=storage, study="kill", trials=6)
-    proc = popen(*args, log=tmp_path / "first.log")
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if db.exists() and len(_done_rows(db)) >= 8:
-            break
+    proc = _start_and_wait(args, db, tmp_path / "first.log", 8)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = _done_rows(db)
@@ -193,12 +199,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     storage = f"sqlite:///{db}"
     args = tune_args(tmp_path, storage=storage, study="ctrlc", trials=4)
-    proc = popen(*args, log=tmp_path / "first.log")
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if db.exists() and len(_done_rows(db)) >= 4:
-            break
+    proc = _start_and_wait(args, db, tmp_path / "first.log", 4)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     log = (tmp_path / "first.log").read_text()

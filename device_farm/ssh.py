@@ -121,13 +121,7 @@ class SSHDevice(Device):
         benchmark would keep burning the device's CPU and skew every later run.
         """
         groups, self._orphans = sorted(self._orphans), set()
-        # Only groups still led by our wrapper: after a reboot the numbers mean other programs.
-        script = ("for g in " + " ".join(str(g) for g in groups) + "; do "
-                  "grep -q '@PATTUNE pid' /proc/$g/cmdline 2>/dev/null && "
-                  "kill -KILL -- -$g 2>/dev/null; done; true")
-        try:
-            self._run(script, timeout_s=self.target.connect_timeout_s)
-        except DeviceFault:
+        if not self._kill_groups(groups):
             self._orphans.update(groups)  # try again after the next reconnect
 
     def _drop(self) -> None:
@@ -176,7 +170,14 @@ class SSHDevice(Device):
             try:
                 chan = self._take_spare(transport) or transport.open_session(
                     timeout=self.target.connect_timeout_s)
-                chan.exec_command(command)
+                # paramiko waits for the exec reply without a timeout; a device that stopped
+                # answering would hang us forever. Closing the channel ends that wait.
+                watchdog = threading.Timer(self.target.connect_timeout_s, chan.close)
+                watchdog.start()
+                try:
+                    chan.exec_command(command)
+                finally:
+                    watchdog.cancel()
                 chan.shutdown_write()
                 self._spare = self._pool.submit(
                     transport.open_session, timeout=self.target.connect_timeout_s)
@@ -226,8 +227,12 @@ class SSHDevice(Device):
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._kill(bytes(head))
-                    return self._result(None, out, err, time.perf_counter() - t0, True)
+                    if self._kill(bytes(head)):
+                        return self._result(None, out, err, time.perf_counter() - t0, True)
+                    self._orphan(head)
+                    self.close()
+                    raise DeviceFault(f"{self.label}: no answer at the {timeout_s:g} s deadline "
+                                      "and the device cannot be reached to kill the command")
                 transport = chan.get_transport()
                 if chan.closed and not chan.exit_status_ready() or not (
                     transport and transport.is_active()
@@ -273,16 +278,21 @@ class SSHDevice(Device):
         if m:
             self._orphans.add(int(m.group(1)))
 
-    def _kill(self, head: bytes) -> None:
-        m = _PID.search(bytes(head))
-        if not m:
-            return  # never started (the wrapper prints its PID first); closing the channel is all
-        pid = int(m.group(1))
+    def _kill(self, head: bytes) -> bool:
+        """Kill the timed-out command's process group; False when the device is unreachable."""
+        m = _PID.search(head)
+        return self._kill_groups([int(m.group(1))] if m else [])
+
+    def _kill_groups(self, groups: list[int]) -> bool:
+        # Only groups still led by our wrapper: after a reboot the numbers mean other programs.
+        script = ("for g in " + " ".join(str(g) for g in groups) + "; do "
+                  "grep -q '@PATTUNE pid' /proc/$g/cmdline 2>/dev/null && "
+                  "kill -KILL -- -$g 2>/dev/null; done; true") if groups else "true"
         try:
-            self._run(f"kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid} 2>/dev/null; true",
-                      timeout_s=self.target.connect_timeout_s)
+            self._run(script, timeout_s=self.target.connect_timeout_s)
         except DeviceFault:
-            pass  # the connection is gone; the farm treats the device as faulty next time
+            return False
+        return True
 
     # -- files ------------------------------------------------------------------------
     def _sftp_client(self) -> paramiko.SFTPClient:
@@ -290,6 +300,8 @@ class SSHDevice(Device):
         if self._sftp is None:
             assert self._client is not None
             self._sftp = self._client.open_sftp()
+            # SFTP waits for each reply without a limit; a silent device must not hang us.
+            self._sftp.get_channel().settimeout(max(30.0, 3 * self.target.connect_timeout_s))
         return self._sftp
 
     def _check_local(self, path: str, sha: str) -> None:

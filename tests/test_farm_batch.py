@@ -60,7 +60,8 @@ def test_device_dropped_mid_job_reruns_the_job_elsewhere_once(make_farm, tmp_pat
     farm = make_farm(2)
     devices = [ssh_device(farm, s, protocol=ONCE) for s in farm.servers]
     marker = tmp_path / "started"
-    art = _sleeper(tmp_path, str(marker), 0.6)
+    # Long enough that the killer (polling every 10 ms) hits dev0 mid-job even when loaded.
+    art = _sleeper(tmp_path, str(marker), 1.2)
     jobs = [job(f"j{i}", art) for i in range(6)]
 
     def kill_dev0_when_busy() -> None:

@@ -166,7 +166,6 @@ def test_thermal_wait_holds_the_job_until_the_zone_cools(device: Device, tmp_pat
     assert m.status is MeasureStatus.OK, m.error
     ran_at = float(m.finished_at)
     assert cooled_at and ran_at >= cooled_at[0]
-    assert m.finished_at - m.started_at >= 0.75
 
 
 def test_runs_are_pinned_to_the_device_cpu_affinity(device: Device, tmp_path):

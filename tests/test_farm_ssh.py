@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -227,3 +230,55 @@ def test_devices_clean_empties_the_work_dir(make_farm, tmp_path):
     assert os.listdir(dev.work_dir) == []
     [m] = dev.measure([job("again", self_timed(str(tmp_path)))])  # re-uploads after a clean
     assert m.status is MeasureStatus.OK, m.error
+
+
+def _freeze(pids: list[str]) -> None:
+    for pid in pids:
+        os.kill(int(pid), signal.SIGSTOP)
+
+
+def _thaw(pids: list[str]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGCONT)
+
+
+def test_a_connection_that_stops_answering_cannot_hang_a_command(make_farm):
+    farm = make_farm(1)
+    server = farm.servers[0]
+    assert server.proc is not None
+    dev = ssh_device(farm, server, connect_timeout_s=2.0)
+    dev.execute(["true"], timeout_s=5)
+    sessions = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
+                              text=True, check=False).stdout.split()
+    assert sessions
+    threading.Timer(0.5, _freeze, [sessions]).start()  # TCP stays up, nothing answers
+    try:
+        t0 = time.monotonic()
+        r = dev.execute(["sleep", "30"], timeout_s=1.5)
+        # killed through a fresh connection (the listener still answers)
+        assert r.timed_out and time.monotonic() - t0 < 15
+        assert dev.execute(["echo", "ok"], timeout_s=5).stdout == "ok\n"
+    finally:
+        _thaw(sessions)
+
+
+def test_a_device_that_stops_answering_entirely_is_a_device_fault(make_farm):
+    farm = make_farm(1)
+    server = farm.servers[0]
+    assert server.proc is not None
+    dev = ssh_device(farm, server, connect_timeout_s=2.0)
+    dev.execute(["true"], timeout_s=5)
+    frozen = [str(server.proc.pid), *subprocess.run(
+        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True,
+        check=False).stdout.split()]
+    threading.Timer(0.5, _freeze, [frozen]).start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DeviceFault, match=r"^ssh device dev0: no answer at the 1\.5 s deadline "
+                           "and the device cannot be reached to kill the command$"):
+            dev.execute(["sleep", "30"], timeout_s=1.5)
+        assert time.monotonic() - t0 < 20
+    finally:
+        _thaw(frozen)
+    assert dev.execute(["echo", "back"], timeout_s=5).stdout == "back\n"

@@ -115,13 +115,13 @@ class Tuner:
     def untouched_ms(self) -> float | None:
         """Latency of the layers pattune does not generate (local device type only).
 
-        Measured once with torch on this machine by timing every leaf module that
-        is not a 3x3 conv; None for remote device types, where it is not known.
+        Measured once with torch on this machine (the model with its generated
+        layers stubbed out); None for remote device types, where it is not known.
         """
         if self.session.options.device_type != "local":
             return None
         if self._untouched_ms is None:
-            self._untouched_ms = _leaf_time_ms(
+            self._untouched_ms = _rest_time_ms(
                 self.session.model,
                 self.session.input_shape,
                 skip={c.name for c in self.session.layers},
@@ -222,40 +222,48 @@ def candidate_layers(session: TuneSession, cand: Candidate) -> list[PrunedLayer]
     return plan.pruned_layers(session.model)
 
 
-def _leaf_time_ms(
-    model: nn.Module, shape: tuple[int, ...], *, skip: set[str], repeats: int = 7
-) -> float:
-    """Median over runs of the summed forward time of leaf modules not in ``skip`` (ms)."""
-    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children()) and n not in skip]
-    starts: dict[str, float] = {}
-    totals: list[float] = []
-    acc = [0.0]
+class _Stub(nn.Module):
+    """Stands in for a generated layer: returns its output shape at no cost."""
 
-    def pre(name: str) -> Callable[..., None]:
-        def hook(_m: nn.Module, _i: Any) -> None:
-            starts[name] = time.perf_counter()
+    def __init__(self, out: torch.Tensor) -> None:
+        super().__init__()
+        self.out = out
 
-        return hook
+    def forward(self, _x: torch.Tensor) -> torch.Tensor:
+        return self.out
 
-    def post(name: str) -> Callable[..., None]:
-        def hook(_m: nn.Module, _i: Any, _o: Any) -> None:
-            acc[0] += time.perf_counter() - starts[name]
 
-        return hook
+def _rest_time_ms(model: nn.Module, shape: tuple[int, ...], *, skip: set[str],
+                  repeats: int = 21) -> float:
+    """Median torch forward time (ms) of ``model`` with the ``skip`` layers stubbed out.
 
-    handles = []
-    for n, m in leaves:
-        handles.append(m.register_forward_pre_hook(pre(n)))
-        handles.append(m.register_forward_hook(post(n)))
-    try:
-        x = torch.zeros(shape)
-        with torch.no_grad():
-            model(x)
-            for _ in range(repeats):
-                acc[0] = 0.0
-                model(x)
-                totals.append(acc[0])
-    finally:
-        for h in handles:
-            h.remove()
-    return float(np.median(totals) * 1e3)
+    The generated layers are replaced by modules that return a tensor of their
+    output shape, so what is timed is everything else (pooling, BatchNorm,
+    activations, 1x1 convs, linear layers) as torch runs it on this machine.
+    """
+    import copy
+
+    stubbed = copy.deepcopy(model).eval()
+    outs: dict[str, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o, n=n: outs.__setitem__(n, o.detach()))
+        for n, m in stubbed.named_modules()
+        if n in skip
+    ]
+    x = torch.zeros(shape)
+    with torch.no_grad():
+        stubbed(x)
+    for h in hooks:
+        h.remove()
+    for name, out in outs.items():
+        parent_name, _, attr = name.rpartition(".")
+        parent = stubbed.get_submodule(parent_name) if parent_name else stubbed
+        setattr(parent, attr, _Stub(out))
+    times = []
+    with torch.no_grad():
+        stubbed(x)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            stubbed(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)

@@ -20,8 +20,8 @@ Space file::
     "features.0" = ["1x"]                # narrow (or widen) one layer's choices
 
     [kernel]
-    budget = 10                          # configs measured per kernel-tuning task
-    refine_budget = 40                   # ... for the tasks of the best exportable trial
+    budget = 6                           # configs measured per kernel-tuning task
+    refine_budget = 16                   # ... for the tasks of trials on the Pareto front
     candidates_per_measure = 16          # cost-model-scored configs per measured one
     fixed = { threads = 1 }              # pin KernelConfig fields for every layer
 """
@@ -111,8 +111,8 @@ class KernelSpace:
         layers: Per-layer pins that override ``fixed``.
     """
 
-    budget: int = 10
-    refine_budget: int = 40
+    budget: int = 6
+    refine_budget: int = 16
     candidates_per_measure: int = 16
     fixed: Mapping[str, Any] = field(default_factory=dict)
     layers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -225,8 +225,8 @@ class JointSpace:
             for s in pat.get("sets", [])
         )
         kernel = KernelSpace(
-            budget=int(ker.get("budget", 10)),
-            refine_budget=int(ker.get("refine_budget", max(40, int(ker.get("budget", 10))))),
+            budget=int(ker.get("budget", 6)),
+            refine_budget=int(ker.get("refine_budget", max(16, int(ker.get("budget", 6))))),
             candidates_per_measure=int(ker.get("candidates_per_measure", 16)),
             fixed=dict(ker.get("fixed", {})),
             layers={k: dict(v) for k, v in ker.get("layers", {}).items()},

@@ -1,4 +1,12 @@
-"""What may be chosen: patterns, pattern sets, pruning, and the joint search space."""
+"""What may be chosen: patterns, pattern sets, pruning, and the joint search space.
+
+This top level re-exports the torch-free records and primitives only, so that
+``import search_spaces`` stays cheap for codegen. The torch side lives in
+submodules: ``models`` (built-in architectures, ``conv_layers``), ``selection``
+(PatDNN pattern-set selection), ``pruning`` (per-layer plans), ``masking``
+(masks in a live model), ``artifacts`` (files codegen reads), ``admm``,
+``estimate``, ``data`` (Fashion-MNIST), ``example``, ``pipeline`` and ``bench``.
+"""
 
 from __future__ import annotations
 

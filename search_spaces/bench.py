@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,13 @@ class AccuracyBenchConfig:
         )
 
 
+@contextmanager
+def _timed(times: dict[str, float], name: str) -> Iterator[None]:
+    t = time.perf_counter()
+    yield
+    times[name] = round(time.perf_counter() - t, 1)
+
+
 def run_accuracy_bench(
     config: AccuracyBenchConfig,
     *,
@@ -111,45 +119,30 @@ def run_accuracy_bench(
     test = load_split("test", root=data_dir)
     if config.test_samples is not None:
         test = test.subset(config.test_samples, seed=1)
-    train_split = (
-        train_full if config.train_samples is None else train_full.subset(config.train_samples)
-    )
-    t = time.perf_counter()
+    train = train_full if config.train_samples is None else train_full.subset(config.train_samples)
     progress("dense example (cached after the first run)")
-    ex = trained_example(config.recipe, cache=cache_dir, train_split=train_full, test_split=test)
-    times["dense"] = time.perf_counter() - t
-    dense = ex.model
-    pattern_set = select_pattern_set(dense, EXAMPLE_INPUT_SHAPE, config.patterns)
+    with _timed(times, "dense"):
+        ex = trained_example(
+            config.recipe, cache=cache_dir, train_split=train_full, test_split=test
+        )
+    shape = EXAMPLE_INPUT_SHAPE
+    pattern_set = select_pattern_set(ex.model, shape, config.patterns)
     prune = PruneConfig(connectivity=config.connectivity)
-
-    t = time.perf_counter()
-    oneshot = copy.deepcopy(dense)
-    plan = plan_pruning(oneshot, EXAMPLE_INPUT_SHAPE, pattern_set, prune)
-    attach_masks(oneshot, plan.masks())
-    oneshot_acc = evaluate(oneshot, test)
-    times["oneshot"] = time.perf_counter() - t
-
-    t = time.perf_counter()
+    with _timed(times, "oneshot"):
+        oneshot = copy.deepcopy(ex.model)
+        attach_masks(oneshot, plan_pruning(oneshot, shape, pattern_set, prune).masks())
+        oneshot_acc = evaluate(oneshot, test)
     progress("cheap estimate (one-shot + short masked fine-tune)")
-    est, _, _ = estimate_accuracy(
-        dense,
-        EXAMPLE_INPUT_SHAPE,
-        pattern_set,
-        train_split,
-        test,
-        prune=prune,
-        config=config.estimate,
-    )
-    times["estimate"] = time.perf_counter() - t
-
-    t = time.perf_counter()
+    with _timed(times, "estimate"):
+        est, _, _ = estimate_accuracy(
+            ex.model, shape, pattern_set, train, test, prune=prune, config=config.estimate
+        )
     progress("ADMM training, hard pruning, masked retraining")
-    pruned = copy.deepcopy(dense)
-    result = admm_prune(
-        pruned, EXAMPLE_INPUT_SHAPE, pattern_set, train_split, prune=prune, config=config.admm
-    )
-    pruned_acc = evaluate(pruned, test)
-    times["admm"] = time.perf_counter() - t
+    with _timed(times, "admm"):
+        pruned = copy.deepcopy(ex.model)
+        result = admm_prune(pruned, shape, pattern_set, train, prune=prune, config=config.admm)
+        pruned_acc = evaluate(pruned, test)
+    times["total"] = round(time.perf_counter() - t_start, 1)
     report = build_report(result.plan)
     drop = 100.0 * (ex.test_acc - pruned_acc)
     return {
@@ -170,11 +163,10 @@ def run_accuracy_bench(
         "macs_dense": report.totals()["dense_macs"],
         "macs_pruned": report.totals()["pruned_macs"],
         "admm_residuals": [round(r, 5) for r in result.residuals],
-        "train_samples": len(train_split),
+        "train_samples": len(train),
         "test_samples": len(test),
         "recipe": asdict(config.recipe),
-        "seconds": {k: round(v, 1) for k, v in times.items()}
-        | {"total": round(time.perf_counter() - t_start, 1)},
+        "seconds": times,
         "torch_threads": threads,
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "torch": torch.__version__,

@@ -19,6 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+MASK_BUFFER = "weight_mask"
+
+
+def _mask_pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+    """Zero the pruned weights before the forward (``.data``: autograd need not see it)."""
+    weight: torch.Tensor = module.weight  # type: ignore[assignment]
+    weight.data.mul_(getattr(module, MASK_BUFFER))
+
 
 class MaskHandle:
     """The masks attached to one model; :meth:`remove` detaches the hooks (weights stay masked)."""
@@ -30,8 +38,10 @@ class MaskHandle:
             raise ValueError(f"masks name layers the model lacks: {missing}")
         self._entries: list[tuple[str, torch.Tensor, torch.Tensor]] = []
         self._handles: list[Any] = []
+        self._modules: list[nn.Module] = []
         for name, mask in masks.items():
-            weight = modules[name].weight
+            module = modules[name]
+            weight = module.weight
             m = torch.as_tensor(np.asarray(mask), dtype=weight.dtype, device=weight.device)
             if m.shape != weight.shape:
                 raise ValueError(
@@ -39,19 +49,13 @@ class MaskHandle:
                 )
             self._entries.append((name, weight, m))
             self._handles.append(weight.register_hook(lambda g, m=m: g * m))
-            if not isinstance(modules[name], torch.jit.ScriptModule):
-                self._handles.append(
-                    modules[name].register_forward_pre_hook(self._pre_hook(weight, m))
-                )
+            if not isinstance(module, torch.jit.ScriptModule):
+                # A non-persistent buffer and a plain-function hook: a deepcopy of the model
+                # masks its own weights, and state_dict keeps its usual keys.
+                module.register_buffer(MASK_BUFFER, m, persistent=False)
+                self._handles.append(module.register_forward_pre_hook(_mask_pre_hook))
+                self._modules.append(module)
         self.reapply()
-
-    @staticmethod
-    def _pre_hook(weight: torch.Tensor, mask: torch.Tensor):  # type: ignore[no-untyped-def]
-        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            # .data: an idempotent re-zeroing that autograd need not see.
-            weight.data.mul_(mask)
-
-        return hook
 
     @property
     def names(self) -> list[str]:
@@ -77,6 +81,9 @@ class MaskHandle:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        for module in self._modules:
+            delattr(module, MASK_BUFFER)
+        self._modules.clear()
 
 
 def attach_masks(model: nn.Module, masks: Mapping[str, np.ndarray | torch.Tensor]) -> MaskHandle:

@@ -26,7 +26,7 @@ from torch import nn
 from pattune_common import UserInputError
 from search_spaces.admm import ADMMConfig, admm_prune
 from search_spaces.artifacts import save_pruned
-from search_spaces.data import load_split
+from search_spaces.data import Split, load_split
 from search_spaces.estimate import EstimateConfig, estimate_accuracy
 from search_spaces.example import EXAMPLE_INPUT_SHAPE, ExampleRecipe, trained_example
 from search_spaces.loading import load_evaluator, load_model
@@ -108,81 +108,111 @@ def _pattern_set(job: PruneJob, model: nn.Module, shape: tuple[int, ...]) -> Pat
     return select_pattern_set(model, shape, job.patterns)
 
 
+@dataclass(frozen=True)
+class _Subject:
+    """The model to prune, its input shape and (for the example) its data."""
+
+    model: nn.Module
+    shape: tuple[int, ...]
+    train: Split | None
+    test: Split | None
+    metrics: dict[str, Any]
+
+
+def _is_example(job: PruneJob) -> bool:
+    return job.model.strip().lower() in ("example", "example-fashion-mnist")
+
+
+def _load_subject(job: PruneJob, progress: Callable[[str], None]) -> _Subject:
+    if not _is_example(job):
+        loaded = load_model(job.model)
+        shape = job.input_shape or loaded.input_shape
+        if shape is None:
+            raise UserInputError(
+                f"model {job.model!r} needs --input-shape N,C,H,W (such as 1,3,224,224) "
+                "to find its layer sizes"
+            )
+        return _Subject(loaded.model, shape, None, None, {})
+    progress("loading Fashion-MNIST")
+    train_split = load_split("train", root=job.data_dir)
+    test_split = load_split("test", root=job.data_dir)
+    if job.test_samples is not None:
+        test_split = test_split.subset(job.test_samples, seed=1)
+    progress("loading or training the dense example")
+    ex = trained_example(
+        job.recipe, cache=job.cache_dir, train_split=train_split, test_split=test_split
+    )
+    metrics = {
+        "dense_acc": ex.test_acc,
+        "dense_cached": ex.cached,
+        "dense_train_seconds": round(ex.seconds, 1),
+    }
+    return _Subject(ex.model, EXAMPLE_INPUT_SHAPE, train_split, test_split, metrics)
+
+
+def _prune(
+    job: PruneJob, method: str, subject: _Subject, pattern_set: PatternSet
+) -> tuple[nn.Module, PruningPlan, dict[str, Any]]:
+    """Apply ``method``; return the pruned model (masks attached), its plan and accuracies."""
+    shape, train_split, test_split = subject.shape, subject.train, subject.test
+    if method == "estimate":
+        assert train_split is not None and test_split is not None
+        est, model, plan = estimate_accuracy(
+            subject.model,
+            shape,
+            pattern_set,
+            train_split,
+            test_split,
+            prune=job.prune,
+            config=job.estimate,
+        )
+        return model, plan, {"oneshot_acc": est.oneshot_acc, "pruned_acc": est.estimate_acc}
+    model = copy.deepcopy(subject.model)
+    if method == "oneshot":
+        plan = plan_pruning(model, shape, pattern_set, job.prune)
+        attach_masks(model, plan.masks())
+        return (
+            model,
+            plan,
+            {} if test_split is None else {"oneshot_acc": evaluate(model, test_split)},
+        )
+    assert train_split is not None and test_split is not None
+    result = admm_prune(model, shape, pattern_set, train_split, prune=job.prune, config=job.admm)
+    metrics = {"pruned_acc": evaluate(model, test_split), "admm_residuals": list(result.residuals)}
+    return model, result.plan, metrics
+
+
 def run_prune(job: PruneJob, *, progress: Callable[[str], None] = lambda _: None) -> PruneOutcome:
     """Run a prune job (see :class:`PruneJob`); writes files when ``job.out`` is set.
 
     Raises:
-        UserInputError: Unloadable model, missing input shape, missing dataset, bad evaluator.
+        UserInputError: Unloadable model, missing input shape, missing dataset, bad evaluator,
+            a training method for a model without data.
         ValueError: Rates or K out of range, no 3x3 conv in the model.
     """
     t0 = time.perf_counter()
     evaluator = load_evaluator(job.evaluate) if job.evaluate else None
-    metrics: dict[str, Any] = {}
-    is_example = job.model.strip().lower() in ("example", "example-fashion-mnist")
-    if is_example:
-        progress("loading Fashion-MNIST")
-        train_split = load_split("train", root=job.data_dir)
-        test_split = load_split("test", root=job.data_dir)
-        if job.test_samples is not None:
-            test_split = test_split.subset(job.test_samples, seed=1)
-        progress("loading or training the dense example")
-        ex = trained_example(
-            job.recipe, cache=job.cache_dir, train_split=train_split, test_split=test_split
-        )
-        model: nn.Module = ex.model
-        shape: tuple[int, ...] = EXAMPLE_INPUT_SHAPE
-        metrics.update(
-            dense_acc=ex.test_acc, dense_cached=ex.cached, dense_train_seconds=round(ex.seconds, 1)
-        )
-    else:
-        loaded = load_model(job.model)
-        model = loaded.model
-        shape_or_none = job.input_shape or loaded.input_shape
-        if shape_or_none is None:
-            raise UserInputError(
-                f"model {job.model!r} needs --input-shape N,C,H,W (such as 1,3,224,224) to find its layer sizes"
-            )
-        shape = shape_or_none
-    if evaluator is not None:
-        metrics["dense_acc"] = evaluator(model)
-    pattern_set = _pattern_set(job, model, shape)
-    method = job.method or ("estimate" if is_example else "oneshot")
-    if method != "oneshot" and not is_example:
+    method = job.method or ("estimate" if _is_example(job) else "oneshot")
+    if method != "oneshot" and not _is_example(job):
         raise UserInputError(
             f"--method {method} trains and needs data, which only the bundled example has; "
             "use --method oneshot for other models"
         )
+    subject = _load_subject(job, progress)
+    metrics = dict(subject.metrics)
+    if evaluator is not None:
+        metrics["dense_acc"] = evaluator(subject.model)
+    pattern_set = _pattern_set(job, subject.model, subject.shape)
     progress(f"pruning with {len(pattern_set)} patterns ({method})")
-    if method == "oneshot":
-        model = copy.deepcopy(model)
-        plan = plan_pruning(model, shape, pattern_set, job.prune)
-        attach_masks(model, plan.masks())
-    elif method == "estimate":
-        est, model, plan = estimate_accuracy(
-            model, shape, pattern_set, train_split, test_split, prune=job.prune, config=job.estimate
-        )
-        metrics.update(oneshot_acc=est.oneshot_acc, pruned_acc=est.estimate_acc)
-    else:
-        model = copy.deepcopy(model)
-        result = admm_prune(
-            model, shape, pattern_set, train_split, prune=job.prune, config=job.admm
-        )
-        plan = result.plan
-        metrics.update(
-            pruned_acc=evaluate(model, test_split), admm_residuals=list(result.residuals)
-        )
+    model, plan, accs = _prune(job, method, subject, pattern_set)
+    metrics.update(accs)
     if evaluator is not None:
         metrics["pruned_acc"] = evaluator(model)
     metrics.update(method=method, seconds=round(time.perf_counter() - t0, 1))
-    report = build_report(plan)
     if job.out is not None:
         progress(f"writing {job.out}")
+        extra = {"metrics": metrics}
         save_pruned(
-            job.out,
-            model,
-            plan,
-            input_shape=shape,
-            model_name=job.model,
-            extra={"metrics": metrics},
+            job.out, model, plan, input_shape=subject.shape, model_name=job.model, extra=extra
         )
-    return PruneOutcome(model=model, plan=plan, report=report, metrics=metrics)
+    return PruneOutcome(model=model, plan=plan, report=build_report(plan), metrics=metrics)

@@ -74,6 +74,9 @@ def empty_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["--model", "resnet18-cifar", "--method", "magic"], "method must be one of oneshot, estimate, admm"),
         (["--model", "resnet18-cifar", "--pattern-set", "1,2,3,9"], "patterns must be a .json pattern-set file"),
         (["--train-epochs", "0"], "training epochs must be > 0"),
+        (["--model", "resnet18-cifar", "--threads", "0"], "threads must be >= 1; got 0"),
+        (["--admm", "--admm-epochs", "0"], "epochs must be > 0; got 0.0"),
+        (["--model", "resnet18-cifar", "--admm", "--method", "oneshot"], "--admm contradicts --method oneshot"),
     ],
 )  # fmt: skip
 def test_prune_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
@@ -146,6 +149,21 @@ def test_prune_example_end_to_end_small_budget(tmp_path: Path) -> None:
     again = run(*args)
     assert again.returncode == 0
     assert json.loads((tmp_path / "s.json").read_text())["metrics"]["dense_cached"] is True
+
+
+def test_prune_example_with_admm(tmp_path: Path) -> None:
+    r = run(
+        "prune", "--admm", "--admm-epochs", "0.05", "--retrain-epochs", "0.05",
+        "--cache-dir", str(tmp_path / "cache"), "--train-samples", "3000", "--train-epochs", "2",
+        "--test-samples", "1000", "--threads", "1", "--out", str(tmp_path / "o"),
+        "--json", str(tmp_path / "s.json"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "s.json").read_text())["metrics"]
+    assert m["method"] == "admm" and m["pruned_acc"] > 0.3
+    assert len(m["admm_residuals"]) == 1  # 23 steps: fewer than one update every 100
+    layers = load_pruned_layers(tmp_path / "o")
+    assert layers[2].kernels_alive == round(layers[2].kernels_total / 3.6)
 
 
 def test_patterns_command() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -74,6 +75,27 @@ def test_pruned_weights_stay_zero_through_sgd_with_weight_decay() -> None:
         mods["2"].weight.add_(1.0)
     model(torch.zeros(1, 3, 9, 9))
     assert (mods["2"].weight != 0).all()  # hooks really detached
+
+
+def test_a_deepcopy_of_a_masked_model_masks_its_own_weights() -> None:
+    model = tiny()
+    plan = plan_pruning(model, (1, 3, 9, 9), PS)
+    attach_masks(model, plan.masks())
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in clone.parameters():
+            p.add_(1.0)  # revive every weight of the copy only
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(1, 3, 9, 9, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        clone(x)
+    mods = dict(clone.named_modules())
+    for name, mask in plan.masks().items():
+        w = mods[name].weight.detach().numpy()
+        assert not w[mask == 0].any()
+        assert (w[mask == 1] != 0).any()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert "2.weight_mask" not in clone.state_dict()
 
 
 def test_torchscript_model_masks_in_place() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -75,6 +75,10 @@ def prune(
         str | None, typer.Option(help="oneshot, estimate (example default) or admm (example only).")
     ] = None,
     admm: Annotated[bool, typer.Option("--admm", help="Same as --method admm.")] = False,
+    admm_epochs: Annotated[float, typer.Option(help="Epochs of ADMM training (--admm).")] = 3.0,
+    retrain_epochs: Annotated[
+        float, typer.Option(help="Epochs of masked retraining after ADMM (--admm).")
+    ] = 3.0,
     finetune_samples: Annotated[
         int, typer.Option(help="Training examples of the estimate's fine-tune.")
     ] = 6000,
@@ -104,12 +108,13 @@ def prune(
     ] = None,
 ) -> None:
     """Pattern- and connectivity-prune a model; print the per-layer report; write the files."""
+    from search_spaces.admm import ADMMConfig
     from search_spaces.estimate import EstimateConfig
     from search_spaces.example import ExampleRecipe
     from search_spaces.loading import parse_input_shape
     from search_spaces.pipeline import PruneJob, run_prune
     from search_spaces.pruning import PruneConfig
-    from search_spaces.training import configure_threads
+    from search_spaces.training import TrainConfig, configure_threads
 
     if admm and method not in (None, "admm"):
         raise ValueError(f"--admm contradicts --method {method}; give one of them")
@@ -128,6 +133,10 @@ def prune(
         prune=config,
         method="admm" if admm else method,
         estimate=EstimateConfig(samples=finetune_samples),
+        admm=ADMMConfig(
+            admm=TrainConfig(epochs=admm_epochs, lr=0.01, schedule="constant"),
+            retrain=TrainConfig(epochs=retrain_epochs, lr=0.01),
+        ),
         evaluate=evaluate,
         out=out,
         data_dir=data_dir,
@@ -135,30 +144,33 @@ def prune(
         recipe=ExampleRecipe(epochs=train_epochs, train_samples=train_samples),
         test_samples=test_samples,
     )
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be >= 1; got {threads}")
     configure_threads(threads)
     console = _console()
     with console.status("pruning") as status:
         outcome = run_prune(job, progress=lambda msg: status.update(msg))
+    _print_outcome(console, outcome, out, json_out)
+
+
+def _print_outcome(console: Console, outcome: Any, out: Path | None, json_out: Path | None) -> None:
+    """The per-layer table, the pattern set, one summary line; the summary JSON if asked."""
     console.print(outcome.report.rich_table())
     m = outcome.metrics
     accs = ", ".join(
         f"{k} {m[k]:.4f}" for k in ("dense_acc", "oneshot_acc", "pruned_acc") if k in m
     )
-    console.print(f"patterns:\n{outcome.plan.pattern_set}")
+    console.print(f"patterns:\n{outcome.plan.pattern_set}", highlight=False)
     console.print(
-        f"{outcome.report.conv_compression:.2f}x fewer conv weights; {accs or 'no evaluator given'}; "
-        f"method {m['method']}, {m['seconds']} s"
+        f"{outcome.report.conv_compression:.2f}x fewer conv weights; "
+        f"{accs or 'no evaluator given'}; method {m['method']}, {m['seconds']} s"
     )
-    summary = {
-        "metrics": m,
-        "report": outcome.report.to_dict(),
-        "pattern_set": outcome.plan.pattern_set.to_dict(),
-    }
     if out is not None:
         console.print(f"wrote {out}/ (manifest.json, state_dict.pt, layers/, report.json)")
     if json_out is not None:
+        summary = {
+            "metrics": m,
+            "report": outcome.report.to_dict(),
+            "pattern_set": outcome.plan.pattern_set.to_dict(),
+        }
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(summary, indent=1, sort_keys=True))
 

@@ -9,6 +9,7 @@ libraries; :func:`verify` checks outputs against torch before any time counts.
 from __future__ import annotations
 
 from codegen._base import Builder, BuildInput, BuildResult, Product
+from codegen.artifact import Artifact, make_artifacts
 from codegen.config import (
     FORMATS,
     LOOP_ORDERS,
@@ -27,6 +28,7 @@ __all__ = [
     "FORMATS",
     "LOOP_ORDERS",
     "THREAD_MAPPINGS",
+    "Artifact",
     "BuildInput",
     "BuildResult",
     "Builder",
@@ -45,6 +47,7 @@ __all__ = [
     "generate",
     "get_target",
     "host_target",
+    "make_artifacts",
     "random_input",
     "reference_output",
     "run_executable",

@@ -27,7 +27,7 @@ from codegen.baselines import (
 )
 from codegen.config import ConfigSpace, config_space
 from codegen.local_builder import LocalBuilder
-from codegen.quicktune import TuneResult, quick_tune
+from codegen.quicktune import TuneResult, quick_tune, sample_configs
 from codegen.target import Target
 from codegen.verify import random_input, reference_output, verify
 from pattune_common import UserInputError
@@ -121,12 +121,25 @@ def search_space(spec: LayerSpec, target: Target, fmt: str, threads: int) -> Con
     )
 
 
-def _tune(layer: PrunedLayer, target: Target, fmt: str, opts: BenchOptions,
-          builder: LocalBuilder, x: np.ndarray, ref: np.ndarray) -> TuneResult:
-    space = search_space(layer.spec, target, fmt, opts.threads)
-    rng = np.random.default_rng([opts.seed, 1 if fmt == "csr" else 0])
-    return quick_tune(layer, space, budget=opts.budget, builder=builder, x=x, reference=ref,
-                      rng=rng)
+def _tune_both(layer: PrunedLayer, target: Target, opts: BenchOptions, builder: LocalBuilder,
+               x: np.ndarray, ref: np.ndarray) -> dict[str, TuneResult]:
+    """Tune the pattern and the unstructured kernel with the same budget.
+
+    The unstructured kernel first gets the same code parameters the pattern kernel
+    was sampled with (format csr, no LRE; duplicates dropped), then random samples
+    of its own space up to the budget: config for config, the comparison shows
+    what the patterns buy.
+    """
+    rng = np.random.default_rng([opts.seed, 7])
+    fkw_space = search_space(layer.spec, target, "fkw", opts.threads)
+    csr_space = search_space(layer.spec, target, "csr", opts.threads)
+    fkw = sample_configs(fkw_space, opts.budget, rng)
+    csr = sample_configs(csr_space, opts.budget, rng,
+                         seed_configs=[c.replace(format="csr", lre=False) for c in fkw])
+    return {
+        "pattern": quick_tune(layer, fkw, target, builder=builder, x=x, reference=ref),
+        "unstructured": quick_tune(layer, csr, target, builder=builder, x=x, reference=ref),
+    }
 
 
 def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Target,
@@ -137,8 +150,7 @@ def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Ta
     layer = prune_layer(spec, weights, ps, connectivity=opts.connectivity)
     x = random_input(layer, seed=opts.seed)
     ref = reference_output(layer, x)
-    tuned = {"pattern": _tune(layer, target, "fkw", opts, builder, x, ref),
-             "unstructured": _tune(layer, target, "csr", opts, builder, x, ref)}
+    tuned = _tune_both(layer, target, opts, builder, x, ref)
     torch.set_num_threads(opts.threads)
     impls: list[Implementation] = []
     for name, res in tuned.items():

@@ -126,3 +126,18 @@ def test_host_target_matches_cpu() -> None:
     t = host_target()
     assert t.isa == ("avx512" if " avx512f" in flags else "avx2")
     assert t.vector_floats == (16 if t.isa == "avx512" else 8)
+
+
+def test_sample_configs_keeps_valid_seeds_then_tops_up() -> None:
+    from codegen.quicktune import sample_configs
+
+    sp = config_space(SPEC, host_target(), threads=1, format="csr")
+    fkw = config_space(SPEC, host_target(), threads=1, format="fkw").sample(
+        np.random.default_rng(0), 10)
+    seeds = [c.replace(format="csr", lre=False) for c in fkw] + [fkw[0]]  # last one invalid
+    got = sample_configs(sp, 14, np.random.default_rng(1), seed_configs=seeds)
+    assert len(got) == 14 and len({c.to_json() for c in got}) == 14
+    distinct_seeds = list(dict.fromkeys(s.to_json() for s in seeds[:-1]))
+    assert [c.to_json() for c in got[:len(distinct_seeds)]] == distinct_seeds
+    assert all(sp.is_valid(c) for c in got)
+    assert sample_configs(sp, 1, np.random.default_rng(1)) == [sp.default()]

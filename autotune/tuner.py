@@ -58,6 +58,8 @@ class Tuner:
         session: The resolved model, devices, target, records and space.
         on_progress: Called after every kernel batch and trial with the stats.
         known: (latency ms, accuracy) of trials already in the study.
+        refine_after: Trials before refinement starts (the first trials are the
+            sampler's random start-up; the front means little until then).
     """
 
     def __init__(
@@ -66,8 +68,10 @@ class Tuner:
         *,
         on_progress: Callable[[TunerStats], None] | None = None,
         known: list[tuple[float, float]] | None = None,
+        refine_after: int = 5,
     ) -> None:
         self.session = session
+        self.refine_after = refine_after
         self.known: list[tuple[float, float]] = list(known or [])
         self.stats = TunerStats()
         self.on_progress = on_progress or (lambda s: None)
@@ -184,7 +188,7 @@ class Tuner:
         untouched = self.untouched_ms()
         latency_ms = total_s * 1e3 + (untouched or 0.0)
         refined = False
-        if self._on_front(latency_ms, accuracy):
+        if len(self.known) >= self.refine_after and self._on_front(latency_ms, accuracy):
             kernel = self.session.space.kernel
             if kernel.refine_budget > kernel.budget:
                 per_layer, total_s, default_total_s = self._tune_all(layers, kernel.refine_budget)

@@ -30,9 +30,10 @@ def run_benchmark(
     plot_path: str | None = None,
     with_quality: bool = True,
     progress: Any = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Replay the strategies, judge the cost model, and summarise (see docs/search_benchmark.md)."""
-    runs = replay_all(mset, cfg, progress=progress)
+    runs = replay_all(mset, cfg, progress=progress, workers=workers)
     q = quality(mset) if with_quality and len(mset.layers) >= 2 else None
     doc = summarise(mset, runs, cfg, q, source=source)
     if plot_path:

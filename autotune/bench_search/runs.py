@@ -158,21 +158,53 @@ def replay_run(
     return run
 
 
+_WORKER_SET: MeasurementSet | None = None
+
+
+def _init_worker(mset: MeasurementSet) -> None:
+    global _WORKER_SET
+    _WORKER_SET = mset
+
+
+def _run_in_worker(job: tuple[str, str, int, SearchConfig]) -> SearchRun:
+    assert _WORKER_SET is not None
+    s, lay, seed, cfg = job
+    return replay_run(_WORKER_SET, lay, s, seed, cfg)
+
+
 def replay_all(
     mset: MeasurementSet,
     cfg: SearchConfig,
     *,
     layers: Sequence[str] | None = None,
     progress: Any = None,
+    workers: int = 1,
 ) -> list[SearchRun]:
-    """Every (strategy, layer, seed) run; ``progress(done, total)`` after each."""
+    """Every (strategy, layer, seed) run, in that order; ``progress(done, total)`` after each.
+
+    Runs are independent and each is deterministic, so ``workers`` processes give
+    the same results as one.
+    """
     names = list(layers or [r.name for r in mset.layers])
-    jobs = [(s, lay, seed) for s in cfg.strategies for lay in names for seed in range(cfg.seeds)]
-    out = []
-    for i, (s, lay, seed) in enumerate(jobs):
-        out.append(replay_run(mset, lay, s, seed, cfg))
-        if progress:
-            progress(i + 1, len(jobs))
+    jobs = [
+        (s, lay, seed, cfg) for s in cfg.strategies for lay in names for seed in range(cfg.seeds)
+    ]
+    if workers <= 1:
+        out = []
+        for i, job in enumerate(jobs):
+            out.append(replay_run(mset, job[1], job[0], job[2], cfg))
+            if progress:
+                progress(i + 1, len(jobs))
+        return out
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(mset,)) as pool:
+        out = []
+        for i, run in enumerate(pool.imap(_run_in_worker, jobs)):
+            out.append(run)
+            if progress:
+                progress(i + 1, len(jobs))
     return out
 
 

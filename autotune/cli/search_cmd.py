@@ -137,6 +137,7 @@ def bench_search(
     ] = 16,
     within: Annotated[float, typer.Option(help="Distance to the set's best that counts.")] = 0.05,
     quality: Annotated[bool, typer.Option(help="Also judge the cost model.")] = True,
+    workers: Annotated[int, typer.Option(help="Processes replaying runs in parallel.")] = 2,
 ) -> None:
     """Replay random, TPE and TPE + cost-model filter over a recorded set; report efficiency."""
     from autotune.bench_search import SearchConfig, run_benchmark
@@ -159,7 +160,8 @@ def bench_search(
             _err.print(f"bench search: {done}/{total} runs", highlight=False)
 
     doc = run_benchmark(
-        mset, cfg, source=measurements, plot_path=plot, with_quality=quality, progress=progress
+        mset, cfg, source=measurements, plot_path=plot, with_quality=quality, progress=progress,
+        workers=workers,
     )
     text = json.dumps(doc, indent=2, sort_keys=False)
     if json_out:

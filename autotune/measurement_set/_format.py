@@ -214,8 +214,8 @@ def save(mset: MeasurementSet, path: str | Path) -> Path:
     text = json.dumps(mset.to_dict(), sort_keys=True, separators=(",", ":")).encode()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if path.name.endswith(".gz"):
-        # mtime=0: the same set gives the same bytes.
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        # No name, mtime=0: the same set gives the same bytes.
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz:
             gz.write(text)
     else:
         tmp.write_bytes(text)

@@ -30,7 +30,8 @@ class RecordedSpace:
 
     def __init__(self, record: LayerRecord) -> None:
         self.record = record
-        self.entries: dict[str, Entry] = {e.config.to_json(): e for e in record.entries}
+        # Keyed by the (frozen, hashable) config itself: cheaper than its JSON.
+        self.entries: dict[KernelConfig, Entry] = {e.config: e for e in record.entries}
         if not self.entries:
             raise ValueError(f"layer {record.name!r} has no recorded config to replay")
         self._configs = [e.config for e in record.entries]
@@ -45,7 +46,7 @@ class RecordedSpace:
 
     def is_valid(self, cfg: KernelConfig) -> bool:
         """True when ``cfg`` was recorded."""
-        return cfg.to_json() in self.entries
+        return cfg in self.entries
 
     def enumerate(self) -> Iterator[KernelConfig]:
         """Every recorded config, in recording order."""
@@ -99,7 +100,7 @@ class ReplayMeasurer:
         space = self.space(layer)
         out = []
         for cfg in configs:
-            e = space.entries.get(cfg.to_json())
+            e = space.entries.get(cfg)
             if e is None:
                 out.append(ConfigResult(cfg, error="replay: config not recorded in the set"))
                 continue

@@ -33,5 +33,5 @@ def record_tiny(out: Path, work: Path) -> subprocess.CompletedProcess[str]:
     return pattune(
         "record", "--out", str(out), "--model", "example", "--dataset", "fashion-mnist",
         "--layers", TINY_LAYERS, "--patterns", "4", "--space", "none", *pins,
-        "--min-total-s", "0.005", "--work-dir", str(work),
+        "--min-total-s", "0.005", "--passes", "2", "--work-dir", str(work),
     )  # fmt: skip

@@ -40,7 +40,9 @@ def test_record_measures_every_config_of_the_space(tiny_set: Path) -> None:
         # Verified against torch before timing, so every config has a time, none an error.
         assert all(e.median_s is not None and e.median_s > 0 and e.error is None
                    for e in rec.entries)  # fmt: skip
-        assert all(len(e.times_s) >= 3 for e in rec.entries)
+        # Two passes, each of at least 3 timed repeats, pooled.
+        assert all(e.passes == 2 and len(e.times_s) >= 6 for e in rec.entries)
+        assert all(e.latency("min") == min(e.times_s) <= e.median_s for e in rec.entries)
 
 
 def test_record_resumes_without_measuring_again(tiny_set: Path, tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Replay the strategies, judge the cost model, and summarise (see docs/search_benchmark.md)."""
     runs = replay_all(mset, cfg, progress=progress, workers=workers)
-    q = quality(mset) if with_quality and len(mset.layers) >= 2 else None
+    q = quality(mset, statistic=cfg.statistic) if with_quality and len(mset.layers) >= 2 else None
     doc = summarise(mset, runs, cfg, q, source=source)
     if plot_path:
         doc["plot"] = str(plot(mset, runs, cfg, plot_path))

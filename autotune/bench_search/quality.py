@@ -48,7 +48,12 @@ def _metrics(model: XGBCostModel, test: Sequence[Sample]) -> dict[str, float]:
 
 
 def quality(
-    mset: MeasurementSet, *, seed: int = 0, test_share: float = 0.2, rounds: int = 200
+    mset: MeasurementSet,
+    *,
+    seed: int = 0,
+    test_share: float = 0.2,
+    rounds: int = 200,
+    statistic: str = "median",
 ) -> dict[str, Any]:
     """Per-layer within-layer and cross-layer metrics, and their means over layers.
 
@@ -61,7 +66,7 @@ def quality(
         raise ValueError("cost-model transfer needs a set of at least 2 layers")
     per_layer: dict[str, dict[str, dict[str, float]]] = {}
     for i, rec in enumerate(mset.layers):
-        data = layer_samples(rec)
+        data = layer_samples(rec, statistic)
         rng = np.random.default_rng([seed, i])
         idx = rng.permutation(len(data))
         n_test = max(2, round(test_share * len(data)))
@@ -69,7 +74,9 @@ def quality(
         train = [data[int(j)] for j in idx[n_test:]]
         within = XGBCostModel(seed=seed, rounds=rounds, nthread=1)
         within.fit(train)
-        others = [s for r in mset.layers if r.name != rec.name for s in layer_samples(r)]
+        others = [
+            s for r in mset.layers if r.name != rec.name for s in layer_samples(r, statistic)
+        ]
         cross = XGBCostModel(seed=seed, rounds=rounds, nthread=1)
         cross.fit(others)
         per_layer[rec.name] = {"within": _metrics(within, test), "cross": _metrics(cross, data)}

@@ -33,7 +33,7 @@ def summarise(
     source: str,
 ) -> dict[str, Any]:
     """The JSON document of ``pattune bench search`` (see docs/search_benchmark.md)."""
-    best = {r.name: r.best_s() for r in mset.layers}
+    best = {r.name: r.best_s(cfg.statistic) for r in mset.layers}
     per_strategy: dict[str, Any] = {}
     for s in cfg.strategies:
         mine = [r for r in runs if r.strategy == s]
@@ -81,6 +81,7 @@ def summarise(
             "batch": cfg.batch,
             "candidates_per_measure": cfg.candidates_per_measure,
             "within": cfg.within,
+            "statistic": cfg.statistic,
         },
         "layers": {
             r.name: {"configs": len(r.entries), "space_size": r.space_size,
@@ -102,7 +103,7 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    best = {r.name: r.best_s() for r in mset.layers}
+    best = {r.name: r.best_s(cfg.statistic) for r in mset.layers}
     panels = [*best, "all layers"]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
     x = np.arange(1, cfg.budget + 1)

@@ -21,6 +21,7 @@ import numpy as np
 from autotune.cost_model import Sample
 from autotune.cost_model.xgb import XGBCostModel
 from autotune.measurement_set import LayerRecord, MeasurementSet
+from autotune.measurement_set._format import STATISTICS
 from autotune.measurement_set.replay import ReplayMeasurer
 from autotune.strategies import TaskContext, make_strategy
 
@@ -47,6 +48,7 @@ class SearchConfig:
         candidates_per_measure: The filter's pool size per measured config.
         within: Relative distance to the set's best that counts as found (0.05 = 5%).
         model_rounds: Boosting rounds of the cost model.
+        statistic: Latency of a recorded config (``min`` or ``median`` of its repeats).
     """
 
     strategies: tuple[str, ...] = ("random", "tpe", "filtered", "filtered-warm")
@@ -56,6 +58,7 @@ class SearchConfig:
     candidates_per_measure: int = 16
     within: float = 0.05
     model_rounds: int = 200
+    statistic: str = "min"
 
     def __post_init__(self) -> None:
         bad = [s for s in self.strategies if s not in VARIANTS]
@@ -67,6 +70,10 @@ class SearchConfig:
             raise ValueError(
                 f"seeds, budget and batch must be >= 1; got {self.seeds}, {self.budget}, "
                 f"{self.batch}"
+            )
+        if self.statistic not in STATISTICS:
+            raise ValueError(
+                f"statistic must be one of {', '.join(STATISTICS)}; got {self.statistic!r}"
             )
         if not 0 < self.within < 1:
             raise ValueError(f"within must be in (0, 1); got {self.within}")
@@ -99,11 +106,11 @@ def context(rec: LayerRecord) -> TaskContext:
     return TaskContext(group=rec.weights_hash, spec=rec.spec, stats=rec.stats)
 
 
-def layer_samples(rec: LayerRecord) -> list[Sample]:
+def layer_samples(rec: LayerRecord, statistic: str = "median") -> list[Sample]:
     """Training samples of every measured entry of a layer."""
     ctx = context(rec)
     ok = rec.measured()
-    return ctx.samples([e.config for e in ok], [e.median_s for e in ok])
+    return ctx.samples([e.config for e in ok], [e.latency(statistic) for e in ok])
 
 
 def replay_run(
@@ -113,7 +120,7 @@ def replay_run(
     import time
 
     rec = mset.layer(layer)
-    measurer = ReplayMeasurer(mset)
+    measurer = ReplayMeasurer(mset, statistic=cfg.statistic)
     space = measurer.space(rec)
     name, training = VARIANTS[strategy]
     ctx = context(rec)
@@ -123,13 +130,15 @@ def replay_run(
     if training is not None:
         model = XGBCostModel(seed=seed, rounds=cfg.model_rounds, nthread=1)
         if training == "transfer":
-            prior = [s for r in mset.layers if r.name != layer for s in layer_samples(r)]
+            prior = [
+                s for r in mset.layers if r.name != layer for s in layer_samples(r, cfg.statistic)
+            ]
             model.fit(prior)
         kwargs.update(
             cost_model=model, context=ctx, candidates_per_measure=cfg.candidates_per_measure
         )
     strat = make_strategy(name, **kwargs)
-    best_set = rec.best_s()
+    best_set = rec.best_s(cfg.statistic)
     run = SearchRun(strategy, layer, seed)
     best = float("inf")
     own: list[Sample] = []

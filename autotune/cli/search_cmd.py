@@ -75,6 +75,9 @@ def record_cmd(
     min_total_s: Annotated[float, typer.Option(help="Timed seconds per config, at least.")] = 0.03,
     repeats: Annotated[int, typer.Option(help="Fewest timed repeats per config.")] = 3,
     batch: Annotated[int, typer.Option(help="Configs per layer per build batch.")] = 4,
+    passes: Annotated[
+        int, typer.Option(help="Measure every config this many times afresh; times are pooled.")
+    ] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the config order and the weights.")] = 0,
     work_dir: Annotated[str | None, typer.Option(help="Scratch directory.")] = None,
 ) -> None:
@@ -85,8 +88,8 @@ def record_cmd(
 
     if not out.endswith((".json", ".json.gz")):
         fail(f"--out must end in .json.gz or .json; got {out!r}")
-    if batch < 1 or repeats < 1 or (max_configs is not None and max_configs < 1):
-        fail("--batch, --repeats and --max-configs must be >= 1")
+    if min(batch, repeats, passes, max_configs or 1) < 1:
+        fail("--batch, --repeats, --passes and --max-configs must be >= 1")
     pins = parse_pins(pin or [], space)
     protocol = ProtocolConfig(
         warmup=1, min_repeats=repeats, max_repeats=max(20, repeats), min_total_s=min_total_s,
@@ -100,7 +103,7 @@ def record_cmd(
     )
     plan = RecordPlan(
         layers=pruned, target=tgt, pins=pins, max_configs=max_configs, protocol=protocol,
-        batch=batch, seed=seed, pruning=meta, device_type=device_type,
+        batch=batch, seed=seed, pruning=meta, device_type=device_type, passes=passes,
     )  # fmt: skip
 
     def progress(mset: Any) -> None:
@@ -136,6 +139,9 @@ def bench_search(
         int, typer.Option(help="Configs the filter scores per measured config.")
     ] = 16,
     within: Annotated[float, typer.Option(help="Distance to the set's best that counts.")] = 0.05,
+    statistic: Annotated[
+        str, typer.Option(help="Latency of a recorded config: min or median of its repeats.")
+    ] = "min",
     quality: Annotated[bool, typer.Option(help="Also judge the cost model.")] = True,
     workers: Annotated[int, typer.Option(help="Processes replaying runs in parallel.")] = 2,
 ) -> None:
@@ -150,7 +156,7 @@ def bench_search(
     cfg = SearchConfig(
         strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
         seeds=seeds, budget=budget, batch=batch,
-        candidates_per_measure=candidates_per_measure, within=within,
+        candidates_per_measure=candidates_per_measure, within=within, statistic=statistic,
     )  # fmt: skip
     if plot is None and json_out is not None:
         plot = str(Path(json_out).with_suffix(".png"))

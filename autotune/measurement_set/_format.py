@@ -10,7 +10,8 @@ One gzip-compressed JSON document (``*.json.gz``; plain ``*.json`` is read too):
                  "weights_hash": "...", "space": {"choices": {...}, "pins": {...},
                  "min_accumulators": 1}, "space_size": 288, "coverage": "exhaustive",
                  "entries": [{"config": {KernelConfig}, "median_s": 0.0123,
-                              "error": null, "cv": 0.01, "times_s": [...]}]}]}
+                              "error": null, "cv": 0.01, "times_s": [...],
+                              "passes": 2}]}]}
 
 An entry carries either ``median_s`` (seconds) or ``error``, never both.
 ``coverage`` is ``exhaustive`` when every valid config of the layer's space
@@ -31,6 +32,7 @@ from pattune_common import UserInputError
 
 FORMAT = "pattune-measurement-set"
 VERSION = 1
+STATISTICS = ("median", "min")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class Entry:
         median_s: Median latency in seconds (None when it failed).
         error: Why it failed (``build: ...``, ``verify: ...``), None when measured.
         cv: Coefficient of variation of the timed repeats.
-        times_s: Raw timed repeats in seconds.
+        times_s: Raw timed repeats in seconds, of every recording pass.
+        passes: Recording passes merged into this entry (each measured it afresh).
     """
 
     config: KernelConfig
@@ -50,10 +53,26 @@ class Entry:
     error: str | None = None
     cv: float | None = None
     times_s: tuple[float, ...] = ()
+    passes: int = 1
 
     def __post_init__(self) -> None:
         if (self.median_s is None) == (self.error is None):
             raise ValueError("an Entry has either median_s or error, never both or neither")
+
+    def latency(self, statistic: str = "median") -> float | None:
+        """Seconds by ``statistic``: ``median`` (the protocol's) or ``min`` of the raw repeats.
+
+        ``min`` is the estimate least disturbed by other load on the machine: other
+        processes only ever slow a run down.
+
+        Raises:
+            ValueError: Unknown statistic.
+        """
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}; got {statistic!r}")
+        if self.median_s is None or statistic == "median" or not self.times_s:
+            return self.median_s
+        return min(self.times_s)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -63,6 +82,7 @@ class Entry:
             "error": self.error,
             "cv": self.cv,
             "times_s": [float(f"{t:.6g}") for t in self.times_s],
+            "passes": self.passes,
         }
 
     @classmethod
@@ -74,6 +94,7 @@ class Entry:
             error=data.get("error"),
             cv=data.get("cv"),
             times_s=tuple(data.get("times_s") or ()),
+            passes=int(data.get("passes", 1)),
         )
 
 
@@ -105,16 +126,16 @@ class LayerRecord:
         """Entries with a latency."""
         return [e for e in self.entries if e.median_s is not None]
 
-    def best_s(self) -> float:
-        """The fastest recorded median in seconds.
+    def best_s(self, statistic: str = "median") -> float:
+        """The fastest recorded latency in seconds (see :meth:`Entry.latency`).
 
         Raises:
             ValueError: The layer has no measured entry.
         """
-        ok = self.measured()
-        if not ok:
+        lats = [e.latency(statistic) for e in self.measured()]
+        if not lats:
             raise ValueError(f"layer {self.name!r} has no measured entry in the set")
-        return min(e.median_s for e in ok if e.median_s is not None)
+        return min(t for t in lats if t is not None)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

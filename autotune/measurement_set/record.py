@@ -74,6 +74,8 @@ class RecordPlan:
         seed: Seed of the config order.
         pruning: What the layers are (pattern set, connectivity, weights), for metadata.
         device_type: Device type name recorded in the metadata.
+        passes: Times every config is measured, each pass afresh (a new records
+            database; builds come from the build cache); raw times are merged.
     """
 
     layers: Sequence[PrunedLayer]
@@ -86,6 +88,7 @@ class RecordPlan:
     seed: int = 0
     pruning: dict[str, Any] = field(default_factory=dict)
     device_type: str = "local"
+    passes: int = 1
 
 
 def _first_line(cmd: Sequence[str]) -> str:
@@ -121,6 +124,7 @@ def _metadata(plan: RecordPlan, complete: bool) -> dict[str, Any]:
         "min_accumulators": plan.min_accumulators,
         "max_configs": plan.max_configs,
         "seed": plan.seed,
+        "passes": plan.passes,
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "complete": complete,
         "verified_against": "torch.nn.functional.conv2d (codegen.verify), checksum on device",
@@ -186,50 +190,85 @@ def record(
     work.mkdir(parents=True, exist_ok=True)
     plans = {lay.spec.name: _order(plan, lay) for lay in plan.layers}
     mset = _resume(plan, Path(out), plans)
-    db = RecordsDB(f"sqlite:///{work / 'records.db'}")
     devs = list(devices or [LocalDevice(work_dir=str(work / "device"), protocol=plan.protocol)])
-    runner = _CapturingRunner(Farm(devs, leases=LeaseStore(db.url)))
-    measurer = KernelMeasurer(
-        records=db, device_type=plan.device_type, target=plan.target,
-        builder=LocalBuilder(), runner=runner, work_dir=work / "inputs",
-    )  # fmt: skip
     layers = {lay.spec.name: lay for lay in plan.layers}
-    while True:
-        progressed = False
-        for rec in mset.layers:
-            done = {e.config.to_json() for e in rec.entries}
-            todo = [c for c in plans[rec.name][0] if c.to_json() not in done][: plan.batch]
-            if not todo:
-                continue
-            progressed = True
-            layer = layers[rec.name]
-            for res in measurer.measure(layer, todo):
-                m = runner.seen.get(f"{layer.weights_hash}-{stable_hash(res.config.to_dict())}")
-                if res.median_s is not None:
-                    rec.entries.append(Entry(
-                        res.config, median_s=res.median_s,
-                        cv=m.cv if m else None, times_s=tuple(m.times_s) if m else (),
-                    ))  # fmt: skip
-                else:
-                    rec.entries.append(Entry(res.config, error=res.error or "record: skipped"))
-            _finish_layer(rec, plans[rec.name])
-            mset.metadata = _metadata(plan, _complete(mset, plans))
+    for p in range(1, plan.passes + 1):
+        # A fresh database per pass: the measurer never measures a config twice in one.
+        db = RecordsDB(f"sqlite:///{work / f'records-pass{p}.db'}")
+        runner = _CapturingRunner(Farm(devs, leases=LeaseStore(db.url)))
+        measurer = KernelMeasurer(
+            records=db, device_type=plan.device_type, target=plan.target,
+            builder=LocalBuilder(), runner=runner, work_dir=work / "inputs",
+        )  # fmt: skip
+        while _one_round(plan, mset, plans, layers, measurer, runner, p):
+            mset.metadata = _metadata(plan, False)
             save(mset, out)
             if on_batch:
                 on_batch(mset)
-        if not progressed:
-            break
-    mset.metadata = _metadata(plan, True)
+    mset.metadata = _metadata(plan, _complete(mset, plans, plan.passes))
     save(mset, out)
     return mset
+
+
+def _one_round(
+    plan: RecordPlan,
+    mset: MeasurementSet,
+    plans: dict[str, Any],
+    layers: dict[str, PrunedLayer],
+    measurer: KernelMeasurer,
+    runner: _CapturingRunner,
+    pass_no: int,
+) -> bool:
+    """Measure one batch of every layer in pass ``pass_no``; False when nothing was left."""
+    progressed = False
+    for rec in mset.layers:
+        have = {e.config: i for i, e in enumerate(rec.entries)}
+        todo = [
+            c for c in plans[rec.name][0]
+            if c not in have or (rec.entries[have[c]].passes < pass_no
+                                 and rec.entries[have[c]].error is None)
+        ][: plan.batch]  # fmt: skip
+        if not todo:
+            continue
+        progressed = True
+        layer = layers[rec.name]
+        for res in measurer.measure(layer, todo):
+            m = runner.seen.get(f"{layer.weights_hash}-{stable_hash(res.config.to_dict())}")
+            new = (
+                Entry(res.config, median_s=res.median_s, cv=m.cv if m else None,
+                      times_s=tuple(m.times_s) if m else (), passes=pass_no)
+                if res.median_s is not None
+                else Entry(res.config, error=res.error or "record: skipped", passes=pass_no)
+            )  # fmt: skip
+            if res.config in have:
+                rec.entries[have[res.config]] = _merge(rec.entries[have[res.config]], new)
+            else:
+                rec.entries.append(new)
+        _finish_layer(rec, plans[rec.name])
+    return progressed
+
+
+def _merge(old: Entry, new: Entry) -> Entry:
+    """One entry from two passes: raw times pooled; a pass that failed keeps the error."""
+    if new.error is not None or old.median_s is None:
+        return Entry(old.config, error=new.error or old.error, passes=new.passes)
+    times = old.times_s + new.times_s
+    arr = np.asarray(times, dtype=np.float64)
+    cv = float(arr.std() / arr.mean()) if len(arr) > 1 and arr.mean() > 0 else None
+    return Entry(old.config, median_s=float(np.median(arr)), cv=cv, times_s=times,
+                 passes=new.passes)  # fmt: skip
 
 
 def _finish_layer(rec: LayerRecord, plan: tuple[list[KernelConfig], dict[str, Any], int]) -> None:
     rec.coverage = "exhaustive" if len(rec.entries) >= plan[2] else "random"
 
 
-def _complete(mset: MeasurementSet, plans: dict[str, Any]) -> bool:
-    return all(len(r.entries) >= len(plans[r.name][0]) for r in mset.layers)
+def _complete(mset: MeasurementSet, plans: dict[str, Any], passes: int) -> bool:
+    return all(
+        len(r.entries) >= len(plans[r.name][0])
+        and all(e.passes >= passes or e.error is not None for e in r.entries)
+        for r in mset.layers
+    )
 
 
 def _resume(plan: RecordPlan, out: Path, plans: dict[str, Any]) -> MeasurementSet:

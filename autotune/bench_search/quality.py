@@ -52,7 +52,7 @@ def quality(
     *,
     seed: int = 0,
     test_share: float = 0.2,
-    rounds: int = 200,
+    rounds: int = 50,
     statistic: str = "median",
 ) -> dict[str, Any]:
     """Per-layer within-layer and cross-layer metrics, and their means over layers.

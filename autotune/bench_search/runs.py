@@ -57,7 +57,7 @@ class SearchConfig:
     batch: int = 8
     candidates_per_measure: int = 16
     within: float = 0.05
-    model_rounds: int = 200
+    model_rounds: int = 50
     statistic: str = "min"
 
     def __post_init__(self) -> None:

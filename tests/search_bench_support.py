@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,8 @@ def pattune(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.Co
     """Run ``python -m autotune ARGS`` from the worktree (so its code runs)."""
     return subprocess.run(
         [sys.executable, "-m", "autotune", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**__import__("os").environ, "OMP_WAIT_POLICY": "passive"},
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, "OMP_WAIT_POLICY": "passive"},
     )  # fmt: skip
 
 

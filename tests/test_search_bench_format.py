@@ -58,8 +58,8 @@ def test_cli_rejects_another_version(tmp_path: Path) -> None:
     path = tmp_path / "v2.json.gz"
     path.write_bytes(gzip.compress(json.dumps(data).encode()))
     assert _bench(path) == (2, [
-        f"pattune: error: measurement set {path} has measurement-set version {VERSION + 1}; "
-        f"this pattune reads version {VERSION}: re-record it with this version's `pattune record`"
+        (f"pattune: error: measurement set {path} has measurement-set version {VERSION + 1}; "
+        f"this pattune reads version {VERSION}: re-record it with this version's `pattune record`")
     ])  # fmt: skip
 
 
@@ -67,8 +67,8 @@ def test_cli_rejects_files_that_are_not_sets(tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"format": "something-else"}))
     assert _bench(other) == (2, [
-        f"pattune: error: measurement set {other} is not a pattune measurement set "
-        f"(no \"format\": \"{FORMAT}\"); give a file written by `pattune record`"
+        (f"pattune: error: measurement set {other} is not a pattune measurement set "
+        f"(no \"format\": \"{FORMAT}\"); give a file written by `pattune record`")
     ])  # fmt: skip
     garbage = tmp_path / "garbage.json.gz"
     garbage.write_bytes(b"\x1f\x8bnot gzip at all")
@@ -79,11 +79,13 @@ def test_cli_rejects_files_that_are_not_sets(tmp_path: Path) -> None:
     damaged.write_text(json.dumps({"format": FORMAT, "version": VERSION, "metadata": {}}))
     code, lines = _bench(damaged)
     assert code == 2 and lines == [
-        f"pattune: error: measurement set {damaged} is a damaged measurement set "
-        "(KeyError: 'layers'); re-record it with `pattune record`"
+        (
+            f"pattune: error: measurement set {damaged} is a damaged measurement set "
+            "(KeyError: 'layers'); re-record it with `pattune record`"
+        )
     ]
     missing = tmp_path / "missing.json.gz"
     assert _bench(missing) == (2, [
-        f"pattune: error: measurement set {missing} does not exist; give a file from "
-        "`pattune record`"
+        (f"pattune: error: measurement set {missing} does not exist; give a file from "
+        "`pattune record`")
     ])  # fmt: skip

@@ -74,9 +74,7 @@ def quality(
         train = [data[int(j)] for j in idx[n_test:]]
         within = XGBCostModel(seed=seed, rounds=rounds, nthread=1)
         within.fit(train)
-        others = [
-            s for r in mset.layers if r.name != rec.name for s in layer_samples(r, statistic)
-        ]
+        others = [s for r in mset.layers if r.name != rec.name for s in layer_samples(r, statistic)]
         cross = XGBCostModel(seed=seed, rounds=rounds, nthread=1)
         cross.fit(others)
         per_layer[rec.name] = {"within": _metrics(within, test), "cross": _metrics(cross, data)}

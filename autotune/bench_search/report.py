@@ -84,10 +84,14 @@ def summarise(
             "statistic": cfg.statistic,
         },
         "layers": {
-            r.name: {"configs": len(r.entries), "space_size": r.space_size,
-                     "coverage": r.coverage, "best_s": best[r.name]}
+            r.name: {
+                "configs": len(r.entries),
+                "space_size": r.space_size,
+                "coverage": r.coverage,
+                "best_s": best[r.name],
+            }
             for r in mset.layers
-        },  # fmt: skip
+        },
         "summary": summary,
         "strategies": per_strategy,
         "cost_model": quality,

@@ -126,9 +126,7 @@ def bench_search(
     measurements: Annotated[
         str, typer.Option("--set", help="Measurement set from `pattune record`.")
     ] = DEFAULT_SET,
-    plot: Annotated[
-        str | None, typer.Option(help="PNG plot (default: next to --json).")
-    ] = None,
+    plot: Annotated[str | None, typer.Option(help="PNG plot (default: next to --json).")] = None,
     strategies: Annotated[
         str, typer.Option(help="Comma-separated: random, tpe, filtered, filtered-warm.")
     ] = "random,tpe,filtered,filtered-warm",
@@ -166,12 +164,26 @@ def bench_search(
             _err.print(f"bench search: {done}/{total} runs", highlight=False)
 
     doc = run_benchmark(
-        mset, cfg, source=measurements, plot_path=plot, with_quality=quality, progress=progress,
+        mset,
+        cfg,
+        source=measurements,
+        plot_path=plot,
+        with_quality=quality,
+        progress=progress,
         workers=workers,
     )
     text = json.dumps(doc, indent=2, sort_keys=False)
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(text + "\n")
-    typer.echo(json.dumps({"summary": doc["summary"], "strategies": {
-        k: v["median_measurements_to_within"] for k, v in doc["strategies"].items()}}, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                "summary": doc["summary"],
+                "strategies": {
+                    k: v["median_measurements_to_within"] for k, v in doc["strategies"].items()
+                },
+            },
+            indent=2,
+        )
+    )

@@ -208,7 +208,7 @@ class MeasurementSet:
         """
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UserInputError(
-                f"{source} is not a pattune measurement set (no \"format\": \"{FORMAT}\"); "
+                f'{source} is not a pattune measurement set (no "format": "{FORMAT}"); '
                 "give a file written by `pattune record`"
             )
         if data.get("version") != VERSION:
@@ -236,7 +236,10 @@ def save(mset: MeasurementSet, path: str | Path) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if path.name.endswith(".gz"):
         # No name, mtime=0: the same set gives the same bytes.
-        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz:
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz,
+        ):
             gz.write(text)
     else:
         tmp.write_bytes(text)
@@ -252,7 +255,9 @@ def load(path: str | Path) -> MeasurementSet:
     """
     path = Path(path)
     if not path.is_file():
-        raise UserInputError(f"measurement set {path} does not exist; give a file from `pattune record`")
+        raise UserInputError(
+            f"measurement set {path} does not exist; give a file from `pattune record`"
+        )
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":

@@ -27,7 +27,7 @@ from autotune.measure import KernelMeasurer
 from autotune.measurement_set._format import Entry, LayerRecord, MeasurementSet, load, save
 from autotune.records import RecordsDB, layer_stats
 from codegen import KernelConfig, LocalBuilder, Target, config_space
-from device_farm import Farm, LeaseStore, LocalDevice, Measurement, MeasureJob, ProtocolConfig
+from device_farm import Farm, LeaseStore, LocalDevice, MeasureJob, Measurement, ProtocolConfig
 from pattune_common import UserInputError, stable_hash
 from search_spaces.layers import PrunedLayer
 

@@ -109,6 +109,9 @@ def plot(
 
     best = {r.name: r.best_s(cfg.statistic) for r in mset.layers}
     panels = [*best, "all layers"]
+    # Conventional names (conv2_2) where the recording gave them.
+    names = (mset.metadata.get("pruning") or {}).get("layers") or {}
+    alias = {module: short for short, module in names.items() if short != module}
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
     x = np.arange(1, cfg.budget + 1)
     for ax, panel in zip(axes[0], panels, strict=True):
@@ -116,7 +119,7 @@ def plot(
             mine = [r for r in runs if r.strategy == s and panel in (r.layer, "all layers")]
             ax.plot(x, _curve(mine, best, cfg.budget), label=s)
         ax.axhline(1 + cfg.within, color="grey", linestyle=":", linewidth=1)
-        ax.set_title(panel)
+        ax.set_title(f"{alias[panel]} ({panel})" if panel in alias else panel)
         ax.set_xlabel("device measurements")
         ax.set_ylim(0.95, 2.0)
         ax.grid(alpha=0.3)

@@ -77,6 +77,7 @@ class SearchStrategy(abc.ABC):
         self.context = context
         self.cost_model = cost_model
         self.seen: set[str] = set()
+        self._json: dict[Any, str] = {}
         self.history: list[tuple[Any, float | None]] = []
         self.filtered = 0  # configs scored but not proposed (for progress displays)
 
@@ -87,7 +88,7 @@ class SearchStrategy(abc.ABC):
     def observe(self, configs: Sequence[Any], latencies: Sequence[float | None]) -> None:
         """Record measured configs (seconds; None = failed). Subclasses extend, not replace."""
         for c, lat in zip(configs, latencies, strict=True):
-            self.seen.add(c.to_json())
+            self.seen.add(self._key(c))
             self.history.append((c, lat))
 
     def best(self) -> tuple[Any, float] | None:
@@ -97,10 +98,17 @@ class SearchStrategy(abc.ABC):
 
     # -- helpers for subclasses ---------------------------------------------
 
+    def _key(self, config: Any) -> str:
+        """``config.to_json()``, memoised: canonical JSON dominated replayed searches' time."""
+        k = self._json.get(config)
+        if k is None:
+            k = self._json[config] = config.to_json()
+        return k
+
     def _fresh(self, configs: Sequence[Any]) -> list[Any]:
         out, keys = [], set()
         for c in configs:
-            k = c.to_json()
+            k = self._key(c)
             if k not in self.seen and k not in keys:
                 keys.add(k)
                 out.append(c)

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Install pattune and run its main job on the bundled Fashion-MNIST example.
+# Install pattune and run its main job: a short tune of the bundled Fashion-MNIST example
+# on this machine, then the export of the best configuration to out/quickstart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || {
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
+need=()
+for pkg in dataset-fashion-mnist gcc; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+if ((${#need[@]})); then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 python3 -m pip install -q --disable-pip-version-check torch==2.13.0
 python3 -m pip install -q --disable-pip-version-check -e .
 export OMP_WAIT_POLICY=passive
-pattune prune --out out/example
+mkdir -p out
+pattune tune --trials 8 --study quickstart --storage sqlite:///out/pattune.db
+pattune export --study quickstart --storage sqlite:///out/pattune.db --out out/quickstart

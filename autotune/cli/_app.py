@@ -24,7 +24,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 bench_app = typer.Typer(help="Benchmarks: accuracy, kernels, farm, search.", no_args_is_help=True)
-devices_app = typer.Typer(help="Inspect and trust the devices of an inventory.", no_args_is_help=True)
+devices_app = typer.Typer(
+    help="Inspect and trust the devices of an inventory.", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")
 app.add_typer(devices_app, name="devices")
 

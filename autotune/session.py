@@ -1,0 +1,212 @@
+"""Everything one ``pattune tune`` / ``pattune export`` needs, built from user input once.
+
+A :class:`TuneSession` resolves the model, its input shape, the accuracy
+source, the device farm of the device type, the compile target, the records
+database and the search space, and turns bad input into one-line
+:class:`~pattune_common.UserInputError` s before any work starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autotune.accuracy import AccuracySource, DataEstimate, EvaluatorEstimate, ProxyEstimate
+from autotune.records import RecordsDB
+from codegen import LocalBuilder, Target, aarch64_target, get_target, host_target
+from device_farm import Device, Farm, LeaseStore, LocalDevice, ProtocolConfig, load_inventory
+from pattune_common import ConfigError, UserInputError
+from search_spaces.data import load_split
+from search_spaces.estimate import EstimateConfig
+from search_spaces.example import trained_example
+from search_spaces.loading import load_evaluator, load_model, parse_input_shape
+from search_spaces.models import conv_layers
+from search_spaces.patterns import PatternSet
+from search_spaces.selection import select_pattern_set
+from search_spaces.space import JointSpace
+
+log = logging.getLogger(__name__)
+DEFAULT_STORAGE = "sqlite:///pattune.db"
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """What the user asked for (the CLI's flags, the Python API's keywords).
+
+    Attributes:
+        model: ``example`` (default, trained on Fashion-MNIST and cached), a built-in
+            name, ``package.module:factory`` or a TorchScript file.
+        input_shape: ``"1,3,224,224"`` for user models.
+        evaluate: ``package.module:function`` (model -> accuracy) or None.
+        device_type: ``local`` (default) or a type of the inventory.
+        inventory: Inventory TOML for SSH devices.
+        target: Compile target name or file; default from the device type's arch.
+        storage: Optuna + records URL.
+        study: Study name.
+        space: Space file path, or None for the default space.
+        strategy: Kernel search strategy name.
+        estimate_samples: Fine-tune examples per accuracy estimate.
+        eval_samples: Held-out examples per accuracy estimate.
+        min_total_s: Measurement protocol: repeat until this much timed work.
+        seed: Seed of every sampler and strategy.
+        work_dir: Scratch directory (input files, device work dir for ``local``).
+    """
+
+    model: str = "example"
+    input_shape: str | None = None
+    evaluate: str | None = None
+    device_type: str = "local"
+    inventory: str | None = None
+    target: str | None = None
+    storage: str = DEFAULT_STORAGE
+    study: str = "pattune"
+    space: str | None = None
+    strategy: str = "filtered"
+    estimate_samples: int = 2000
+    eval_samples: int = 2000
+    min_total_s: float = 0.02
+    seed: int = 0
+    work_dir: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TuneSession:
+    """Resolved model, accuracy source, farm, target, records and space."""
+
+    def __init__(self, options: TuneOptions) -> None:
+        self.options = options
+        self.space = JointSpace.from_toml(options.space) if options.space else JointSpace()
+        self.records = RecordsDB(options.storage)
+        self.work_dir = Path(options.work_dir or tempfile.mkdtemp(prefix="pattune-"))
+        self.devices = self._devices()
+        self.target = self._target()
+        self.model, self.input_shape, self.accuracy = self._model()
+        convs = conv_layers(self.model, self.input_shape)
+        self.layers = [c for c in convs if c.is_3x3]
+        if not self.layers:
+            raise UserInputError(
+                f"--model {options.model!r} has no 3x3 conv layer, so pattern pruning has "
+                "nothing to tune; give a model with 3x3 convolutions"
+            )
+        # As in PatDNN, the first conv (reading the image) and depthwise convs keep all
+        # their kernels unless the space file gives them rate choices.
+        first = convs[0].name
+        self.rate_layers = [
+            c.name
+            for c in self.layers
+            if c.name in self.space.layer_rates or (c.name != first and not c.spec.is_depthwise)
+        ]
+        unknown = set(self.space.layer_rates) - {c.name for c in self.layers}
+        if unknown:
+            raise UserInputError(
+                f"the space file gives rates for {sorted(unknown)}, which are not 3x3 conv layers "
+                f"of the model; they are {', '.join(c.name for c in self.layers)}"
+            )
+        self._natural: dict[int, PatternSet] = {}
+
+    # -- resolution ---------------------------------------------------------
+
+    def _devices(self) -> list[Device]:
+        o = self.options
+        protocol = ProtocolConfig(min_total_s=o.min_total_s)
+        if o.inventory is None:
+            if o.device_type != "local":
+                raise UserInputError(
+                    f"device type {o.device_type!r} needs an inventory: pass --inventory FILE "
+                    "(or use --device-type local)"
+                )
+            return [LocalDevice(work_dir=str(self.work_dir / "device"), protocol=protocol)]
+        inv = load_inventory(o.inventory)
+        if o.device_type == "local" and "local" not in inv.types():
+            return [LocalDevice(work_dir=str(self.work_dir / "device"), protocol=protocol)]
+        devices = inv.of_type(o.device_type, protocol)
+        if not devices:
+            raise UserInputError(
+                f"no device of type {o.device_type!r} in {o.inventory}; its types are "
+                f"{', '.join(inv.types()) or 'none'}"
+            )
+        return devices
+
+    def _target(self) -> Target:
+        if self.options.target:
+            try:
+                return get_target(self.options.target)
+            except ConfigError as exc:
+                raise UserInputError(str(exc)) from None
+        arch = self.devices[0].arch or platform.machine()
+        if arch == "aarch64":
+            return aarch64_target()
+        if arch == platform.machine():
+            return host_target()
+        raise UserInputError(
+            f"no built-in compile target for arch {arch!r}; pass --target FILE.toml"
+        )
+
+    def _model(self) -> tuple[nn.Module, tuple[int, ...], AccuracySource]:
+        o = self.options
+        est = EstimateConfig(samples=o.estimate_samples, seed=o.seed)
+        if o.model == "example":
+            train = load_split("train")
+            test = load_split("test")
+            ex = trained_example(train_split=train, test_split=test)
+            held = test.subset(o.eval_samples, seed=o.seed)
+            return (
+                ex.model,
+                (1, 1, 28, 28),
+                DataEstimate(
+                    model=ex.model,
+                    input_shape=(1, 1, 28, 28),
+                    train=train,
+                    held_out=held,
+                    config=est,
+                ),
+            )
+        loaded = load_model(o.model)
+        shape: tuple[int, ...] | None = loaded.input_shape
+        if o.input_shape:
+            shape = parse_input_shape(o.input_shape)
+        if shape is None:
+            raise UserInputError(
+                f"--model {o.model!r} does not say its input size: pass --input-shape N,C,H,W"
+            )
+        assert shape is not None
+        model = loaded.model.eval()
+        with torch.no_grad():
+            try:
+                model(torch.zeros(shape))
+            except Exception as exc:  # noqa: BLE001 - user model
+                raise UserInputError(
+                    f"--model {o.model!r} fails on input shape {shape}: {type(exc).__name__}: {exc}"
+                ) from None
+        if o.evaluate:
+            return (
+                model,
+                shape,
+                EvaluatorEstimate(
+                    model=model, input_shape=shape, evaluator=load_evaluator(o.evaluate)
+                ),
+            )
+        return model, shape, ProxyEstimate(model=model, input_shape=shape, seed=o.seed)
+
+    # -- services -----------------------------------------------------------
+
+    def natural_set(self, k: int) -> PatternSet:
+        """The model's natural top-K pattern set (cached per K)."""
+        if k not in self._natural:
+            self._natural[k] = select_pattern_set(self.model, self.input_shape, k)
+        return self._natural[k]
+
+    def farm(self) -> Farm:
+        """A farm over the device type's devices, leases in the records database."""
+        return Farm(self.devices, leases=LeaseStore(self.records.url))
+
+    def builder(self) -> LocalBuilder:
+        """A parallel, cached builder."""
+        return LocalBuilder()

@@ -1,0 +1,64 @@
+"""TPE + cost-model filter: score many candidates, measure the most promising.
+
+Each round draws a candidate pool at least ``candidates_per_measure`` times the
+batch size, from TPE suggestions, random samples and one-field neighbours of
+the best configs so far; the cost model ranks the pool, and the batch is its
+top entries plus an ``epsilon`` share of random pool members (exploration, as
+in TVM's XGBoost tuner). Until the model is trained, it behaves like TPE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from autotune.strategies.tpe import TPESearch
+
+
+class FilteredSearch(TPESearch):
+    """TPE proposals filtered by a cost model.
+
+    Args:
+        candidates_per_measure: Pool size per measured config (>= 10 recommended).
+        epsilon: Share of each batch drawn at random from the pool.
+        **kwargs: See :class:`TPESearch`; ``cost_model`` and ``context`` are required.
+    """
+
+    name = "filtered"
+
+    def __init__(self, *, candidates_per_measure: int = 16, epsilon: float = 0.1, **kwargs: Any):
+        super().__init__(**kwargs)
+        if self.cost_model is None or self.context is None:
+            raise ValueError("the filtered strategy needs a cost_model and a task context")
+        self.candidates_per_measure = candidates_per_measure
+        self.epsilon = epsilon
+
+    def _pool(self, n: int, size: int) -> list[Any]:
+        # TPE suggestions cost ~10 ms each and grow with history; a quarter of a large
+        # pool made the filter 4x slower than TPE for no better pick (bench search), so
+        # TPE contributes one batch and the cost model ranks it among the rest.
+        pool = super().propose(max(1, min(n, size // 4)))
+        ranked = sorted(((c, t) for c, t in self.history if t is not None), key=lambda ct: ct[1])
+        for c, _ in ranked[:4]:
+            pool += self._neighbours(c, size // 16 + 1)
+        pool += self._random(size - len(pool))
+        return self._fresh(pool)
+
+    def propose(self, n: int) -> list[Any]:
+        assert self.cost_model is not None and self.context is not None
+        if not self.cost_model.fitted:
+            return super().propose(n)
+        pool = self._pool(n, n * self.candidates_per_measure)
+        if not pool:
+            return []
+        scores = self.cost_model.score(self.context.samples(pool))
+        order = list(np.argsort(-scores, kind="stable"))
+        n_random = round(n * self.epsilon)
+        chosen = order[: n - n_random]
+        rest = order[n - n_random :]
+        if n_random and rest:
+            picks = self.rng.choice(len(rest), size=min(n_random, len(rest)), replace=False)
+            chosen += [rest[int(i)] for i in picks]
+        self.filtered += len(pool) - len(chosen)
+        return [pool[i] for i in chosen]

@@ -1,0 +1,273 @@
+"""The joint tuner: one outer trial = prune, tune every layer's kernel, estimate accuracy.
+
+For a :class:`~search_spaces.space.Candidate` the tuner plans the pruning
+(pattern set, per-layer rates), builds the one-shot :class:`PrunedLayer` of each
+3x3 conv, runs one :class:`~autotune.task.KernelTask` per layer on the device
+type (results shared through the records database by every trial, study and
+process that meets the same key), sums the tuned per-layer medians plus the
+untouched layers, and asks the accuracy source for the candidate's accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autotune.cost_model.manager import CostModelManager
+from autotune.measure import KernelMeasurer
+from autotune.session import TuneSession
+from autotune.study import TrialOutcome
+from autotune.task import KernelTask, TaskResult
+from codegen import config_space
+from search_spaces.layers import PrunedLayer
+from search_spaces.pruning import PruneConfig, plan_pruning
+from search_spaces.space import Candidate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TunerStats:
+    """Counters for the progress display and the overhead report (seconds)."""
+
+    trials: int = 0
+    measured: int = 0
+    reused: int = 0
+    filtered: int = 0
+    failed: int = 0
+    accuracy_s: float = 0.0
+    task_s: float = 0.0
+    best_latency_ms: float | None = None
+    best_accuracy: float | None = None
+    last_error: str = ""
+    per_layer_tasks: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Tuner:
+    """Evaluates candidates for an :class:`~autotune.study.OuterStudy`.
+
+    Args:
+        session: The resolved model, devices, target, records and space.
+        on_progress: Called after every kernel batch and trial with the stats.
+        known: (latency ms, accuracy) of trials already in the study.
+        refine_after: Trials before refinement starts (the first trials are the
+            sampler's random start-up; the front means little until then).
+    """
+
+    def __init__(
+        self,
+        session: TuneSession,
+        *,
+        on_progress: Callable[[TunerStats], None] | None = None,
+        known: list[tuple[float, float]] | None = None,
+        refine_after: int = 5,
+    ) -> None:
+        self.session = session
+        self.refine_after = refine_after
+        self.known: list[tuple[float, float]] = list(known or [])
+        self.stats = TunerStats()
+        self.on_progress = on_progress or (lambda s: None)
+        o = session.options
+        self.models = CostModelManager(
+            records=session.records, device_type=o.device_type, seed=o.seed
+        )
+        self.measurer = KernelMeasurer(
+            records=session.records,
+            device_type=o.device_type,
+            target=session.target,
+            builder=session.builder(),
+            runner=session.farm(),
+            work_dir=session.work_dir / "inputs",
+        )
+        self._untouched_ms: float | None = None
+
+    # -- pieces -------------------------------------------------------------
+
+    def tune_layer(self, layer: PrunedLayer, *, seed: int, budget: int | None = None) -> TaskResult:
+        """Run the layer's kernel-tuning task within ``budget`` (default: the space's)."""
+        s = self.session
+        k = s.space.kernel
+        space = config_space(layer.spec, s.target, **k.fixed_for(layer.spec.name))
+        task = KernelTask(
+            layer=layer,
+            space=space,
+            measurer=self.measurer,
+            models=self.models,
+            strategy=s.options.strategy,
+            budget=budget or k.budget,
+            batch=8,
+            candidates_per_measure=k.candidates_per_measure,
+            seed=seed,
+        )
+        return task.run()
+
+    def _on_front(self, latency_ms: float, accuracy: float) -> bool:
+        """Whether no known trial is at least as fast and as accurate (and better in one)."""
+        return not any(
+            lat <= latency_ms and acc >= accuracy and (lat < latency_ms or acc > accuracy)
+            for lat, acc in self.known
+        )
+
+    def untouched_ms(self) -> float | None:
+        """Latency of the layers pattune does not generate (local device type only).
+
+        Measured once with torch on this machine (the model with its generated
+        layers stubbed out); None for remote device types, where it is not known.
+        """
+        if self.session.options.device_type != "local":
+            return None
+        if self._untouched_ms is None:
+            self._untouched_ms = _rest_time_ms(
+                self.session.model,
+                self.session.input_shape,
+                skip={c.name for c in self.session.layers},
+            )
+        return self._untouched_ms
+
+    # -- one trial ----------------------------------------------------------
+
+    def _tune_all(
+        self, layers: list[PrunedLayer], budget: int | None
+    ) -> tuple[list[dict[str, Any]], float, float]:
+        st = self.stats
+        per_layer = []
+        total_s = default_total_s = 0.0
+        for i, layer in enumerate(layers):
+            res = self.tune_layer(layer, seed=self.session.options.seed + i, budget=budget)
+            st.measured += res.measured
+            st.reused += res.reused
+            st.filtered += res.filtered
+            st.failed += res.failed
+            st.per_layer_tasks += 1
+            self.on_progress(st)
+            if res.best is None or res.best_s is None:
+                raise RuntimeError(f"layer {layer.spec.name}: every kernel config failed")
+            total_s += res.best_s
+            default_total_s += res.default_s if res.default_s is not None else np.nan
+            per_layer.append(
+                {
+                    "name": layer.spec.name,
+                    "key": res.key,
+                    "weights_hash": layer.weights_hash,
+                    "config": res.best.to_dict(),
+                    "latency_ms": res.best_s * 1e3,
+                    "default_config": res.default.to_dict(),
+                    "default_latency_ms": None if res.default_s is None else res.default_s * 1e3,
+                    "configs_measured": res.measured + res.reused + res.failed,
+                    "nonzeros": layer.nonzeros,
+                    "kernels_alive": layer.kernels_alive,
+                    "kernels_total": layer.kernels_total,
+                }
+            )
+        return per_layer, total_s, default_total_s
+
+    def evaluate(self, cand: Candidate, trial_number: int) -> TrialOutcome:
+        """Latency (ms) and accuracy of one candidate.
+
+        Each layer's task gets the space's ``budget``; when the candidate lands
+        on the Pareto front of (latency, accuracy) of the trials so far, its
+        tasks are topped up to ``refine_budget``: the export comes from the
+        front, so that is where tuning effort pays.
+        """
+        st = self.stats
+        t1 = time.perf_counter()
+        accuracy, pruned = self.session.accuracy.estimate(cand.pattern_set, prune_config(cand))
+        del pruned
+        st.accuracy_s += time.perf_counter() - t1
+        t0 = time.perf_counter()
+        layers = candidate_layers(self.session, cand)
+        per_layer, total_s, default_total_s = self._tune_all(layers, None)
+        untouched = self.untouched_ms()
+        latency_ms = total_s * 1e3 + (untouched or 0.0)
+        refined = False
+        if len(self.known) >= self.refine_after and self._on_front(latency_ms, accuracy):
+            kernel = self.session.space.kernel
+            if kernel.refine_budget > kernel.budget:
+                per_layer, total_s, default_total_s = self._tune_all(layers, kernel.refine_budget)
+                latency_ms = total_s * 1e3 + (untouched or 0.0)
+                refined = True
+        self.known.append((latency_ms, accuracy))
+        st.task_s += time.perf_counter() - t0
+        st.trials += 1
+        if st.best_latency_ms is None or latency_ms < st.best_latency_ms:
+            st.best_latency_ms = latency_ms
+        if st.best_accuracy is None or accuracy > st.best_accuracy:
+            st.best_accuracy = accuracy
+        self.on_progress(st)
+        return TrialOutcome(
+            latency_ms=latency_ms,
+            accuracy=accuracy,
+            attrs={
+                "pattune:layers": per_layer,
+                "pattune:tuned_ms": total_s * 1e3,
+                "pattune:default_ms": default_total_s * 1e3,
+                "pattune:untouched_ms": untouched,
+                "pattune:refined": refined,
+            },
+        )
+
+
+def prune_config(cand: Candidate) -> PruneConfig:
+    """The pruning engine's config for a candidate's per-layer rates."""
+    return PruneConfig(connectivity=0.0, layer_rates=dict(cand.rates))
+
+
+def candidate_layers(session: TuneSession, cand: Candidate) -> list[PrunedLayer]:
+    """One-shot pruned 3x3 layers of a candidate (same candidate, same weights hashes)."""
+    plan = plan_pruning(session.model, session.input_shape, cand.pattern_set, prune_config(cand))
+    return plan.pruned_layers(session.model)
+
+
+class _Stub(nn.Module):
+    """Stands in for a generated layer: returns its output shape at no cost."""
+
+    def __init__(self, out: torch.Tensor) -> None:
+        super().__init__()
+        self.out = out
+
+    def forward(self, _x: torch.Tensor) -> torch.Tensor:
+        return self.out
+
+
+def _rest_time_ms(model: nn.Module, shape: tuple[int, ...], *, skip: set[str],
+                  repeats: int = 21) -> float:
+    """Median torch forward time (ms) of ``model`` with the ``skip`` layers stubbed out.
+
+    The generated layers are replaced by modules that return a tensor of their
+    output shape, so what is timed is everything else (pooling, BatchNorm,
+    activations, 1x1 convs, linear layers) as torch runs it on this machine.
+    """
+    import copy
+
+    stubbed = copy.deepcopy(model).eval()
+    outs: dict[str, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o, n=n: outs.__setitem__(n, o.detach()))
+        for n, m in stubbed.named_modules()
+        if n in skip
+    ]
+    x = torch.zeros(shape)
+    with torch.no_grad():
+        stubbed(x)
+    for h in hooks:
+        h.remove()
+    for name, out in outs.items():
+        parent_name, _, attr = name.rpartition(".")
+        parent = stubbed.get_submodule(parent_name) if parent_name else stubbed
+        setattr(parent, attr, _Stub(out))
+    times = []
+    with torch.no_grad():
+        stubbed(x)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            stubbed(x)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)

@@ -1,0 +1,111 @@
+"""A real PostgreSQL server started by the tests (initdb + pg_ctl in a temp dir).
+
+initdb refuses to run as root, so the cluster belongs to the ``postgres`` user
+in a directory it owns; the server listens on a free loopback port and trusts
+local connections (the test's throwaway cluster).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for cand in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(cand)
+    raise RuntimeError(f"{name} not found: install Debian's postgresql (scripts/test.sh does)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    port: int
+    datadir: Path
+
+    def url(self, db: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{db}"
+
+    def create_database(self, name: str) -> str:
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                _pg_bin("createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                name,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return self.url(name)
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """Start a throwaway PostgreSQL cluster; stop and delete it on exit."""
+    root = Path(tempfile.mkdtemp(prefix="pattune-pg-"))
+    os.chmod(root, 0o755)
+    shutil.chown(root, "postgres", "postgres")
+    data = root / "data"
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_pg, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    opts = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root}"
+    subprocess.run(
+        [
+            *as_pg,
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            opts,
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield PostgresServer(port=port, datadir=data)
+    finally:
+        subprocess.run(
+            [*as_pg, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)

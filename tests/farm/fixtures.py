@@ -7,8 +7,6 @@ reach ``tests/test_farm_*.py``).
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 
@@ -16,8 +14,9 @@ import pytest
 
 from device_farm import LeaseStore, LocalDevice
 from device_farm._base import Device
-from device_farm.sshd_harness import SshdFarm, free_port
+from device_farm.sshd_harness import SshdFarm
 from tests.farm.programs import FAST, ssh_device
+from tests.support.pg import postgres_server
 
 
 @pytest.fixture
@@ -49,38 +48,11 @@ def device(request: pytest.FixtureRequest, make_farm: Callable[[int], SshdFarm],
     dev.close()
 
 
-def _pg_bin(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    for root in sorted(os.listdir("/usr/lib/postgresql"), reverse=True):
-        return os.path.join("/usr/lib/postgresql", root, "bin", name)
-    raise RuntimeError(f"{name} not found; install Debian's postgresql")
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A PostgreSQL cluster made by initdb in a temp dir, on a free port; yields its URL."""
-    root = tempfile.mkdtemp(prefix="pattune-pg-")
-    os.chmod(root, 0o755)
-    data, sock = os.path.join(root, "data"), os.path.join(root, "sock")
-    os.makedirs(sock)
-    shutil.chown(root, "postgres", "postgres")
-    shutil.chown(sock, "postgres", "postgres")
-    port = free_port()
-
-    def as_pg(*args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    as_pg(_pg_bin("initdb"), "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
-    as_pg(_pg_bin("pg_ctl"), "-D", data, "-l", os.path.join(root, "log"), "-w", "-o",
-          f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        as_pg(_pg_bin("pg_ctl"), "-D", data, "-m", "immediate", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_server() as server:
+        yield server.url()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

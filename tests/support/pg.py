@@ -71,12 +71,16 @@ def postgres_server() -> Iterator[PostgresServer]:
     data = root / "data"
     as_pg = ["runuser", "-u", "postgres", "--"]
     subprocess.run(
-        [*as_pg, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        [*as_pg, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
         check=True,
         capture_output=True,
     )
     port = free_port()
-    opts = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root}"
+    # A throwaway cluster: no fsync, so tests do not wait on the disk.
+    opts = (
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
+        "-c fsync=off"
+    )
     subprocess.run(
         [
             *as_pg,

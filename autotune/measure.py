@@ -186,7 +186,7 @@ class KernelMeasurer:
         preds = list(predicted_s) if predicted_s is not None else [None] * len(configs)
         layer_id = self.records.layer(layer)
         results: list[ConfigResult | None] = [None] * len(configs)
-        mine: list[tuple[int, int, str]] = []  # (index, measurement id, config hash)
+        mine: list[tuple[int, int, str, int]] = []  # (index, measurement id, cfg hash, cfg id)
         for i, cfg in enumerate(configs):
             cfg_id, cfg_hash = self.records.kernel_config(cfg.to_dict())
             claim = self.records.claim(
@@ -205,12 +205,12 @@ class KernelMeasurer:
             elif not claim.mine:
                 results[i] = ConfigResult(cfg, skipped=True)
             else:
-                mine.append((i, claim.measurement_id, cfg_hash))
+                mine.append((i, claim.measurement_id, cfg_hash, cfg_id))
         if not mine:
             return [r for r in results if r is not None]
 
         t0 = time.perf_counter()
-        kernels = [generate(layer, configs[i], self.target) for i, _, _ in mine]
+        kernels = [generate(layer, configs[i], self.target) for i, *_ in mine]
         builds = self.builder.build(
             [
                 BuildInput(kernel=k, target=self.target, products=(Product.EXECUTABLE,))
@@ -221,13 +221,13 @@ class KernelMeasurer:
         self.stats.built += sum(1 for b in builds if b.ok and not b.cached)
 
         jobs: list[tuple[int, int, str, int | None, MeasureJob]] = []
-        for (i, mid, cfg_hash), build in zip(mine, builds, strict=True):
+        for (i, mid, cfg_hash, cfg_id), build in zip(mine, builds, strict=True):
             cfg = configs[i]
             build_id = self.records.record_build(
                 build_hash=build.key or hashlib.sha256(build.error.encode()).hexdigest(),
                 target=self.target.name,
                 layer_id=layer_id,
-                config_id=self.records.kernel_config(cfg.to_dict())[0],
+                config_id=cfg_id,
                 error=build.error or None,
             )
             if not build.ok:

@@ -70,12 +70,12 @@ class CostModelManager:
 
     def maybe_retrain(self, *, force: bool = False) -> bool:
         """Retrain if enough new data arrived; store the new version. Returns whether it did."""
-        data = self.samples()
-        grown = len(data) - self.trained_on
+        grown = self.records.count_done(self.device_type) - self.trained_on
         if not force and (
             grown < self.min_new or grown < self.retrain_growth * max(1, self.trained_on)
         ):
             return False
+        data = self.samples()
         t0 = time.perf_counter()
         model = make_cost_model(self.kind, seed=self.seed)
         model.fit(data)

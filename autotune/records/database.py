@@ -132,6 +132,9 @@ class RecordsDB:
         self.claim_ttl_s = claim_ttl_s
         self.worker_ttl_s = worker_ttl_s
         self._beat_stop: threading.Event | None = None
+        # Rows of these tables are never changed or deleted, so their ids can be cached.
+        self._layer_ids: dict[str, int] = {}
+        self._config_ids: dict[str, int] = {}
         self.engine = make_engine(self.url)
         try:
             self._upgrade()
@@ -297,22 +300,31 @@ class RecordsDB:
 
     def layer(self, layer: Any) -> int:
         """Id of a PrunedLayer (by ``weights_hash``), created on first use."""
+        cached = self._layer_ids.get(layer.weights_hash)
+        if cached is not None:
+            return cached
         stats = layer_stats(layer)
         with self.session() as s:
-            return self._get_or_create(
+            lid = self._get_or_create(
                 s,
                 LayerRow,
                 {"weights_hash": layer.weights_hash},
                 {"signature": layer.spec.signature(), "spec": layer.spec.to_dict(), "stats": stats},
             )
+        self._layer_ids[layer.weights_hash] = lid
+        return lid
 
     def kernel_config(self, config: dict[str, Any]) -> tuple[int, str]:
         """``(id, hash)`` of a KernelConfig given in its ``to_dict()`` form."""
         h = stable_hash(config)
-        with self.session() as s:
-            return self._get_or_create(
-                s, KernelConfigRow, {"config_hash": h}, {"config": config}
-            ), h
+        cached = self._config_ids.get(h)
+        if cached is None:
+            with self.session() as s:
+                cached = self._get_or_create(
+                    s, KernelConfigRow, {"config_hash": h}, {"config": config}
+                )
+            self._config_ids[h] = cached
+        return cached, h
 
     # -- builds -------------------------------------------------------------
 
@@ -485,12 +497,13 @@ class RecordsDB:
         layer_hash: str | None = None,
         status: str | None = MeasureState.DONE,
     ) -> list[StoredMeasurement]:
-        """Measurements of a device type (optionally one layer), oldest first."""
+        """Measurements of a device type (optionally one layer), oldest first (one query)."""
         with self.session() as s:
             stmt = (
-                sa.select(MeasurementRow)
+                sa.select(MeasurementRow, LayerRow.weights_hash, KernelConfigRow)
                 .join(DeviceTypeRow, DeviceTypeRow.id == MeasurementRow.device_type_id)
                 .join(LayerRow, LayerRow.id == MeasurementRow.layer_id)
+                .join(KernelConfigRow, KernelConfigRow.id == MeasurementRow.config_id)
                 .where(DeviceTypeRow.name == device_type)
                 .order_by(MeasurementRow.id)
             )
@@ -498,7 +511,38 @@ class RecordsDB:
                 stmt = stmt.where(LayerRow.weights_hash == layer_hash)
             if status is not None:
                 stmt = stmt.where(MeasurementRow.status == status)
-            return [self._stored(s, r) for r in s.execute(stmt).scalars()]
+            return [
+                StoredMeasurement(
+                    id=row.id,
+                    device_type=device_type,
+                    layer_hash=lhash,
+                    config_hash=cfg.config_hash,
+                    config=cfg.config,
+                    status=row.status,
+                    median_s=row.median_s,
+                    spread=row.spread,
+                    error=row.error,
+                    predicted=row.predicted,
+                    cost_model_version=row.cost_model_version,
+                    device_name=row.device_name,
+                )
+                for row, lhash, cfg in s.execute(stmt).all()
+            ]
+
+    def count_done(self, device_type: str) -> int:
+        """Finished measurements with a value on a device type (a cheap COUNT)."""
+        with self.session() as s:
+            return int(
+                s.execute(
+                    sa.select(sa.func.count())
+                    .select_from(MeasurementRow)
+                    .join(DeviceTypeRow, DeviceTypeRow.id == MeasurementRow.device_type_id)
+                    .where(
+                        DeviceTypeRow.name == device_type,
+                        MeasurementRow.status == MeasureState.DONE,
+                    )
+                ).scalar_one()
+            )
 
     def layer_specs(self, device_type: str) -> dict[str, dict[str, Any]]:
         """``weights_hash -> {"spec": ..., "stats": ...}`` for layers measured on a device type."""
@@ -620,6 +664,9 @@ def make_engine(url: str) -> sa.Engine:
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
+            # Under WAL, NORMAL survives a crashed process (only a power cut may lose the
+            # last commits, which the claims then redo); FULL fsyncs every commit (~7 ms).
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 

@@ -204,6 +204,8 @@ def tune(
         signal.signal(signal.SIGTERM, old)
         session.records.release_claims()
         session.records.stop_heartbeat()
+    if not _err.is_terminal:
+        _err.print()  # the last live frame ends without a newline when stderr is a file
     wall = time.perf_counter() - t_start
     ms = tuner.measurer.stats
     st = tuner.stats

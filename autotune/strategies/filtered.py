@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from autotune.cost_model.features import prior_score
 from autotune.strategies.tpe import TPESearch
 
 
@@ -27,8 +28,16 @@ class FilteredSearch(TPESearch):
 
     name = "filtered"
 
-    def __init__(self, *, candidates_per_measure: int = 16, epsilon: float = 0.1, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        candidates_per_measure: int = 16,
+        epsilon: float = 0.1,
+        prior_weight: float = 8.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.prior_weight = prior_weight
         if self.cost_model is None or self.context is None:
             raise ValueError("the filtered strategy needs a cost_model and a task context")
         self.candidates_per_measure = candidates_per_measure
@@ -47,12 +56,24 @@ class FilteredSearch(TPESearch):
 
     def propose(self, n: int) -> list[Any]:
         assert self.cost_model is not None and self.context is not None
-        if not self.cost_model.fitted:
-            return super().propose(n)
         pool = self._pool(n, n * self.candidates_per_measure)
         if not pool:
             return []
-        scores = self.cost_model.score(self.context.samples(pool))
+        # Cold start: the analytic register-tiling prior ranks the pool until the model
+        # has data, and is blended out as the model's training data grows (weight
+        # k / (k + n)), instead of spending the first batch on TPE's random start-up.
+        prior = _z(np.array(
+            [prior_score(self.context.spec, self.context.stats, c.to_dict()) for c in pool]
+        ))
+        # What the model has learned from (all layers for a warm model), not this task alone.
+        n_train = int(getattr(self.cost_model, "n_train", 0)) if self.cost_model.fitted else 0
+        weight = self.prior_weight / (self.prior_weight + n_train)
+        if self.cost_model.fitted:
+            scores = (1 - weight) * _z(self.cost_model.score(self.context.samples(pool))) + (
+                weight * prior
+            )
+        else:
+            scores = prior
         order = list(np.argsort(-scores, kind="stable"))
         n_random = round(n * self.epsilon)
         chosen = order[: n - n_random]
@@ -62,3 +83,9 @@ class FilteredSearch(TPESearch):
             chosen += [rest[int(i)] for i in picks]
         self.filtered += len(pool) - len(chosen)
         return [pool[i] for i in chosen]
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    """Standardised scores (ranking-preserving; 0 when all equal)."""
+    sd = float(np.std(x))
+    return (x - float(np.mean(x))) / sd if sd > 0 else np.zeros_like(x, dtype=np.float64)

@@ -95,6 +95,20 @@ def _engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _dead_on_this_host(holder: str) -> bool:
+    """Whether a ``host:pid:random`` holder names a process of this host that no longer exists."""
+    parts = holder.split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class LeaseStore:
     """Leases and health records for devices, by name.
 
@@ -171,6 +185,19 @@ class LeaseStore:
                         expires_at=now + self.ttl_s))
             if res.rowcount == 1:
                 return Lease(device, self.holder, token, now + self.ttl_s)
+            # A holder on this host whose process is gone (a killed tuner) cannot renew:
+            # take its lease now instead of waiting for the TTL.
+            holder = conn.execute(
+                select(farm_leases.c.holder).where(farm_leases.c.device == device)
+            ).scalar()
+            if holder and holder != self.holder and _dead_on_this_host(holder):
+                res = conn.execute(
+                    update(farm_leases)
+                    .where(farm_leases.c.device == device, farm_leases.c.holder == holder)
+                    .values(holder=self.holder, token=token, acquired_at=now,
+                            expires_at=now + self.ttl_s))
+                if res.rowcount == 1:
+                    return Lease(device, self.holder, token, now + self.ttl_s)
         return None
 
     def acquire(self, device: str, *, timeout_s: float, poll_s: float = 0.2) -> Lease | None:

@@ -130,3 +130,28 @@ def test_a_crashed_holder_frees_its_device_after_the_ttl(db_url):
     lease = store.acquire("board-1", timeout_s=10, poll_s=0.05)
     assert lease is not None and lease.holder == "survivor"
     assert 0.0 < time.monotonic() - t0 < 4.0  # freed by expiry (3 s ttl), not by waiting forever
+
+
+_LOCAL_CRASHER = """
+import sys, time
+from device_farm import LeaseStore
+store = LeaseStore(sys.argv[1], ttl_s=3600.0)  # default holder: host:pid:random
+lease = store.acquire("board-2", timeout_s=10)
+print(lease.holder, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_holder_on_this_host_frees_its_device_at_once(db_url):
+    p = subprocess.Popen([sys.executable, "-c", _LOCAL_CRASHER, db_url], cwd=ROOT,
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    holder = p.stdout.readline().strip()
+    assert holder.split(":")[1] == str(p.pid)
+    survivor = LeaseStore(db_url)
+    assert survivor.try_acquire("board-2") is None  # alive: its lease is respected
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    # Its lease would last an hour; its process is gone from this host, so no wait.
+    lease = survivor.try_acquire("board-2")
+    assert lease is not None and lease.holder == survivor.holder

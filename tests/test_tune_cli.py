@@ -88,11 +88,17 @@ def test_tune_status_export(tmp_path: Path) -> None:
 
 def _done_rows(db: Path) -> dict[int, str]:
     eng = sa.create_engine(f"sqlite:///{db}")
-    with eng.connect() as c:
-        rows = c.execute(
-            sa.text("SELECT id, finished FROM pt_measurements WHERE status IN ('done', 'failed')")
-        ).all()
-    eng.dispose()
+    try:
+        with eng.connect() as c:
+            rows = c.execute(
+                sa.text(
+                    "SELECT id, finished FROM pt_measurements WHERE status IN ('done', 'failed')"
+                )
+            ).all()
+    except sa.exc.OperationalError:  # the tuner has not created its tables yet
+        rows = []
+    finally:
+        eng.dispose()
     return {int(i): str(f) for i, f in rows}
 
 
@@ -101,7 +107,7 @@ def _start_and_wait(args: list[str], db: Path, log: Path, rows: int) -> subproce
     proc = popen(*args, log=log)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.2)
         if db.exists() and len(_done_rows(db)) >= rows:
             break
     return proc
@@ -111,11 +117,12 @@ def test_sigkill_then_resume_loses_nothing_and_repeats_nothing(tmp_path: Path) -
     db = tmp_path / "k.db"
     storage = f"sqlite:///{db}"
     args = tune_args(tmp_path, storage=storage, study="kill", trials=6)
-    proc = _start_and_wait(args, db, tmp_path / "first.log", 8)
+    proc = _start_and_wait(args, db, tmp_path / "first.log", 3)
+    assert proc.poll() is None, "the tuner finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = _done_rows(db)
-    assert len(before) >= 8
+    assert len(before) >= 3
 
     r = pattune(*args, "--summary-json", str(tmp_path / "s.json"))
     assert r.returncode == 0, r.stderr
@@ -199,7 +206,8 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     storage = f"sqlite:///{db}"
     args = tune_args(tmp_path, storage=storage, study="ctrlc", trials=4)
-    proc = _start_and_wait(args, db, tmp_path / "first.log", 4)
+    proc = _start_and_wait(args, db, tmp_path / "first.log", 2)
+    assert proc.poll() is None, "the tuner finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     log = (tmp_path / "first.log").read_text()

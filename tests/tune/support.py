@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,13 @@ def pattune(*args: str, timeout: float = 600, cwd: Path = ROOT) -> subprocess.Co
     )
 
 
+def _default_sigint() -> None:
+    # A test run started in the background inherits SIGINT ignored (as shells do for
+    # background jobs), and Python then installs no KeyboardInterrupt handler; the
+    # tuner under test must see Ctrl-C as a terminal user would send it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def popen(*args: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "autotune", *args],
@@ -65,6 +73,7 @@ def popen(*args: str, log: Path) -> subprocess.Popen[bytes]:
         env=env(),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 (only resets one signal disposition)
     )
 
 

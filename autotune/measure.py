@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,8 +180,6 @@ class KernelMeasurer:
         cost_model_version: int | None = None,
     ) -> list[ConfigResult]:
         """Results for ``configs`` in order: reused, newly measured, failed or skipped."""
-        import time
-
         if len({c.to_json() for c in configs}) != len(configs):
             raise ValueError("measure() takes distinct configs; got a config twice in one batch")
         preds = list(predicted_s) if predicted_s is not None else [None] * len(configs)

@@ -245,7 +245,7 @@ class SSHDevice(Device):
                     chan.status_event.wait(min(remaining, 0.25))
                 else:
                     select.select([chan], [], [], min(remaining, 0.25))
-            code = chan.recv_exit_status()  # ready: returns at once
+            code = chan.exit_status  # set: the loop above left only once it was ready
             transport = chan.get_transport()
             if code == -1 and not (transport and transport.is_active()):
                 # paramiko reports -1 when the channel closed without an exit status

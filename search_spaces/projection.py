@@ -111,11 +111,17 @@ def connectivity_mask(
     energy = np.take_along_axis(
         kept_energy(weights, pattern_set), pattern_ids.astype(np.int64)[..., None], axis=-1
     )[..., 0]
-    n = energy.size
-    keep = kernels_to_keep(n, removed_fraction)
-    order = np.argsort(-energy.ravel(), kind="stable")
-    alive = np.zeros(n, dtype=bool)
-    alive[order[:keep]] = True
+    return keep_strongest(energy, removed_fraction)
+
+
+def keep_strongest(energy: np.ndarray, removed_fraction: float) -> np.ndarray:
+    """Alive map keeping the :func:`kernels_to_keep` largest entries of ``energy``.
+
+    Ties are broken by position (earlier kernels first), so the result is deterministic.
+    """
+    keep = kernels_to_keep(energy.size, removed_fraction)
+    alive = np.zeros(energy.size, dtype=bool)
+    alive[np.argsort(-energy.ravel(), kind="stable")[:keep]] = True
     return alive.reshape(energy.shape)
 
 

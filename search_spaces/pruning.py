@@ -30,7 +30,7 @@ from search_spaces.models import ConvInfo, conv_layers
 from search_spaces.patterns import PatternSet
 from search_spaces.projection import (
     connectivity_mask,
-    kernels_to_keep,
+    keep_strongest,
     parse_connectivity,
     project_patterns,
 )
@@ -153,11 +153,7 @@ def _plan_layer(
 
 def alive_by_norm(w: np.ndarray, removed: float) -> np.ndarray:
     """Whole kernels by their own squared norm, largest first, ties by position."""
-    energy = (w.astype(np.float64) ** 2).sum(axis=(2, 3))
-    keep = kernels_to_keep(energy.size, removed)
-    alive = np.zeros(energy.size, dtype=bool)
-    alive[np.argsort(-energy.ravel(), kind="stable")[:keep]] = True
-    return alive.reshape(energy.shape)
+    return keep_strongest((w.astype(np.float64) ** 2).sum(axis=(2, 3)), removed)
 
 
 @dataclass(frozen=True, eq=False)

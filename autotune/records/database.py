@@ -475,20 +475,7 @@ class RecordsDB:
         layer = s.get(LayerRow, row.layer_id)
         cfg = s.get(KernelConfigRow, row.config_id)
         assert dt is not None and layer is not None and cfg is not None
-        return StoredMeasurement(
-            id=row.id,
-            device_type=dt.name,
-            layer_hash=layer.weights_hash,
-            config_hash=cfg.config_hash,
-            config=cfg.config,
-            status=row.status,
-            median_s=row.median_s,
-            spread=row.spread,
-            error=row.error,
-            predicted=row.predicted,
-            cost_model_version=row.cost_model_version,
-            device_name=row.device_name,
-        )
+        return _stored(row, dt.name, layer.weights_hash, cfg)
 
     def measurements(
         self,
@@ -512,21 +499,7 @@ class RecordsDB:
             if status is not None:
                 stmt = stmt.where(MeasurementRow.status == status)
             return [
-                StoredMeasurement(
-                    id=row.id,
-                    device_type=device_type,
-                    layer_hash=lhash,
-                    config_hash=cfg.config_hash,
-                    config=cfg.config,
-                    status=row.status,
-                    median_s=row.median_s,
-                    spread=row.spread,
-                    error=row.error,
-                    predicted=row.predicted,
-                    cost_model_version=row.cost_model_version,
-                    device_name=row.device_name,
-                )
-                for row, lhash, cfg in s.execute(stmt).all()
+                _stored(row, device_type, lhash, cfg) for row, lhash, cfg in s.execute(stmt).all()
             ]
 
     def count_done(self, device_type: str) -> int:
@@ -616,6 +589,25 @@ class RecordsDB:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+
+
+def _stored(
+    row: MeasurementRow, device_type: str, layer_hash: str, cfg: KernelConfigRow
+) -> StoredMeasurement:
+    return StoredMeasurement(
+        id=row.id,
+        device_type=device_type,
+        layer_hash=layer_hash,
+        config_hash=cfg.config_hash,
+        config=cfg.config,
+        status=row.status,
+        median_s=row.median_s,
+        spread=row.spread,
+        error=row.error,
+        predicted=row.predicted,
+        cost_model_version=row.cost_model_version,
+        device_name=row.device_name,
+    )
 
 
 def layer_stats(layer: Any) -> dict[str, Any]:

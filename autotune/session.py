@@ -22,7 +22,7 @@ from autotune.accuracy import AccuracySource, DataEstimate, EvaluatorEstimate, P
 from autotune.records import RecordsDB
 from codegen import LocalBuilder, Target, aarch64_target, get_target, host_target
 from device_farm import Device, Farm, LeaseStore, LocalDevice, ProtocolConfig, load_inventory
-from pattune_common import ConfigError, UserInputError
+from pattune_common import DEFAULT_STORAGE, ConfigError, UserInputError
 from search_spaces.data import load_split
 from search_spaces.estimate import EstimateConfig
 from search_spaces.example import trained_example
@@ -33,7 +33,6 @@ from search_spaces.selection import select_pattern_set
 from search_spaces.space import JointSpace
 
 log = logging.getLogger(__name__)
-DEFAULT_STORAGE = "sqlite:///pattune.db"
 
 
 @dataclass(frozen=True)

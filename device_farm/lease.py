@@ -45,11 +45,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
-from pattune_common import UserInputError
+from pattune_common import DEFAULT_STORAGE, UserInputError
 
 __all__ = ["DEFAULT_DB_URL", "Lease", "LeaseStore", "metadata"]
 
-DEFAULT_DB_URL = "sqlite:///pattune.db"
+DEFAULT_DB_URL = DEFAULT_STORAGE
 
 metadata = MetaData()
 farm_leases = Table(

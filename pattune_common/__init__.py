@@ -11,7 +11,11 @@ from __future__ import annotations
 from pattune_common.errors import ConfigError, PattuneError, UserInputError
 from pattune_common.records import Record, canonical_json, stable_hash
 
+#: The one database of a study, its records and the farm's leases, unless a URL is given.
+DEFAULT_STORAGE = "sqlite:///pattune.db"
+
 __all__ = [
+    "DEFAULT_STORAGE",
     "ConfigError",
     "PattuneError",
     "Record",

@@ -17,10 +17,10 @@ from rich.live import Live
 from rich.table import Table
 
 from autotune.cli._app import app, fail
+from pattune_common import DEFAULT_STORAGE
 
 _out = Console()
 _err = Console(stderr=True)
-DEFAULT_STORAGE = "sqlite:///pattune.db"
 
 StorageOpt = Annotated[
     str, typer.Option("--storage", help="Study + records URL: sqlite:///FILE or postgresql://...")

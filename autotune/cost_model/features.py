@@ -76,26 +76,6 @@ def derived(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) ->
     }
 
 
-def prior_score(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> float:
-    """Analytic register-tiling prior, higher = expected faster (for a cold cost model).
-
-    Before any measurement the model knows nothing; what every direct-convolution
-    kernel rewards is known: more accumulators in registers (each loaded input
-    vector feeds more FMAs), wide vectors with few lanes wasted at the width's
-    edge, loads shared across taps (LRE), and PatDNN's pattern-specialised FKW
-    loops. On the recorded VGG-16 set this ranks configs with Spearman 0.54-0.66
-    per layer.
-    """
-    d = derived(spec, stats, cfg)
-    return (
-        math.log(d["accumulators"])
-        + math.log(float(cfg.get("vector_width", 8)))
-        - 2.0 * d["lane_waste"]
-        + (0.3 if cfg.get("lre") else 0.0)
-        + (0.5 if cfg.get("format", "fkw") == "fkw" else 0.0)
-    )
-
-
 class Featurizer:
     """Turns samples into a float32 matrix with stable, named columns.
 

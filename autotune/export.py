@@ -5,9 +5,12 @@
     DIR/config.json          pattern set, per-layer rates and KernelConfigs, per-layer tuned
                              and default-config latencies, totals, accuracy, device type, versions
     DIR/kernels/Makefile     builds every layer's kernel with the device type's compiler
-    DIR/kernels/NN_name.c    generated source per pruned layer
+    DIR/kernels/NN_name.c    generated source per pruned layer: conv + bias, with the
+                             BatchNorm and ReLU after it fused in (each layer's "epilogue")
     DIR/kernels/NN_name.fkw  its weight file (FKW format), read by pt_init / the executable
-    DIR/pruned.pt            the pruned (masked, briefly fine-tuned) torch state_dict
+    DIR/pruned.pt            the pruned (masked, briefly fine-tuned) torch state_dict, BatchNorm
+                             not folded: loaded into the model it gives the model's outputs,
+                             and each kernel's output equals its epilogue's last module's
     DIR/report/report.md     summary table; pareto.png and history.png beside it
 
 Nothing in the export holds a secret: inventory credentials are never stored in
@@ -35,6 +38,7 @@ from autotune.tuner import prune_config
 from codegen import KernelConfig, generate
 from pattune_common import UserInputError
 from search_spaces.artifacts import layer_stem
+from search_spaces.fusion import Epilogue, find_epilogues
 from search_spaces.masking import pruned_state_dict
 from search_spaces.pruning import plan_pruning
 from search_spaces.space import Candidate
@@ -106,11 +110,17 @@ def export_study(
     # kernels as the tuned one-shot layers, so the tuned KernelConfigs and latencies hold.
     accuracy, pruned_model = session.accuracy.estimate(cand.pattern_set, prune_config(cand))
     plan = plan_pruning(session.model, session.input_shape, cand.pattern_set, prune_config(cand))
-    pruned_layers = plan.pruned_layers(pruned_model)
+    pruned_layers = plan.pruned_layers(pruned_model, fuse=True)
+    epilogues = find_epilogues(pruned_model)
     stems = []
     for i, layer in enumerate(pruned_layers):
         info = layers_attr.get(layer.spec.name)
-        if info is None or info["kernels_alive"] != layer.kernels_alive:
+        epilogue = epilogues.get(layer.spec.name, Epilogue(layer.spec.name)).to_dict()
+        if (
+            info is None
+            or info["kernels_alive"] != layer.kernels_alive
+            or info.get("epilogue", epilogue) != epilogue
+        ):
             raise UserInputError(
                 f"layer {layer.spec.name}: the model differs from the one the study tuned; "
                 "export with the same --model"
@@ -141,9 +151,15 @@ def export_study(
         "pattern_set": cand.pattern_set.to_dict(),
         "pattern_set_ascii": [str(p).split("\n") for p in cand.pattern_set],
         "rates": dict(cand.rates),
+        "kernels_compute": (
+            "each kernel: conv2d of the masked weights + bias, with the layer's epilogue "
+            "fused: its BatchNorm (eval statistics) folded into weights and bias, then its "
+            "ReLU; the kernel's output is the output of the epilogue's last module"
+        ),
         "layers": [
             {
                 **d,
+                "epilogue": epilogues.get(d["name"], Epilogue(d["name"])).to_dict(),
                 "rate": cand.rate_of(d["name"]),
                 "source": f"kernels/{s}.c",
                 "weights": f"kernels/{s}.fkw",
@@ -204,6 +220,10 @@ def _makefile(path: Path, stems: list[tuple[str, bool]], session: TuneSession) -
     path.write_text("\n".join(lines))
 
 
+def _ms(value: float | None) -> str:
+    return "not known for this device type" if value is None else f"{value:.4f} ms"
+
+
 def _report(rdir: Path, study: optuna.Study, chosen: FrozenTrial, config: dict[str, Any]) -> None:
     import matplotlib
 
@@ -257,14 +277,16 @@ def _report(rdir: Path, study: optuna.Study, chosen: FrozenTrial, config: dict[s
     plt.close(fig)
 
     rows = [
-        "| layer | rate | kernels alive | tuned (ms) | default config (ms) | speedup |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| layer | fused | rate | kernels alive | tuned (ms) | default config (ms) | speedup |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for d in config["layers"]:
         dflt = d["default_latency_ms"]
         sp = f"{dflt / d['latency_ms']:.2f}x" if dflt else "n/a"
+        ep = d["epilogue"]
+        fused = "+".join(k for k in ("batchnorm", "relu") if ep[k]) or "-"
         rows.append(
-            f"| {d['name']} | {d['rate']} | {d['kernels_alive']}/{d['kernels_total']} | "
+            f"| {d['name']} | {fused} | {d['rate']} | {d['kernels_alive']}/{d['kernels_total']} | "
             f"{d['latency_ms']:.4f} | {dflt if dflt is None else f'{dflt:.4f}'} | {sp} |"
         )
     text = [
@@ -273,7 +295,8 @@ def _report(rdir: Path, study: optuna.Study, chosen: FrozenTrial, config: dict[s
         f"- device type: {config['device_type']} (target {config['target']['name']})",
         f"- patterns: {len(config['pattern_set']['patterns'])}",
         f"- total latency: {config['total_latency_ms']:.4f} ms "
-        f"(default configs at the same pruning: {config['default_total_latency_ms']:.4f} ms)",
+        f"(default configs at the same pruning: {config['default_total_latency_ms']:.4f} ms; "
+        f"layers run by torch: {_ms(config['untouched_latency_ms'])})",
         f"- accuracy: {config['accuracy']:.4f} (dense {config['dense_accuracy']:.4f}, "
         f"source: {config['accuracy_source']})",
         f"- trials complete: {len(complete)}",

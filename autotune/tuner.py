@@ -2,7 +2,8 @@
 
 For a :class:`~search_spaces.space.Candidate` the tuner plans the pruning
 (pattern set, per-layer rates), builds the one-shot :class:`PrunedLayer` of each
-3x3 conv, runs one :class:`~autotune.task.KernelTask` per layer on the device
+3x3 conv (with the BatchNorm and ReLU that follow it fused in, as the generated
+kernel computes them: :mod:`search_spaces.fusion`), runs one :class:`~autotune.task.KernelTask` per layer on the device
 type (results shared through the records database by every trial, study and
 process that meets the same key), sums the tuned per-layer medians plus the
 untouched layers, and asks the accuracy source for the candidate's accuracy.
@@ -26,6 +27,7 @@ from autotune.session import TuneSession
 from autotune.study import TrialOutcome
 from autotune.task import KernelTask, TaskResult
 from codegen import config_space
+from search_spaces.fusion import Epilogue, find_epilogues
 from search_spaces.layers import PrunedLayer
 from search_spaces.pruning import PruneConfig, plan_pruning
 from search_spaces.space import Candidate
@@ -88,6 +90,7 @@ class Tuner:
             work_dir=session.work_dir / "inputs",
         )
         self._untouched_ms: float | None = None
+        self._epilogues: dict[str, Epilogue] | None = None
 
     # -- pieces -------------------------------------------------------------
 
@@ -109,6 +112,13 @@ class Tuner:
         )
         return task.run()
 
+    @property
+    def epilogues(self) -> dict[str, Epilogue]:
+        """Per conv name, the BatchNorm / ReLU its generated kernel computes."""
+        if self._epilogues is None:
+            self._epilogues = find_epilogues(self.session.model)
+        return self._epilogues
+
     def _on_front(self, latency_ms: float, accuracy: float) -> bool:
         """Whether no known trial is at least as fast and as accurate (and better in one)."""
         return not any(
@@ -120,7 +130,8 @@ class Tuner:
         """Latency of the layers pattune does not generate (local device type only).
 
         Measured once with torch on this machine (the model with its generated
-        layers stubbed out); None for remote device types, where it is not known.
+        layers and the BatchNorm/ReLU fused into them stubbed out); None for
+        remote device types, where it is not known.
         """
         if self.session.options.device_type != "local":
             return None
@@ -129,6 +140,7 @@ class Tuner:
                 self.session.model,
                 self.session.input_shape,
                 skip={c.name for c in self.session.layers},
+                epilogues=self.epilogues,
             )
         return self._untouched_ms
 
@@ -157,6 +169,9 @@ class Tuner:
                     "name": layer.spec.name,
                     "key": res.key,
                     "weights_hash": layer.weights_hash,
+                    "epilogue": self.epilogues.get(
+                        layer.spec.name, Epilogue(layer.spec.name)
+                    ).to_dict(),
                     "config": res.best.to_dict(),
                     "latency_ms": res.best_s * 1e3,
                     "default_config": res.default.to_dict(),
@@ -221,9 +236,9 @@ def prune_config(cand: Candidate) -> PruneConfig:
 
 
 def candidate_layers(session: TuneSession, cand: Candidate) -> list[PrunedLayer]:
-    """One-shot pruned 3x3 layers of a candidate (same candidate, same weights hashes)."""
+    """One-shot pruned 3x3 layers of a candidate, epilogues fused (same candidate, same hashes)."""
     plan = plan_pruning(session.model, session.input_shape, cand.pattern_set, prune_config(cand))
-    return plan.pruned_layers(session.model)
+    return plan.pruned_layers(session.model, fuse=True)
 
 
 class _Stub(nn.Module):
@@ -237,32 +252,22 @@ class _Stub(nn.Module):
         return self.out
 
 
-def _rest_time_ms(model: nn.Module, shape: tuple[int, ...], *, skip: set[str],
-                  repeats: int = 21) -> float:
+def _rest_time_ms(
+    model: nn.Module,
+    shape: tuple[int, ...],
+    *,
+    skip: set[str],
+    epilogues: dict[str, Epilogue] | None = None,
+    repeats: int = 21,
+) -> float:
     """Median torch forward time (ms) of ``model`` with the ``skip`` layers stubbed out.
 
-    The generated layers are replaced by modules that return a tensor of their
-    output shape, so what is timed is everything else (pooling, BatchNorm,
-    activations, 1x1 convs, linear layers) as torch runs it on this machine.
+    What is timed is :func:`stub_generated`'s model: everything but the
+    generated kernels (pooling, unfused BatchNorm and activations, 1x1 convs,
+    linear layers) as torch runs it on this machine, and nothing twice.
     """
-    import copy
-
-    stubbed = copy.deepcopy(model).eval()
-    outs: dict[str, torch.Tensor] = {}
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, o, n=n: outs.__setitem__(n, o.detach()))
-        for n, m in stubbed.named_modules()
-        if n in skip
-    ]
     x = torch.zeros(shape)
-    with torch.no_grad():
-        stubbed(x)
-    for h in hooks:
-        h.remove()
-    for name, out in outs.items():
-        parent_name, _, attr = name.rpartition(".")
-        parent = stubbed.get_submodule(parent_name) if parent_name else stubbed
-        setattr(parent, attr, _Stub(out))
+    stubbed = stub_generated(model, x, skip=skip, epilogues=epilogues)
     times = []
     with torch.no_grad():
         stubbed(x)
@@ -271,3 +276,47 @@ def _rest_time_ms(model: nn.Module, shape: tuple[int, ...], *, skip: set[str],
             stubbed(x)
             times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1e3)
+
+
+def stub_generated(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    skip: set[str],
+    epilogues: dict[str, Epilogue] | None = None,
+) -> nn.Module:
+    """A copy of ``model`` where the generated layers cost nothing.
+
+    Each conv in ``skip`` is replaced by a module that returns what its kernel
+    computes on ``x`` (the output of the last module of its epilogue), and the
+    BatchNorm/ReLU modules fused into it by :class:`nn.Identity`; on ``x`` the
+    copy gives the model's own output.
+    """
+    import copy
+
+    stubbed = copy.deepcopy(model).eval()
+    eps = {n: (epilogues or {}).get(n, Epilogue(n)) for n in skip}
+    last = {ep.last: n for n, ep in eps.items()}
+    outs: dict[str, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_hook(
+            lambda _m, _i, o, n=last[name]: outs.__setitem__(n, o.detach().clone())
+        )
+        for name, m in stubbed.named_modules()
+        if name in last
+    ]
+    with torch.no_grad():
+        stubbed(x)
+    for h in hooks:
+        h.remove()
+
+    def replace(name: str, module: nn.Module) -> None:
+        parent_name, _, attr = name.rpartition(".")
+        parent = stubbed.get_submodule(parent_name) if parent_name else stubbed
+        setattr(parent, attr, module)
+
+    for name, out in outs.items():
+        replace(name, _Stub(out))
+        for fused in eps[name].fused:
+            replace(fused, nn.Identity())
+    return stubbed

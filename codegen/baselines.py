@@ -7,6 +7,9 @@ convolution) and ``output()`` (the result, for verification):
 * :class:`OrtDense`: ONNX Runtime on a one-Conv ONNX model;
 * :class:`TorchCSR`: ``unfold`` + CSR sparse matmul at the same non-zeros;
 * :class:`GeneratedKernel` runs (ours and the unstructured one) via ctypes.
+
+Each computes the layer's whole epilogue (bias, and ReLU where the layer fuses
+one), as the generated kernel does, so the comparison is like for like.
 """
 
 from __future__ import annotations
@@ -49,14 +52,19 @@ class TorchDense(Implementation):
         self._w = torch.from_numpy(np.array(layer.weights))
         self._b = None if layer.bias is None else torch.from_numpy(np.array(layer.bias))
         self._kw = {"stride": s.stride, "padding": s.padding, "groups": s.groups}
+        self._relu = layer.relu
+
+    def _run(self):  # type: ignore[no-untyped-def]
+        y = self._torch.nn.functional.conv2d(self._x, self._w, self._b, **self._kw)
+        return self._torch.relu_(y) if self._relu else y
 
     def call(self) -> None:
         with self._torch.no_grad():
-            self._torch.nn.functional.conv2d(self._x, self._w, self._b, **self._kw)
+            self._run()
 
     def output(self) -> np.ndarray:
         with self._torch.no_grad():
-            return self._torch.nn.functional.conv2d(self._x, self._w, self._b, **self._kw).numpy()
+            return self._run().numpy()
 
 
 class OrtDense(Implementation):
@@ -75,10 +83,13 @@ class OrtDense(Implementation):
         if layer.bias is not None:
             inits.append(numpy_helper.from_array(np.array(layer.bias), "B"))
             inputs.append("B")
-        node = helper.make_node("Conv", inputs, ["Y"], kernel_shape=[s.kh, s.kw],
-                                strides=[s.stride] * 2, pads=[s.padding] * 4, group=s.groups)
+        conv_out = "C" if layer.relu else "Y"
+        nodes = [helper.make_node("Conv", inputs, [conv_out], kernel_shape=[s.kh, s.kw],
+                                  strides=[s.stride] * 2, pads=[s.padding] * 4, group=s.groups)]
+        if layer.relu:
+            nodes.append(helper.make_node("Relu", ["C"], ["Y"]))
         graph = helper.make_graph(
-            [node], "conv",
+            nodes, "conv",
             [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, s.cin, s.h, s.w])],
             [helper.make_tensor_value_info("Y", TensorProto.FLOAT,
                                            [1, s.cout, s.out_h, s.out_w])],
@@ -123,12 +134,14 @@ class TorchCSR(Implementation):
         bias = np.zeros(s.cout, np.float32) if layer.bias is None else np.array(layer.bias)
         self._b = torch.from_numpy(bias).reshape(s.cout, 1)
         self._s = s
+        self._relu = layer.relu
 
     def _run(self):  # type: ignore[no-untyped-def]
         s, torch = self._s, self._torch
         cols = torch.nn.functional.unfold(self._x, (s.kh, s.kw), padding=s.padding,
                                           stride=s.stride)[0]
-        return torch.addmm(self._b, self._w, cols)
+        y = torch.addmm(self._b, self._w, cols)
+        return torch.relu_(y) if self._relu else y
 
     def call(self) -> None:
         with self._torch.no_grad():

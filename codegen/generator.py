@@ -2,7 +2,8 @@
 
 The source is specialised to the layer: shape constants, the patterns actually
 used (one loop each, taps as constants), the filter order (FKR) and the thread
-schedule are baked in; the weights travel in a separate blob (see
+schedule are baked in, and so is the epilogue (bias, then ReLU when the
+layer has one; a BatchNorm is already folded into the weights and bias); the weights travel in a separate blob (see
 :mod:`codegen.fkw`). The same source builds the shared library (``pt_init``,
 ``pt_run``, ``pt_free``) and, with ``-DPT_MAIN``, the standalone executable.
 """
@@ -154,6 +155,8 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target) -> Generated
     parts = [
         (
             f"/* pattune codegen: layer {layer.spec.name!r} {layer.spec.signature()}\n"
+            f"   computes conv2d + bias{' + relu' if layer.relu else ''}"
+            " (any BatchNorm folded into weights and bias)\n"
             f"   weights {layer.weights_hash} target {target.name} ({target.isa})\n"
             f"   config {cfg.to_json()} */"
         ),
@@ -161,16 +164,18 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target) -> Generated
         PRELUDE_C,
         _globals(cfg.format, packed),
         sched_src,
-        *(tile_function(v, lay, cfg, pats) for v in var),
+        *(tile_function(v, lay, cfg, pats, relu=layer.relu) for v in var),
         _dispatch(lay),
         _compute(cfg),
         HARNESS_C,
     ]
-    name = f"{layer.spec.name or 'layer'}-{cfg.format}-{cfg.stable_hash()[:8]}"
+    relu = "-relu" if layer.relu else ""
+    name = f"{layer.spec.name or 'layer'}{relu}-{cfg.format}-{cfg.stable_hash()[:8]}"
     meta = {
         "layout": {"wph": lay.wph, "hp": lay.hp, "ntx": lay.ntx, "nty": lay.nty,
                    "rows_last": lay.rows_last, "valid_last": lay.valid_last},
         "used_patterns": list(packed.used_patterns),
+        "relu": layer.relu,
         "work_per_thread": per_thread,
     }
     return GeneratedKernel(

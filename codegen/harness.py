@@ -33,6 +33,9 @@ typedef float vfu __attribute__((vector_size(VL * 4), aligned(4), may_alias));
 /* x - 0 is exactly x, so this folds to a plain broadcast (x + 0 would not: -0 + 0 = +0). */
 #define SPLAT(s) ((s) - (vf){0})
 #define ST(p, v) (*(vfu*)(p) = (v))
+/* max(v, 0) per lane; GCC's C (unlike C++) has no vector ?:, so mask with the comparison. */
+typedef int32_t vi __attribute__((vector_size(VL * 4)));
+#define RELU(v) ((vf)((vi)(v) & ((v) > (vf){0})))
 #define PT_EXPORT __attribute__((visibility("default")))
 """
 

@@ -75,11 +75,17 @@ def _init(var: Variant, lay: Layout) -> list[str]:
     return lines
 
 
-def _store(var: Variant) -> list[str]:
+def _store(var: Variant, relu: bool = False) -> list[str]:
+    # The output holds partial sums between channel blocks (``_init`` reloads them), so
+    # the ReLU may clip only the complete sum: after the last block, never before.
+    lines = []
+    if relu:
+        accs = [_acc(r, v) for r in range(var.rows) for v in range(var.vecs)]
+        lines.append(f"  if (b == NB - 1) {{ {' '.join(f'{a} = RELU({a});' for a in accs)} }}")
     if not var.partial:
-        return [f"  ST(out + {r} * OW + {v} * VL, {_acc(r, v)});"
-                for r in range(var.rows) for v in range(var.vecs)]
-    lines = ["  {", f"    float tmp[VL * {var.vecs}] __attribute__((aligned(64)));"]
+        return lines + [f"  ST(out + {r} * OW + {v} * VL, {_acc(r, v)});"
+                        for r in range(var.rows) for v in range(var.vecs)]
+    lines += ["  {", f"    float tmp[VL * {var.vecs}] __attribute__((aligned(64)));"]
     for r in range(var.rows):
         lines += [f"    ST(tmp + {v} * VL, {_acc(r, v)});" for v in range(var.vecs)]
         lines.append(f"    memcpy(out + {r} * OW, tmp, {var.partial} * sizeof(float));")
@@ -193,8 +199,13 @@ def _body_csr(var: Variant, lay: Layout, cfg: KernelConfig) -> list[str]:
     return lines + ["  }"]
 
 
-def tile_function(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern]) -> str:
-    """C source of one tile function ``void name(int i, int b, int oy, int ox)``."""
+def tile_function(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern], *,
+                  relu: bool = False) -> str:
+    """C source of one tile function ``void name(int i, int b, int oy, int ox)``.
+
+    With ``relu`` the tile's outputs are clipped at zero when the last channel
+    block stores them (the layer's fused epilogue).
+    """
     lines = [
         f"static void {var.name}(int i, int b, int oy, int ox) {{",
         "  const int f = g_perm[i];",
@@ -208,6 +219,6 @@ def tile_function(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Patte
         lines += _body_dense(var, lay, cfg, pats)
     else:
         lines += _body_csr(var, lay, cfg)
-    lines += _store(var)
+    lines += _store(var, relu)
     lines.append("}")
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Verification, a step of its own: reference output, tolerance, shape and dtype first.
 
-The reference is ``torch.nn.functional.conv2d`` on the layer's masked weights;
+The reference is ``torch.nn.functional.conv2d`` on the layer's masked weights and
+bias, followed by ``relu`` when the layer fuses one;
 a kernel passes when ``max |out - ref| / max |ref| <= tolerance`` (1e-4).
 """
 
@@ -16,7 +17,7 @@ DEFAULT_TOLERANCE = 1e-4
 
 
 def reference_output(layer: PrunedLayer, x: np.ndarray) -> np.ndarray:
-    """The layer's output on ``x`` (1, cin, h, w) by torch's conv2d, float32."""
+    """The layer's output on ``x`` (1, cin, h, w) by torch's conv2d (+ ReLU), float32."""
     import torch
 
     s = layer.spec
@@ -27,6 +28,8 @@ def reference_output(layer: PrunedLayer, x: np.ndarray) -> np.ndarray:
             None if layer.bias is None else torch.from_numpy(np.array(layer.bias)),
             stride=s.stride, padding=s.padding, groups=s.groups,
         )
+        if layer.relu:
+            y = torch.relu(y)
     return y.numpy()
 
 

@@ -113,6 +113,12 @@ def _b64(a: np.ndarray) -> str:
 class PrunedLayer:
     """One pattern-pruned 3x3 conv layer: shape, pattern per kernel, alive map, values.
 
+    What the layer computes is ``conv2d(x, weights) + bias``, then ``max(0, .)``
+    when ``relu`` is set: the fused epilogue of a conv followed by BatchNorm and
+    ReLU, with the BatchNorm already folded into ``weights`` and ``bias`` (see
+    :mod:`search_spaces.fusion`). Generated kernels and their verification
+    reference compute exactly that.
+
     Attributes:
         spec: The layer's shape.
         pattern_set: The patterns kernels may use.
@@ -123,6 +129,7 @@ class PrunedLayer:
         weights: float32 array (cout, cin_per_group, kh, kw), already masked:
             zero outside each alive kernel's pattern and on dead kernels.
         bias: float32 array (cout,) or None.
+        relu: Apply ReLU to the output (after the bias).
 
     Equality and :meth:`weights_hash` are by content.
     """
@@ -133,6 +140,7 @@ class PrunedLayer:
     alive: np.ndarray
     weights: np.ndarray
     bias: np.ndarray | None = None
+    relu: bool = False
     _hash: str = field(default="", repr=False, compare=False)
 
     schema = "pruned_layer"
@@ -162,6 +170,8 @@ class PrunedLayer:
         bias = None if self.bias is None else _readonly(np.asarray(self.bias, dtype=np.float32))
         if bias is not None and bias.shape != (s.cout,):
             raise ValueError(f"bias must have shape ({s.cout},); got {bias.shape}")
+        if not isinstance(self.relu, bool):
+            raise TypeError(f"relu must be a bool; got {self.relu!r}")
         object.__setattr__(self, "pattern_ids", ids)
         object.__setattr__(self, "alive", alive)
         object.__setattr__(self, "weights", w)
@@ -173,13 +183,18 @@ class PrunedLayer:
         object.__setattr__(self, "_hash", h.hexdigest()[:16])
 
     def _meta(self) -> dict[str, Any]:
-        return {"spec": self.spec.to_dict(), "pattern_set": self.pattern_set.to_dict()}
+        meta: dict[str, Any] = {"spec": self.spec.to_dict(), "pattern_set": self.pattern_set.to_dict()}
+        # Only when set, so layers without an epilogue keep the hashes (and the
+        # records database keys) they had before epilogues existed.
+        if self.relu:
+            meta["relu"] = True
+        return meta
 
     # -- statistics ---------------------------------------------------------
 
     @property
     def weights_hash(self) -> str:
-        """16-hex-digit content hash of shape, patterns, ids, alive map and values."""
+        """16-hex-digit content hash of shape, patterns, ids, alive map, values and epilogue."""
         return self._hash
 
     def stable_hash(self) -> str:
@@ -255,6 +270,7 @@ class PrunedLayer:
             alive=arr(data["alive"]),  # type: ignore[arg-type]
             weights=arr(data["weights"]),  # type: ignore[arg-type]
             bias=arr(data.get("bias")),
+            relu=bool(data.get("relu", False)),
         )
         stored = data.get("weights_hash")
         if stored and stored != layer.weights_hash:
@@ -298,4 +314,5 @@ class PrunedLayer:
                 alive=z["alive"],
                 weights=z["weights"],
                 bias=z["bias"] if "bias" in z.files else None,
+                relu=bool(meta.get("relu", False)),
             )

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from search_spaces.fusion import Epilogue, find_epilogues
+from search_spaces.fusion import fuse as fuse_layer
 from search_spaces.layers import LayerSpec, PrunedLayer
 from search_spaces.models import ConvInfo, conv_layers
 from search_spaces.patterns import PatternSet
@@ -181,8 +183,16 @@ class PruningPlan:
                 return p
         raise KeyError(f"no conv layer named {name!r} in this plan")
 
-    def pruned_layers(self, model: nn.Module) -> list[PrunedLayer]:
-        """:class:`PrunedLayer` records of the 3x3 layers with ``model``'s current (masked) weights."""
+    def pruned_layers(self, model: nn.Module, *, fuse: bool = False) -> list[PrunedLayer]:
+        """:class:`PrunedLayer` records of the 3x3 layers with ``model``'s current (masked) weights.
+
+        Args:
+            model: The model whose weights (and BatchNorm statistics) to read.
+            fuse: Fold the BatchNorm and ReLU that follow each conv into its layer,
+                as the generated kernels compute them for inference
+                (:mod:`search_spaces.fusion`); the mask and patterns are unchanged.
+        """
+        epilogues = find_epilogues(model) if fuse else {}
         modules = dict(model.named_modules())
         out = []
         for p in self.layers:
@@ -191,16 +201,16 @@ class PruningPlan:
             m = modules[p.spec.name]
             w = m.weight.detach().cpu().numpy().astype(np.float32) * p.mask
             b = None if m.bias is None else m.bias.detach().cpu().numpy()
-            out.append(
-                PrunedLayer(
-                    spec=p.spec,
-                    pattern_set=self.pattern_set,
-                    pattern_ids=p.pattern_ids,
-                    alive=p.alive,
-                    weights=w,
-                    bias=b,
-                )
+            layer = PrunedLayer(
+                spec=p.spec,
+                pattern_set=self.pattern_set,
+                pattern_ids=p.pattern_ids,
+                alive=p.alive,
+                weights=w,
+                bias=b,
             )
+            ep = epilogues.get(p.spec.name, Epilogue(p.spec.name))
+            out.append(fuse_layer(layer, ep, model) if ep.fused else layer)
         return out
 
 

@@ -54,3 +54,31 @@ def required_layers() -> dict[str, PrunedLayer]:
                                connectivity="2x", seed=99)
     out["dead_filters"] = with_dead_filters(base, [0, 3])
     return out
+
+
+def with_relu(layer: PrunedLayer) -> PrunedLayer:
+    """``layer`` with the fused ReLU epilogue."""
+    return PrunedLayer(spec=layer.spec, pattern_set=layer.pattern_set,
+                       pattern_ids=layer.pattern_ids, alive=layer.alive, weights=layer.weights,
+                       bias=layer.bias, relu=True)
+
+
+def relu_blocks_layer() -> PrunedLayer:
+    """A ReLU layer whose first channel block sums negative and the whole sum positive.
+
+    12 input channels in blocks of 4 on a non-negative input: in filters 0 and 1 the
+    weights of channels 0..3 are -1 and the rest +1, so after block 0 the partial sum
+    is negative and the complete sum positive; filters 2 and 3 are the negation. A
+    kernel that clipped at zero after every block instead of after the last one
+    would lose block 0's negative contribution.
+    """
+    spec = LayerSpec("relu_blocks", cin=12, cout=4, h=6, w=7)
+    rng = np.random.default_rng(12)
+    ids = rng.integers(0, len(PATTERNS8), size=(spec.cout, spec.cin))
+    sign = np.ones((spec.cout, spec.cin), np.float32)
+    sign[:, :4] = -1.0
+    sign[2:] *= -1.0
+    w = PATTERNS8.masks()[ids] * sign[..., None, None]
+    return PrunedLayer(spec=spec, pattern_set=PATTERNS8, pattern_ids=ids,
+                       alive=np.ones_like(ids, bool), weights=w.astype(np.float32),
+                       bias=np.zeros(spec.cout, np.float32), relu=True)

@@ -34,9 +34,12 @@ from codegen import (
 from codegen.fkw import used_patterns
 from pattune_common import ConfigError
 from search_spaces.layers import PrunedLayer
-from tests.codegen_support import required_layers
+from tests.codegen_support import relu_blocks_layer, required_layers, with_relu
 
 LAYERS = required_layers()
+# The fused ReLU epilogue, on partial column and row tiles, strided, and blocked.
+LAYERS.update({f"{n}_relu": with_relu(LAYERS[n]) for n in ("odd_width", "stride2", "hw5")})
+LAYERS["relu_blocks"] = relu_blocks_layer()
 
 
 def _configs(layer: PrunedLayer, target: Target) -> list[KernelConfig]:
@@ -92,6 +95,54 @@ def test_required_layers_have_the_required_properties() -> None:
     assert not LAYERS["dead_filters"].alive[[0, 3]].any()
     assert LAYERS["odd_width"].spec.out_w % 4 != 0
     assert {LAYERS[f"hw{i}"].spec.h for i in range(1, 8)} == set(range(1, 8))
+
+
+def _per_block_relu(layer: PrunedLayer, x: np.ndarray, icb: int) -> np.ndarray:
+    """What a kernel that clipped after every channel block would output (wrong)."""
+    import torch
+
+    s, acc = layer.spec, None
+    for c0 in range(0, s.cin, icb):
+        part = torch.nn.functional.conv2d(
+            torch.from_numpy(x[:, c0:c0 + icb]), torch.from_numpy(layer.weights[:, c0:c0 + icb]),
+            torch.from_numpy(np.array(layer.bias)) if acc is None else None,
+            stride=s.stride, padding=s.padding)
+        acc = torch.relu(part if acc is None else acc + part)
+    assert acc is not None
+    return acc.numpy()
+
+
+@pytest.mark.parametrize("target_name", ["host", "aarch64"])
+def test_relu_clips_only_the_complete_sum(tmp_path, target_name: str) -> None:
+    """Partial sums of earlier channel blocks stay unclipped, in every format and loop order."""
+    layer = LAYERS["relu_blocks"]
+    target = host_target() if target_name == "host" else aarch64_target()
+    sp = config_space(layer.spec, target)
+    base = sp.default().replace(ic_block=4, threads=1)
+    cfgs = [sp.validate(base.replace(format=f, lre=f != "csr", loop_order=o))
+            for f in ("fkw", "dense", "csr")
+            for o in ("block_group_tile", "group_block_tile", "block_group_filter")]
+    cfgs.append(sp.validate(base.replace(threads=2, oc_block=1)))
+    x = np.abs(random_input(layer, seed=3))
+    ref = reference_output(layer, x)
+    wrong = _per_block_relu(layer, x, 4)
+    # The layer is built so that clipping per block would be caught.
+    assert np.abs(wrong - ref).max() > 0.5 * np.abs(ref).max()
+    assert (ref[0, :2] > 0).mean() > 0.5 and (ref[0, 2:] == 0).mean() > 0.5
+    kernels = [generate(layer, c, target) for c in cfgs]
+    product = Product.LIBRARY if target.can_load_library else Product.EXECUTABLE
+    results = LocalBuilder(cache_dir=tmp_path).build(
+        [BuildInput(k, target, (product,)) for k in kernels])
+    for cfg, kernel, res in zip(cfgs, kernels, results, strict=True):
+        assert res.ok, res.error
+        if target.can_load_library:
+            y = KernelLibrary(res.library, kernel.weights, layer.spec).run(x)
+        else:
+            run = run_executable(res.executable, res.weights, x, layer.spec, target, repeats=1)
+            assert run.error == "", run.error
+            y = run.output
+        v = verify(y, ref)
+        assert v.ok, f"{target.name} {cfg.to_json()}: {v.error}"
 
 
 def test_dead_filters_output_only_bias() -> None:

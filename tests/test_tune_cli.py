@@ -2,7 +2,8 @@
 
 A tiny three-conv model keeps each run to seconds; everything else is real: gcc
 builds, verification against torch, measurements, the records database, the
-exported Makefile built again with gcc and its kernel checked against torch.
+exported Makefile built again with gcc and its kernels (conv with the BatchNorm and
+ReLU after it fused in) checked against the torch model loaded from the export.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def one_line(r: subprocess.CompletedProcess[str]) -> str:
 
 def test_tune_status_export(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'p.db'}"
-    r = pattune(*tune_args(tmp_path, storage=storage), "--summary-json", str(tmp_path / "s.json"))
+    args = tune_args(tmp_path, storage=storage, model="tiny_bn")
+    r = pattune(*args, "--summary-json", str(tmp_path / "s.json"))
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["trials_finished"] == 3 and summary["configs_measured"] > 0
@@ -56,34 +58,63 @@ def test_tune_status_export(tmp_path: Path) -> None:
     assert cfg["tuned_layers_latency_ms"] == pytest.approx(
         sum(d["latency_ms"] for d in cfg["layers"])
     )
+    # Whole model = generated kernels (conv + fused epilogue) + the rest, timed once.
+    assert cfg["untouched_latency_ms"] > 0
+    assert cfg["total_latency_ms"] == pytest.approx(
+        cfg["tuned_layers_latency_ms"] + cfg["untouched_latency_ms"]
+    )
+    assert cfg["default_total_latency_ms"] == pytest.approx(
+        sum(d["default_latency_ms"] for d in cfg["layers"]) + cfg["untouched_latency_ms"]
+    )
     assert all(d["latency_ms"] <= d["default_latency_ms"] for d in cfg["layers"])
+    assert [d["epilogue"] for d in cfg["layers"]] == [
+        {"batchnorm": "1", "relu": "2"},
+        {"batchnorm": None, "relu": "4"},
+        {"batchnorm": "6", "relu": None},
+    ]
     assert (out / "report" / "pareto.png").stat().st_size > 1000
     assert (out / "report" / "history.png").stat().st_size > 1000
 
-    # The exported sources build with the Makefile and compute the pruned model's conv.
+    # The exported sources build with the Makefile; loaded into the model, the exported
+    # checkpoint gives each layer's input, and each kernel computes its conv with the
+    # epilogue (BatchNorm folded, ReLU) exactly as torch's modules do after it.
     subprocess.run(["make", "-C", str(out / "kernels")], check=True, capture_output=True)
-    layer = cfg["layers"][1]
-    stem = Path(layer["source"]).stem
-    state = torch.load(out / "pruned.pt", weights_only=True)
-    w, b = state["2.weight"], state["2.bias"]
-    assert int((w.abs().sum(dim=(2, 3)) > 0).sum()) <= layer["kernels_alive"]
-    x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
-    x.tofile(tmp_path / "in.bin")
-    subprocess.run(
-        [
-            str(out / "kernels" / stem),
-            str(tmp_path / "in.bin"),
-            str(out / layer["weights"]),
-            "0",
-            "1",
-            str(tmp_path / "out.bin"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    got = np.fromfile(tmp_path / "out.bin", dtype=np.float32).reshape(1, 16, 12, 12)
-    ref = torch.nn.functional.conv2d(torch.from_numpy(x), w, b, padding=1).numpy()
-    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    from tests.tune.tiny import tiny_bn
+
+    model = tiny_bn()
+    model.load_state_dict(torch.load(out / "pruned.pt", weights_only=True))
+    model.eval()
+    ins: dict[str, np.ndarray] = {}
+    outs: dict[str, np.ndarray] = {}
+    for d in cfg["layers"]:
+        last = d["epilogue"]["relu"] or d["epilogue"]["batchnorm"] or d["name"]
+        model.get_submodule(d["name"]).register_forward_pre_hook(
+            lambda _m, a, n=d["name"]: ins.__setitem__(n, a[0].detach().clone().numpy())
+        )
+        model.get_submodule(last).register_forward_hook(
+            lambda _m, _a, o, n=d["name"]: outs.__setitem__(n, o.detach().clone().numpy())
+        )
+    with torch.no_grad():
+        model(torch.from_numpy(np.random.default_rng(0).standard_normal((1, 1, 12, 12))).float())
+    for d in cfg["layers"]:
+        x, ref = ins[d["name"]], outs[d["name"]]
+        w = model.get_submodule(d["name"]).weight
+        assert int((w.abs().sum(dim=(2, 3)) > 0).sum()) <= d["kernels_alive"]
+        x.tofile(tmp_path / "in.bin")
+        subprocess.run(
+            [
+                str(out / "kernels" / Path(d["source"]).stem),
+                str(tmp_path / "in.bin"),
+                str(out / d["weights"]),
+                "0",
+                "1",
+                str(tmp_path / "out.bin"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        got = np.fromfile(tmp_path / "out.bin", dtype=np.float32).reshape(ref.shape)
+        assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max(), d["name"]
 
 
 def _done_rows(db: Path) -> dict[int, str]:

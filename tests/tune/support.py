@@ -28,11 +28,13 @@ def write_space(tmp: Path) -> str:
     return str(path)
 
 
-def tune_args(tmp: Path, *, storage: str, study: str = "e2e", trials: int = 3) -> list[str]:
+def tune_args(
+    tmp: Path, *, storage: str, study: str = "e2e", trials: int = 3, model: str = "tiny"
+) -> list[str]:
     return [
         "tune",
         "--model",
-        "tests.tune.tiny:tiny",
+        f"tests.tune.tiny:{model}",
         "--input-shape",
         "1,1,12,12",
         "--trials",

@@ -26,3 +26,32 @@ def tiny() -> nn.Module:
 def no_conv3() -> nn.Module:
     """A model pattern pruning cannot touch."""
     return nn.Sequential(nn.Conv2d(1, 4, 1), nn.Flatten(), nn.Linear(4 * 12 * 12, 2))
+
+
+def tiny_bn() -> nn.Module:
+    """Every epilogue kind: conv+BatchNorm+ReLU, conv+ReLU, conv+BatchNorm (then pooling).
+
+    The BatchNorms get seeded, non-trivial eval statistics, so folding them matters.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        model = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 4),
+        )
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n) * 0.5)  # type: ignore[union-attr]
+                m.running_var.copy_(torch.rand(n) + 0.5)  # type: ignore[union-attr]
+                m.weight.data.copy_(torch.randn(n))
+                m.bias.data.copy_(torch.randn(n) * 0.5)
+    return model.eval()

@@ -33,6 +33,8 @@ typedef float vfu __attribute__((vector_size(VL * 4), aligned(4), may_alias));
 /* x - 0 is exactly x, so this folds to a plain broadcast (x + 0 would not: -0 + 0 = +0). */
 #define SPLAT(s) ((s) - (vf){0})
 #define ST(p, v) (*(vfu*)(p) = (v))
+/* Read prefetch into all cache levels; never faults, so a line past the buffer is harmless. */
+#define PF(p) __builtin_prefetch((p), 0, 3)
 #define PT_EXPORT __attribute__((visibility("default")))
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from codegen import KernelConfig, Target, aarch64_target, config_space, get_target, host_target
-from pattune_common import ConfigError
+from pattune_common import ConfigError, stable_hash
 from search_spaces.layers import LayerSpec
 
 SPEC = LayerSpec("conv", cin=20, cout=12, h=7, w=9)
@@ -35,8 +36,9 @@ def test_sampled_and_enumerated_configs_are_valid_and_distinct() -> None:
     small = config_space(LayerSpec("s", cin=2, cout=1, h=1, w=1), aarch64_target(), threads=1,
                          format="csr")
     every = list(small.enumerate())
-    # oc 1 x rows 1 x vecs 1 x ic 1 x unroll 3 x order 3 x map 3 x vw 1 x fkr 2 x shifted 2
-    assert len(every) == 3 * 3 * 3 * 2 * 2
+    # oc 1 x rows 1 x vecs 1 x ic 1 x unroll 3 x order 4 x map 3 x vw 1 x fkr 2 x shifted 2
+    # x prefetch 4
+    assert len(every) == 3 * 4 * 3 * 2 * 2 * 4
     assert all(c.lre is False and c.format == "csr" for c in every)
 
 
@@ -56,6 +58,17 @@ def test_config_json_round_trip_and_hash() -> None:
                                               "thread_mapping", "vector_width"}
 
 
+def test_later_fields_at_their_default_leave_old_hashes_alone() -> None:
+    cfg = config_space(SPEC, host_target()).default()
+    assert cfg.prefetch == 0 and "prefetch" not in cfg.to_dict()
+    old_form = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "prefetch"}
+    assert cfg.stable_hash() == stable_hash(old_form)
+    on = cfg.replace(prefetch=2)
+    assert on.to_dict()["prefetch"] == 2 and on.stable_hash() != cfg.stable_hash()
+    assert KernelConfig.from_json(on.to_json()) == on
+    assert KernelConfig.from_dict(old_form) == cfg
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -71,6 +84,8 @@ def test_config_json_round_trip_and_hash() -> None:
         ({"tile_rows": 7, "tile_vecs": 4}, "KernelConfig.tile_vecs must be one of 1, 2, 3"),
         ({"tile_rows": 7, "tile_vecs": 3, "ic_block": 20}, None),
         ({"format": "csr", "lre": True}, "KernelConfig.lre must be False when format is 'csr'"),
+        ({"prefetch": 5}, ("KernelConfig.prefetch must be one of 0, 1, 2, 3 for layer 'conv' on "
+                           "target 'aarch64'; got 5")),
     ],
 )
 def test_invalid_configs_are_rejected_with_the_rule(change: dict, message: str | None) -> None:

@@ -110,3 +110,13 @@ def test_featurizer_columns_are_stable() -> None:
     again = Featurizer.from_dict(f.to_dict())
     np.testing.assert_array_equal(again.transform(samples), x)
     assert np.isfinite(x).all()
+
+
+def test_a_model_stored_before_the_prior_feature_still_featurises_as_trained() -> None:
+    samples = _samples(np.random.default_rng(5), "l1", LAYERS["l1"], 20)
+    f = Featurizer().fit(samples)
+    assert f.names()[-1] == "derived.prior_log_cycles_per_mac"
+    old = {"vocab": f.vocab, "numeric": f.numeric}  # no "derived" key: the old blob
+    legacy = Featurizer.from_dict(old)
+    assert legacy.names() == f.names()[:-1]
+    assert legacy.transform(samples).shape == (20, len(f.names()) - 1)

@@ -90,8 +90,8 @@ def test_filtered_needs_a_model() -> None:
         make_strategy("filtered", space=SPACE)
 
 
-def test_cold_filter_starts_from_the_register_tiling_prior() -> None:
-    from autotune.cost_model.features import prior_score
+def test_cold_filter_starts_from_the_analytic_prior() -> None:
+    from autotune.cost_model.prior import prior_score
 
     strat = make_strategy("filtered", space=SPACE, seed=3, context=CTX,
                           cost_model=make_cost_model("xgb", seed=3))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from autotune.cost_model._base import Sample
+from autotune.cost_model.prior import estimated_cycles
 
 _SPEC_KEYS = ("cin", "cout", "h", "w", "stride", "padding", "groups")
 
@@ -73,27 +74,15 @@ def derived(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) ->
         "log_weight_bytes": math.log(max(1.0, nnz * 4 + alive * 2)),
         "tile_input_reuse": (rows + 2) * vecs * vw / max(1.0, rows * vecs * vw),
         "ic_block_kib": icb * (rows + 2) * (ow + 2) * 4 / 1024.0,
+        # The analytic prior's estimate per MAC: its cache and overhead terms are
+        # what the other features cannot express, and it transfers across layers.
+        "prior_log_cycles_per_mac": math.log(estimated_cycles(spec, stats, cfg) / max(1.0, macs)),
     }
 
 
-def prior_score(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> float:
-    """Analytic register-tiling prior, higher = expected faster (for a cold cost model).
-
-    Before any measurement the model knows nothing; what every direct-convolution
-    kernel rewards is known: more accumulators in registers (each loaded input
-    vector feeds more FMAs), wide vectors with few lanes wasted at the width's
-    edge, loads shared across taps (LRE), and PatDNN's pattern-specialised FKW
-    loops. On the recorded VGG-16 set this ranks configs with Spearman 0.54-0.66
-    per layer.
-    """
-    d = derived(spec, stats, cfg)
-    return (
-        math.log(d["accumulators"])
-        + math.log(float(cfg.get("vector_width", 8)))
-        - 2.0 * d["lane_waste"]
-        + (0.3 if cfg.get("lre") else 0.0)
-        + (0.5 if cfg.get("format", "fkw") == "fkw" else 0.0)
-    )
+DERIVED = tuple(derived({"cin": 8, "cout": 8, "h": 8, "w": 8}, {}, {}))
+# Derived columns of models stored before the prior became a feature.
+_LEGACY_DERIVED = DERIVED[:-1]
 
 
 class Featurizer:
@@ -102,11 +91,20 @@ class Featurizer:
     Args:
         vocab: Categorical field -> its known values (from :meth:`fit`). Values
             unseen at fit time get all-zero one-hot columns.
+        numeric: Numeric config fields (from :meth:`fit`).
+        derived_keys: Which :func:`derived` quantities are columns (default: all;
+            a stored model keeps the ones it was trained with).
     """
 
-    def __init__(self, vocab: dict[str, list[Any]] | None = None, numeric: list[str] | None = None):
+    def __init__(
+        self,
+        vocab: dict[str, list[Any]] | None = None,
+        numeric: list[str] | None = None,
+        derived_keys: Sequence[str] = DERIVED,
+    ):
         self.vocab: dict[str, list[Any]] = vocab or {}
         self.numeric: list[str] = numeric or []
+        self.derived_keys: list[str] = list(derived_keys)
 
     def fit(self, samples: Sequence[Sample]) -> Featurizer:
         """Learn which config fields are numeric and the categorical vocabularies."""
@@ -124,11 +122,10 @@ class Featurizer:
 
     def names(self) -> list[str]:
         """Column names, in matrix order."""
-        some = derived({"cin": 8, "cout": 8, "h": 8, "w": 8}, {}, {})
         cols = [f"layer.{k}" for k in _SPEC_KEYS] + ["pruning.patterns"]
         cols += [f"config.{k}" for k in self.numeric]
         cols += [f"config.{k}={v}" for k, vals in self.vocab.items() for v in vals]
-        return cols + [f"derived.{k}" for k in some]
+        return cols + [f"derived.{k}" for k in self.derived_keys]
 
     def transform(self, samples: Sequence[Sample]) -> np.ndarray:
         """Feature matrix, shape (len(samples), len(names()))."""
@@ -140,15 +137,20 @@ class Featurizer:
             for k, vals in self.vocab.items():
                 v = str(s.config.get(k))
                 row += [1.0 if v == val else 0.0 for val in vals]
-            row += list(derived(s.spec, s.stats, s.config).values())
+            d = derived(s.spec, s.stats, s.config)
+            row += [d[k] for k in self.derived_keys]
             rows.append(row)
         return np.asarray(rows, dtype=np.float32).reshape(len(samples), -1)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (stored inside the model blob)."""
-        return {"vocab": self.vocab, "numeric": self.numeric}
+        return {"vocab": self.vocab, "numeric": self.numeric, "derived": self.derived_keys}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Featurizer:
         """Inverse of :meth:`to_dict`."""
-        return cls(vocab=data["vocab"], numeric=data["numeric"])
+        return cls(
+            vocab=data["vocab"],
+            numeric=data["numeric"],
+            derived_keys=data.get("derived", _LEGACY_DERIVED),
+        )

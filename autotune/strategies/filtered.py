@@ -4,7 +4,10 @@ Each round draws a candidate pool at least ``candidates_per_measure`` times the
 batch size, from TPE suggestions, random samples and one-field neighbours of
 the best configs so far; the cost model ranks the pool, and the batch is its
 top entries plus an ``epsilon`` share of random pool members (exploration, as
-in TVM's XGBoost tuner). Until the model is trained, it behaves like TPE.
+in TVM's XGBoost tuner). Until the model is trained, the analytic cost prior
+(:mod:`autotune.cost_model.prior`: estimated cycles from the layer shape, the
+pruning and the config) ranks the pool instead, so even the first
+measurements go to configs the generated code's structure favours.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from autotune.cost_model.features import prior_score
+from autotune.cost_model.prior import prior_score
 from autotune.strategies.tpe import TPESearch
 
 
@@ -59,7 +62,7 @@ class FilteredSearch(TPESearch):
         pool = self._pool(n, n * self.candidates_per_measure)
         if not pool:
             return []
-        # Cold start: the analytic register-tiling prior ranks the pool until the model
+        # Cold start: the analytic cost prior (estimated cycles) ranks the pool until the model
         # has data, and is blended out as the model's training data grows (weight
         # k / (k + n)), instead of spending the first batch on TPE's random start-up.
         prior = _z(np.array(

@@ -135,14 +135,12 @@ def _tune_both(layer: PrunedLayer, target: Target, opts: BenchOptions, builder: 
     rng = np.random.default_rng([opts.seed, 7])
     fkw_space = search_space(layer.spec, target, "fkw", opts.threads)
     csr_space = search_space(layer.spec, target, "csr", opts.threads)
-    kw = {"target": target, "builder": builder, "x": x, "reference": ref}
-    pattern = search(layer, fkw_space, opts.budget, rng,
-                     seed_configs=[fkw_space.default()], **kw)
+    pattern = search(layer, fkw_space, opts.budget, rng, target=target, builder=builder, x=x,
+                     reference=ref, seed_configs=[fkw_space.default()])
     seeds = [t.config.replace(format="csr", lre=False) for t in pattern.trials]
-    return {
-        "pattern": pattern,
-        "unstructured": search(layer, csr_space, opts.budget, rng, seed_configs=seeds, **kw),
-    }
+    unstructured = search(layer, csr_space, opts.budget, rng, target=target, builder=builder,
+                          x=x, reference=ref, seed_configs=seeds)
+    return {"pattern": pattern, "unstructured": unstructured}
 
 
 def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Target,

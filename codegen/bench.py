@@ -2,7 +2,7 @@
 
 For every 3x3 conv layer of a model: prune it (pattern set + connectivity),
 tune the pattern kernel and the unstructured-sparse kernel with the same budget
-(:func:`codegen.quicktune.quick_tune`), verify everything against torch, then
+(:func:`codegen.quicktune.search`), verify everything against torch, then
 time all implementations interleaved, in one process, at one thread count.
 """
 
@@ -27,7 +27,7 @@ from codegen.baselines import (
 )
 from codegen.config import ConfigSpace, config_space
 from codegen.local_builder import LocalBuilder
-from codegen.quicktune import TuneResult, quick_tune, sample_configs
+from codegen.quicktune import TuneResult, search
 from codegen.target import Target
 from codegen.verify import random_input, reference_output, verify
 from pattune_common import UserInputError
@@ -106,7 +106,8 @@ def _check(opts: BenchOptions, target: Target) -> None:
 def search_space(spec: LayerSpec, target: Target, fmt: str, threads: int) -> ConfigSpace:
     """The space both kernel kinds are tuned in: the full space minus regions that are
     never competitive on a wide-vector CPU (a prior, the same for both kinds):
-    vectors of at least 8 floats, oc_block >= 4, ic_block >= 8, >= 6 accumulators."""
+    vectors of at least 8 floats, oc_block >= 4, ic_block >= 8, >= 6 accumulators;
+    with one thread the thread mapping is moot and stays at its first value."""
     full = config_space(spec, target)
     c = full.choices
 
@@ -118,28 +119,28 @@ def search_space(spec: LayerSpec, target: Target, fmt: str, threads: int) -> Con
         vector_width=keep("vector_width", lambda v: v >= 8),
         oc_block=keep("oc_block", lambda v: v >= 4),
         ic_block=keep("ic_block", lambda v: v >= 8),
+        **({"thread_mapping": c["thread_mapping"][0]} if threads == 1 else {}),
     )
 
 
 def _tune_both(layer: PrunedLayer, target: Target, opts: BenchOptions, builder: LocalBuilder,
                x: np.ndarray, ref: np.ndarray) -> dict[str, TuneResult]:
-    """Tune the pattern and the unstructured kernel with the same budget.
+    """Tune the pattern and the unstructured kernel with the same budget and search.
 
-    The unstructured kernel first gets the same code parameters the pattern kernel
-    was sampled with (format csr, no LRE; duplicates dropped), then random samples
-    of its own space up to the budget: config for config, the comparison shows
-    what the patterns buy.
+    The unstructured kernel's random phase starts from the code parameters the
+    pattern kernel's search tried (format csr, no LRE; duplicates dropped), then its
+    own samples and hill climbing: config for config, the comparison shows what the
+    patterns buy.
     """
     rng = np.random.default_rng([opts.seed, 7])
     fkw_space = search_space(layer.spec, target, "fkw", opts.threads)
     csr_space = search_space(layer.spec, target, "csr", opts.threads)
-    fkw = sample_configs(fkw_space, opts.budget, rng)
-    csr = sample_configs(csr_space, opts.budget, rng,
-                         seed_configs=[c.replace(format="csr", lre=False) for c in fkw])
-    return {
-        "pattern": quick_tune(layer, fkw, target, builder=builder, x=x, reference=ref),
-        "unstructured": quick_tune(layer, csr, target, builder=builder, x=x, reference=ref),
-    }
+    pattern = search(layer, fkw_space, opts.budget, rng, target=target, builder=builder, x=x,
+                     reference=ref, seed_configs=[fkw_space.default()])
+    seeds = [t.config.replace(format="csr", lre=False) for t in pattern.trials]
+    unstructured = search(layer, csr_space, opts.budget, rng, target=target, builder=builder,
+                          x=x, reference=ref, seed_configs=seeds)
+    return {"pattern": pattern, "unstructured": unstructured}
 
 
 def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Target,

@@ -13,7 +13,7 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,10 +21,12 @@ from codegen.target import Target
 from pattune_common import ConfigError, Record
 from search_spaces.layers import LayerSpec
 
-LOOP_ORDERS = ("block_group_tile", "group_block_tile", "block_group_filter")
+LOOP_ORDERS = ("block_group_tile", "group_block_tile", "block_group_filter", "tile_block_group")
 THREAD_MAPPINGS = ("contiguous", "interleaved", "balanced")
 FORMATS = ("fkw", "dense", "csr")
 UNROLLS = (1, 2, 4)
+# Software prefetch distance, in kernels (0 = off; see KernelConfig.prefetch).
+PREFETCHES = (0, 1, 2, 3)
 MAX_TILE_ROWS = 8
 MAX_TILE_VECS = 8
 MAX_OC_BLOCK = 64
@@ -61,6 +63,12 @@ class KernelConfig(Record):
         shifted: Input layout: one 64-byte-aligned copy of each channel per kernel
             column (aligned loads, ``kw`` x copying) instead of ``stride`` phase
             planes (unaligned loads).
+        prefetch: Software prefetch distance in kernels (weights for ``csr``): while
+            one kernel is computed, the input lines of the tile that the kernel
+            ``prefetch`` places ahead reads are requested into L1. The input channels a
+            sparse filter visits jump irregularly, which hardware prefetchers do not
+            follow; worth it when a channel block's input tile does not stay in L1.
+            0 = off.
     """
 
     oc_block: int = 1
@@ -76,8 +84,21 @@ class KernelConfig(Record):
     lre: bool = True
     format: str = "fkw"
     shifted: bool = False
+    prefetch: int = 0
 
     schema = "kernel_config"
+    # Fields added after the first schema, omitted from the stable form while they
+    # hold their default: records, recorded sets and hashes written before the field
+    # existed still name the same configs (and the same generated code).
+    _added_later: ClassVar[dict[str, Any]] = {"prefetch": 0}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable form; later-added fields appear only when not at their default."""
+        d = super().to_dict()
+        for name, default in self._added_later.items():
+            if d[name] == default:
+                del d[name]
+        return d
 
     def replace(self, **changes: Any) -> KernelConfig:
         """A copy with some fields changed (not validated: use ConfigSpace.validate)."""
@@ -218,6 +239,7 @@ class ConfigSpace:
             "lre": c["lre"][0] if len(c["lre"]) == 1 else c["format"][0] != "csr",
             "format": c["format"][0],
             "shifted": True if True in c["shifted"] else c["shifted"][0],
+            "prefetch": 0 if 0 in c["prefetch"] else c["prefetch"][0],
         }
         return self.validate(KernelConfig(**pick))
 
@@ -262,6 +284,7 @@ def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
         "lre": (True, False),
         "format": FORMATS,
         "shifted": (False, True),
+        "prefetch": PREFETCHES,
     }
     if layer.cin > 65535:
         raise ConfigError(f"layer {layer.name!r}: cin must be <= 65535 for FKW; got {layer.cin}")

@@ -51,7 +51,8 @@ class GeneratedKernel:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int) -> str:
+def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
+               packed: fkw.Packed) -> str:
     s = layer.spec
     consts = {
         "CIN": s.cin, "H": s.h, "W": s.w, "COUT": s.cout, "OH": s.out_h, "OW": s.out_w,
@@ -64,6 +65,9 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int) 
     lines = [f"#define {k} {v}" for k, v in consts.items()]
     lines.append(f"#define IN_FLOATS {lay.input_floats}L")
     lines.append(f"#define VL {cfg.vector_width}")
+    for name, arr in packed.arrays:  # prefetch clamps: last valid index of chan / idx
+        if name in ("chan", "idx"):
+            lines.append(f"#define {'NCHAN' if name == 'chan' else 'NNZ'} {max(arr.size, 1)}")
     return "\n".join(lines)
 
 
@@ -128,6 +132,13 @@ _LOOPS = {
         " for (int i = i0; i < i1; ++i) for (int ty = 0; ty < NTY; ++ty)"
         " for (int tx = 0; tx < NTX; ++tx) do_tile(i, b, ty, tx); }}"
     ),
+    # One tile at a time for every filter: its input block stays in L1 and its partial
+    # outputs in L2 while all of the thread's filters pass over it.
+    "tile_block_group": (
+        "for (int ty = 0; ty < NTY; ++ty) for (int tx = 0; tx < NTX; ++tx)"
+        " for (int b = 0; b < NB; ++b) for (int gi = g0; gi < g1; ++gi) {{ {grp}"
+        " for (int i = i0; i < i1; ++i) do_tile(i, b, ty, tx); }}"
+    ),
 }
 
 
@@ -160,7 +171,7 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target) -> Generated
             f"   weights {layer.weights_hash} target {target.name} ({target.isa})\n"
             f"   config {cfg.to_json()} */"
         ),
-        _constants(layer, cfg, lay, len(pats)),
+        _constants(layer, cfg, lay, len(pats), packed),
         PRELUDE_C,
         _globals(cfg.format, packed),
         sched_src,

@@ -36,6 +36,8 @@ typedef float vfu __attribute__((vector_size(VL * 4), aligned(4), may_alias));
 /* max(v, 0) per lane; GCC's C (unlike C++) has no vector ?:, so mask with the comparison. */
 typedef int32_t vi __attribute__((vector_size(VL * 4)));
 #define RELU(v) ((vf)((vi)(v) & ((v) > (vf){0})))
+/* Read prefetch into all cache levels; never faults, so a line past the buffer is harmless. */
+#define PF(p) __builtin_prefetch((p), 0, 3)
 #define PT_EXPORT __attribute__((visibility("default")))
 """
 

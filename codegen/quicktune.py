@@ -1,14 +1,16 @@
-"""A small random search over KernelConfigs: build, verify, then time (Kernel Tuner style).
+"""A small search over KernelConfigs: build, verify, then time (Kernel Tuner style).
 
 This is the cheap stand-in for the full tuner (autotune) that the kernel
 benchmark uses so its figures reflect tuned code: the default config plus
-random valid samples, at most ``budget`` in all, built in parallel; a config
-counts only after its output matched torch, and the few fastest are timed a
-second time before one is picked.
+random valid samples, then a few rounds of hill climbing around the fastest
+(:func:`search`), at most ``budget`` in all, built in parallel per round; a
+config counts only after its output matched torch, and the few fastest are
+timed a second time before one is picked.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -63,6 +65,59 @@ def sample_configs(space: ConfigSpace, budget: int, rng: np.random.Generator,
     return list(out.values())[:budget]
 
 
+def neighbours(space: ConfigSpace, cfg: KernelConfig) -> list[KernelConfig]:
+    """Valid configs one step from ``cfg``: one field moved to an adjacent value of its
+    choices (the order of :func:`codegen.config_space`: sizes ascending)."""
+    out = []
+    for name, values in space.choices.items():
+        i = values.index(getattr(cfg, name))
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(values):
+                cand = cfg.replace(**{name: values[j]})
+                if space.is_valid(cand):
+                    out.append(cand)
+    return out
+
+
+def search(layer: PrunedLayer, space: ConfigSpace, budget: int, rng: np.random.Generator, *,
+           target: Target, builder: Builder, x: np.ndarray, reference: np.ndarray,
+           seed_configs: list[KernelConfig] | None = None, explore: float = 0.6,
+           repeats: int = 5, finalists: int = 3) -> TuneResult:
+    """Random sampling, then hill climbing: the fastest verified kernel of ``budget`` configs.
+
+    ``explore`` of the budget goes to :func:`sample_configs` (seeds first); the rest is
+    spent in rounds on the unseen :func:`neighbours` of the best few so far, since
+    kernel latency is smooth in most single fields (tile sizes, blocks, distances).
+    """
+    if not 0 < explore <= 1:
+        raise ValueError(f"explore must lie in (0, 1]; got {explore}")
+    first = sample_configs(space, max(1, math.ceil(explore * budget)), rng,
+                           seed_configs=seed_configs)
+    res = _try(layer, first, target, builder=builder, x=x, reference=reference,
+               repeats=repeats)
+    seen = {c.to_json() for c in first}
+    rounds = 2
+    for r in range(rounds):
+        left = budget - len(seen)
+        if left <= 0:
+            break
+        want = left if r == rounds - 1 else -(-left // (rounds - r))
+        pool: dict[str, KernelConfig] = {}
+        for trial in res.ranked()[:finalists]:
+            for cand in neighbours(space, trial.config):
+                if cand.to_json() not in seen:
+                    pool.setdefault(cand.to_json(), cand)
+        picks = list(pool.values())
+        if not picks:
+            break
+        chosen = [picks[i] for i in sorted(rng.choice(len(picks), min(want, len(picks)),
+                                                      replace=False))]
+        seen.update(c.to_json() for c in chosen)
+        res.merge(_try(layer, chosen, target, builder=builder, x=x, reference=reference,
+                       repeats=repeats))
+    return res.pick(x, repeats=repeats, finalists=finalists)
+
+
 def quick_tune(layer: PrunedLayer, configs: list[KernelConfig], target: Target, *,
                builder: Builder, x: np.ndarray, reference: np.ndarray, repeats: int = 5,
                finalists: int = 3) -> TuneResult:
@@ -81,6 +136,56 @@ def quick_tune(layer: PrunedLayer, configs: list[KernelConfig], target: Target, 
         finalists: The best few are timed again, round robin, and the winner is
             picked from that second look (guards against one lucky call).
     """
+    res = _try(layer, configs, target, builder=builder, x=x, reference=reference,
+               repeats=repeats)
+    return res.pick(x, repeats=repeats, finalists=finalists)
+
+
+@dataclass
+class _Tried:
+    """Trials so far, with the loaded library of every verified one (kernels beside)."""
+
+    trials: list[Trial]
+    kernels: list[GeneratedKernel]
+    libs: dict[int, KernelLibrary]
+    build_s: float
+    measure_s: float
+
+    def ranked(self) -> list[Trial]:
+        """Verified trials, fastest (by best call) first."""
+        return sorted((self.trials[i] for i in self.libs), key=lambda t: t.min_s)
+
+    def merge(self, other: _Tried) -> None:
+        """Append ``other``'s trials (their indices shift past ours)."""
+        n = len(self.trials)
+        self.trials += other.trials
+        self.kernels += other.kernels
+        self.libs.update({n + i: lib for i, lib in other.libs.items()})
+        self.build_s += other.build_s
+        self.measure_s += other.measure_s
+
+    def pick(self, x: np.ndarray, *, repeats: int, finalists: int) -> TuneResult:
+        """Time the ``finalists`` fastest again, round robin; keep the winner's library."""
+        t0 = time.perf_counter()
+        final = sorted(self.libs, key=lambda i: self.trials[i].min_s)[:finalists]
+        second: dict[int, list[float]] = {i: [] for i in final}
+        for _ in range(repeats):
+            for i in final:
+                second[i] += self.libs[i].time(x, warmup=0, repeats=1)
+        best_i = min(final, key=lambda i: min(second[i])) if final else None
+        for i, lib in self.libs.items():
+            if i != best_i:
+                lib.close()
+        measure_s = self.measure_s + time.perf_counter() - t0
+        if best_i is None:
+            return TuneResult(None, None, None, self.trials, self.build_s, measure_s)
+        return TuneResult(self.trials[best_i], self.kernels[best_i], self.libs[best_i],
+                          self.trials, self.build_s, measure_s)
+
+
+def _try(layer: PrunedLayer, configs: list[KernelConfig], target: Target, *,
+         builder: Builder, x: np.ndarray, reference: np.ndarray, repeats: int) -> _Tried:
+    """Build ``configs`` in parallel, verify each against ``reference``, time the good ones."""
     t0 = time.perf_counter()
     kernels = [generate(layer, c, target) for c in configs]
     results = builder.build([BuildInput(k, target, (Product.LIBRARY,)) for k in kernels])
@@ -104,17 +209,4 @@ def quick_tune(layer: PrunedLayer, configs: list[KernelConfig], target: Target, 
         times = lib.time(x, warmup=1, repeats=repeats)
         trial.median_s, trial.min_s = float(np.median(times)), float(np.min(times))
         libs[i] = lib
-    ranked = sorted(libs, key=lambda i: trials[i].min_s)
-    final = ranked[:finalists]
-    second: dict[int, list[float]] = {i: [] for i in final}
-    for _ in range(repeats):
-        for i in final:
-            second[i] += libs[i].time(x, warmup=0, repeats=1)
-    best_i = min(final, key=lambda i: min(second[i])) if final else None
-    for i, lib in libs.items():
-        if i != best_i:
-            lib.close()
-    if best_i is None:
-        return TuneResult(None, None, None, trials, build_s, time.perf_counter() - t1)
-    return TuneResult(trials[best_i], kernels[best_i], libs[best_i], trials, build_s,
-                      time.perf_counter() - t1)
+    return _Tried(trials, kernels, libs, build_s, time.perf_counter() - t1)

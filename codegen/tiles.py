@@ -93,6 +93,30 @@ def _store(var: Variant, relu: bool = False) -> list[str]:
     return lines
 
 
+def prefetch_offsets(var: Variant, lay: Layout, rows: int, planes: int) -> list[int]:
+    """Float offsets, one per cache line, covering what a tile reads from one channel:
+    ``rows`` input rows of ``planes`` planes, every vector plus the one that the
+    taps right of the first spill into."""
+    lines: dict[int, int] = {}
+    for ph in range(planes):
+        for row in range(rows):
+            for v in range(var.vecs + 1):
+                off = ph * lay.plane + row * lay.wph + v * lay.vl
+                lines.setdefault(off // 16, off)
+    return sorted(lines.values())
+
+
+def _prefetch(ptr: str, offsets: list[int]) -> list[str]:
+    return [f"PF({ptr} + {off});" for off in offsets]
+
+
+def _channel_lines(var: Variant, lay: Layout) -> list[int]:
+    """Lines one tile reads from one input channel (every tap of a 3x3 kernel)."""
+    rows = (var.rows - 1) * lay.spec.stride + lay.spec.kh
+    planes = lay.nplanes if lay.shifted else min(lay.spec.stride, lay.spec.kw)
+    return prefetch_offsets(var, lay, rows, planes)
+
+
 def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str) -> list[str]:
     """FMAs of one kernel with pattern ``pat``: weights ``{wname}{t}``, input pointer ``ip``."""
     s = lay.spec.stride
@@ -118,15 +142,22 @@ def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str)
     return lines
 
 
-def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, lre: bool, kexpr: str) -> list[str]:
+def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
+                kexpr: str) -> list[str]:
     n = pat.n
     head = [
         "{",
         f"  const float* restrict ip = base + (size_t)chan[{kexpr}] * CS;",
         f"  const float* restrict w = wt + (size_t)({kexpr}) * {n};",
     ]
+    if cfg.prefetch:
+        # chan is this filter's slice of g_chan; clamp to the array's last entry.
+        nxt = f"({kexpr}) + {cfg.prefetch}"
+        head.append(f"  const float* pf = base + (size_t)chan[k0 + {nxt} < NCHAN ? {nxt} : "
+                    "NCHAN - 1 - k0] * CS;")
+        head += ["  " + x for x in _prefetch("pf", _channel_lines(var, lay))]
     head += [f"  const vf w{t} = SPLAT(w[{t}]);" for t in range(n)]
-    return head + ["  " + x for x in pattern_taps(pat, var, lay, lre, "w")] + ["}"]
+    return head + ["  " + x for x in pattern_taps(pat, var, lay, cfg.lre, "w")] + ["}"]
 
 
 def _body_fkw(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern]) -> list[str]:
@@ -144,10 +175,10 @@ def _body_fkw(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern])
         if cfg.unroll > 1:
             lines.append(f"    for (; k + {cfg.unroll} <= ke; k += {cfg.unroll}) {{")
             for u in range(cfg.unroll):
-                lines += ["      " + x for x in _fkw_kernel(pat, var, lay, cfg.lre, f"k + {u}")]
+                lines += ["      " + x for x in _fkw_kernel(pat, var, lay, cfg, f"k + {u}")]
             lines.append("    }")
         lines.append("    for (; k < ke; ++k) {")
-        lines += ["      " + x for x in _fkw_kernel(pat, var, lay, cfg.lre, "k")]
+        lines += ["      " + x for x in _fkw_kernel(pat, var, lay, cfg, "k")]
         lines += ["    }", "  }"]
     return lines
 
@@ -161,8 +192,12 @@ def _body_dense(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern
         "  for (int c = c0; c < c1; ++c) {",
         "    const float* restrict ip = basec + (size_t)c * CS;",
         "    const float* restrict w = wd + (size_t)c * KK;",
-        "    switch (pid[c]) {",
     ]
+    if cfg.prefetch:
+        lines.append(f"    const float* pf = basec + (size_t)(c + {cfg.prefetch} < CIN_PG ? "
+                     f"c + {cfg.prefetch} : CIN_PG - 1) * CS;")
+        lines += ["    " + x for x in _prefetch("pf", _channel_lines(var, lay))]
+    lines.append("    switch (pid[c]) {")
     for slot, pat in enumerate(pats):
         lines.append(f"    case {slot}: {{")
         lines += [f"      const vf w{t} = SPLAT(w[{tap}]);" for t, tap in enumerate(pat.taps)]
@@ -172,11 +207,18 @@ def _body_dense(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern
     return lines
 
 
-def _csr_weight(var: Variant, lay: Layout, kexpr: str) -> list[str]:
+def _csr_weight(var: Variant, lay: Layout, cfg: KernelConfig, kexpr: str) -> list[str]:
     s = lay.spec.stride
     ld = "LDA" if lay.shifted else "LD"
     lines = [f"{{ const float* restrict ip = base + idx[{kexpr}];",
              f"  const vf w0 = SPLAT(wt[{kexpr}]);"]
+    if cfg.prefetch:
+        # A 3x3 kernel holds up to 9 weights: look about ``prefetch`` kernels ahead.
+        nxt = f"({kexpr}) + {4 * cfg.prefetch}"
+        lines.append(f"  const float* pf = base + idx[{nxt} < NNZ ? {nxt} : NNZ - 1];")
+        # idx already points at the weight's plane, row and column: its own rows only.
+        lines += ["  " + x for x in _prefetch(
+            "pf", prefetch_offsets(var, lay, (var.rows - 1) * s + 1, 1))]
     for r in range(var.rows):
         for v in range(var.vecs):
             lines.append(f"  {_acc(r, v)} += w0 * {ld}(ip + {r * s * lay.wph + v * lay.vl});")
@@ -192,10 +234,10 @@ def _body_csr(var: Variant, lay: Layout, cfg: KernelConfig) -> list[str]:
     if cfg.unroll > 1:
         lines.append(f"  for (; k + {cfg.unroll} <= ke; k += {cfg.unroll}) {{")
         for u in range(cfg.unroll):
-            lines += ["    " + x for x in _csr_weight(var, lay, f"k + {u}")]
+            lines += ["    " + x for x in _csr_weight(var, lay, cfg, f"k + {u}")]
         lines.append("  }")
     lines.append("  for (; k < ke; ++k) {")
-    lines += ["    " + x for x in _csr_weight(var, lay, "k")]
+    lines += ["    " + x for x in _csr_weight(var, lay, cfg, "k")]
     return lines + ["  }"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from codegen import KernelConfig, Target, aarch64_target, config_space, get_target, host_target
-from pattune_common import ConfigError
+from pattune_common import ConfigError, stable_hash
 from search_spaces.layers import LayerSpec
 
 SPEC = LayerSpec("conv", cin=20, cout=12, h=7, w=9)
@@ -35,8 +36,9 @@ def test_sampled_and_enumerated_configs_are_valid_and_distinct() -> None:
     small = config_space(LayerSpec("s", cin=2, cout=1, h=1, w=1), aarch64_target(), threads=1,
                          format="csr")
     every = list(small.enumerate())
-    # oc 1 x rows 1 x vecs 1 x ic 1 x unroll 3 x order 3 x map 3 x vw 1 x fkr 2 x shifted 2
-    assert len(every) == 3 * 3 * 3 * 2 * 2
+    # oc 1 x rows 1 x vecs 1 x ic 1 x unroll 3 x order 4 x map 3 x vw 1 x fkr 2 x shifted 2
+    # x prefetch 4
+    assert len(every) == 3 * 4 * 3 * 2 * 2 * 4
     assert all(c.lre is False and c.format == "csr" for c in every)
 
 
@@ -56,6 +58,17 @@ def test_config_json_round_trip_and_hash() -> None:
                                               "thread_mapping", "vector_width"}
 
 
+def test_later_fields_at_their_default_leave_old_hashes_alone() -> None:
+    cfg = config_space(SPEC, host_target()).default()
+    assert cfg.prefetch == 0 and "prefetch" not in cfg.to_dict()
+    old_form = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "prefetch"}
+    assert cfg.stable_hash() == stable_hash(old_form)
+    on = cfg.replace(prefetch=2)
+    assert on.to_dict()["prefetch"] == 2 and on.stable_hash() != cfg.stable_hash()
+    assert KernelConfig.from_json(on.to_json()) == on
+    assert KernelConfig.from_dict(old_form) == cfg
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -71,6 +84,8 @@ def test_config_json_round_trip_and_hash() -> None:
         ({"tile_rows": 7, "tile_vecs": 4}, "KernelConfig.tile_vecs must be one of 1, 2, 3"),
         ({"tile_rows": 7, "tile_vecs": 3, "ic_block": 20}, None),
         ({"format": "csr", "lre": True}, "KernelConfig.lre must be False when format is 'csr'"),
+        ({"prefetch": 5}, ("KernelConfig.prefetch must be one of 0, 1, 2, 3 for layer 'conv' on "
+                           "target 'aarch64'; got 5")),
     ],
 )
 def test_invalid_configs_are_rejected_with_the_rule(change: dict, message: str | None) -> None:
@@ -141,3 +156,43 @@ def test_sample_configs_keeps_valid_seeds_then_tops_up() -> None:
     assert [c.to_json() for c in got[:len(distinct_seeds)]] == distinct_seeds
     assert all(sp.is_valid(c) for c in got)
     assert sample_configs(sp, 1, np.random.default_rng(1)) == [sp.default()]
+
+
+def test_neighbours_move_one_field_one_step() -> None:
+    from codegen.quicktune import neighbours
+
+    sp = config_space(SPEC, host_target(), threads=1)
+    cfg = sp.default()
+    near = neighbours(sp, cfg)
+    assert near and len({c.to_json() for c in near}) == len(near)
+    for c in near:
+        assert sp.is_valid(c)
+        moved = [f for f in sp.choices if getattr(c, f) != getattr(cfg, f)]
+        assert len(moved) == 1
+        vals = sp.choices[moved[0]]
+        assert abs(vals.index(getattr(c, moved[0])) - vals.index(getattr(cfg, moved[0]))) == 1
+
+
+def test_search_spends_its_budget_on_distinct_verified_configs(tmp_path) -> None:
+    from codegen import LocalBuilder
+    from codegen.quicktune import neighbours, search
+    from codegen.verify import random_input, reference_output
+    from tests.codegen_support import required_layers
+
+    layer = required_layers()["odd_width"]
+    sp = config_space(layer.spec, host_target(), threads=1, vector_width=8)
+    x = random_input(layer, seed=4)
+    res = search(layer, sp, 7, np.random.default_rng(0), target=host_target(),
+                 builder=LocalBuilder(cache_dir=tmp_path), x=x,
+                 reference=reference_output(layer, x), seed_configs=[sp.default()], repeats=2)
+    assert len(res.trials) == 7 and len({t.config.to_json() for t in res.trials}) == 7
+    assert res.trials[0].config == sp.default()  # seeds first
+    assert all(not t.error for t in res.trials)
+    assert res.best is not None and res.library is not None
+    fastest3 = sorted(res.trials, key=lambda t: t.min_s)[:3]
+    assert any(res.best is t for t in fastest3)  # picked from the finalists' second look
+    # The climbing rounds only try one-step neighbours of configs tried before them.
+    tried = [t.config for t in res.trials]
+    for i, c in enumerate(tried[5:], start=5):
+        assert any(c in neighbours(sp, p) for p in tried[:i])
+    res.library.close()

@@ -156,6 +156,7 @@ SWITCHES = [
     {"loop_order": "group_block_tile"}, {"threads": 2, "thread_mapping": "interleaved"},
     {"threads": 2, "thread_mapping": "balanced"}, {"oc_block": 1}, {"shifted": False},
     {"tile_rows": 3, "tile_vecs": 1}, {"vector_width": 8, "tile_vecs": 1},
+    {"loop_order": "tile_block_group"}, {"prefetch": 1}, {"prefetch": 3, "unroll": 4},
 ]
 
 
@@ -167,8 +168,8 @@ def test_switches_give_identical_output(tmp_path, name: str) -> None:
     base = sp.default().replace(oc_block=2, unroll=2, shifted=True, vector_width=4, tile_vecs=2,
                                 tile_rows=2)
     cfgs = [sp.validate(base)] + [sp.validate(base.replace(**s)) for s in SWITCHES]
-    cfgs += [sp.validate(base.replace(format="dense")), sp.validate(base.replace(format="dense",
-                                                                                 lre=False))]
+    cfgs += [sp.validate(base.replace(format="dense", prefetch=2)),
+             sp.validate(base.replace(format="dense", lre=False))]
     kernels = [generate(layer, c, target) for c in cfgs]
     results = LocalBuilder(cache_dir=tmp_path).build(
         [BuildInput(k, target, (Product.LIBRARY,)) for k in kernels])
@@ -182,6 +183,22 @@ def test_switches_give_identical_output(tmp_path, name: str) -> None:
     # order, so equal to the FKW result only to rounding; LRE on/off stays bitwise equal.
     assert np.array_equal(ys[-1], ys[-2])
     assert np.max(np.abs(ys[-1] - ys[0])) <= 1e-6 * np.max(np.abs(ys[0]))
+
+
+@pytest.mark.parametrize("name", ["odd_width", "stride2"])
+def test_prefetch_leaves_the_unstructured_kernel_bitwise_equal(tmp_path, name: str) -> None:
+    layer, target = LAYERS[name], host_target()
+    sp = config_space(layer.spec, target, format="csr")
+    cfgs = [sp.validate(sp.default().replace(prefetch=p, unroll=2)) for p in (0, 1, 3)]
+    kernels = [generate(layer, c, target) for c in cfgs]
+    results = LocalBuilder(cache_dir=tmp_path).build(
+        [BuildInput(k, target, (Product.LIBRARY,)) for k in kernels])
+    x = random_input(layer, seed=3)
+    ys = [KernelLibrary(r.library, k.weights, layer.spec).run(x) for r, k in zip(
+        results, kernels, strict=True)]
+    assert verify(ys[0], reference_output(layer, x)).ok
+    assert np.array_equal(ys[1], ys[0]) and np.array_equal(ys[2], ys[0])
+    assert "PF(pf" in kernels[2].source and "PF(pf" not in kernels[0].source
 
 
 def test_executable_reports_json_and_dumps_output(tmp_path) -> None:

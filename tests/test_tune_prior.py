@@ -45,6 +45,20 @@ def test_tiny_channel_blocks_pay_per_visit_overhead() -> None:
     assert cycles(ic_block=8) > cycles(ic_block=32)
 
 
+def test_prefetch_pays_only_when_the_tile_input_outgrows_l1() -> None:
+    # 256 channels x 6 rows x 34 columns (~200 KiB) overflow L1: refills overlap compute.
+    assert cycles(ic_block=256, prefetch=2) < cycles(ic_block=256)
+    # 4 channels (~3 KiB) stay in L1: prefetch only adds instructions.
+    assert cycles(ic_block=4, prefetch=2) > cycles(ic_block=4)
+
+
+def test_tile_outer_order_keeps_the_partial_outputs_close() -> None:
+    # Small blocks revisit the output once per block: 3 MiB of partial sums per pass
+    # miss L2 unless one tile's outputs (for every filter) are finished first.
+    tile_outer = cycles(ic_block=16, oc_block=64, loop_order="tile_block_group")
+    assert tile_outer < cycles(ic_block=16, oc_block=64)
+
+
 def test_channel_blocks_that_outgrow_l2_are_refetched_per_filter_group() -> None:
     big = LayerSpec("conv", 128, 128, 112, 112).to_dict()
     stats = {"kernels_alive": 4551, "nonzeros": 18204, "patterns": 8}

@@ -23,7 +23,12 @@ pruning statistics and the config alone, never from measured latencies:
   working set outgrows a cache, following the loop nest of ``loop_order``:
   the tile's input across the ``oc_block`` filters of a group (L1), the
   channel block's input planes across groups or filters (L2), and the output
-  planes revisited once per channel block (L2).
+  planes revisited once per channel block (L2); ``tile_block_group`` shares a
+  tile's channel block across every filter and revisits only that tile's outputs.
+* **Prefetch**: sparse filters jump between input channels, which hardware
+  prefetchers do not follow, so L2 -> L1 refills add to the core's time; with
+  ``prefetch`` they overlap it (the larger of the two counts) at the issue cost
+  of one prefetch per cache line of each kernel's tile.
 
 Capacities and rates are those of a generic modern core (:class:`CoreModel`);
 they decide where the cache terms switch on, so the prior's ranking rather
@@ -93,6 +98,7 @@ class _Shape:
     in_bytes: float  # the whole input
     out_bytes: float  # the whole output
     loop_order: str
+    prefetch: int
 
 
 def _shape(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> _Shape:
@@ -128,6 +134,7 @@ def _shape(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> 
         in_bytes=float(int(spec["cin"]) * plane * _FLOAT),
         out_bytes=float(cout * oh * ow * _FLOAT),
         loop_order=str(cfg.get("loop_order", "block_group_tile")),
+        prefetch=int(cfg.get("prefetch", 0)),
     )
 
 
@@ -155,10 +162,19 @@ def _visit_cycles(s: _Shape, core: CoreModel) -> float:
     return visits * per_visit
 
 
-def _refill_cycles(s: _Shape, core: CoreModel) -> float:
+def _refill_cycles(s: _Shape, core: CoreModel) -> tuple[float, float]:
+    """(L2 -> L1 refill cycles, L3 -> L2 refill cycles)."""
     filters_per_group = s.cout / s.groups
     alive_in = s.alive_fraction  # a filter reads only its alive kernels' channels
-    if s.loop_order == "block_group_filter":
+    if s.loop_order == "tile_block_group":
+        # One tile for all filters: its channel block's input is shared by every
+        # filter from L1 when it fits; the input comes from L3 once; the tile's partial
+        # outputs for all filters are revisited once per channel block.
+        per_tile = 1.0 + (s.cout * alive_in - 1.0) * _miss(s.tile_in_bytes, core.l1_bytes)
+        l1_fill = s.in_bytes * max(1.0, per_tile)
+        l2_fill = s.in_bytes
+        out_set = s.out_bytes / max(1, s.tiles)
+    elif s.loop_order == "block_group_filter":
         # One filter sweeps a whole channel block before the next: L1 keeps only
         # the rows of one tile; the block is reused across filters and groups from L2.
         l1_fill = s.cout * s.in_bytes * alive_in
@@ -175,7 +191,16 @@ def _refill_cycles(s: _Shape, core: CoreModel) -> float:
         out_set = s.out_bytes if s.loop_order == "block_group_tile" else s.out_bytes / s.groups
     # Accumulators are read and written once per channel block.
     out_fill = 2.0 * s.out_bytes * s.blocks * _miss(out_set, core.l2_bytes)
-    return l1_fill / core.l2_bytes_per_cycle + (l2_fill + out_fill) / core.l3_bytes_per_cycle
+    return l1_fill / core.l2_bytes_per_cycle, (l2_fill + out_fill) / core.l3_bytes_per_cycle
+
+
+def _prefetch_cycles(s: _Shape, core: CoreModel) -> float:
+    """Issue cost of software prefetch: one instruction per cache line of a kernel's tile."""
+    if not s.prefetch:
+        return 0.0
+    kernels = s.nnz / max(1.0, s.taps) * s.tiles
+    lines = s.tile_in_bytes / max(1, s.icb) / 64.0
+    return kernels * lines / core.load_ports
 
 
 def estimated_cycles(
@@ -193,7 +218,12 @@ def estimated_cycles(
         core: The core's throughputs and cache sizes.
     """
     s = _shape(spec, stats, cfg)
-    total = _core_cycles(s, core) + _visit_cycles(s, core) + _refill_cycles(s, core)
+    compute = _core_cycles(s, core) + _prefetch_cycles(s, core)
+    l1_refill, l2_refill = _refill_cycles(s, core)
+    # Sparse kernels jump between input channels, which hardware prefetchers do not
+    # follow: L2 -> L1 refills stall the core unless software prefetch overlaps them.
+    near = max(compute, l1_refill) if s.prefetch else compute + l1_refill
+    total = near + _visit_cycles(s, core) + l2_refill
     if cfg.get("format", "fkw") != "fkw":
         total *= 1.5  # no pattern-specialised loops: per-kernel switch or per-weight offsets
     threads = max(1, int(cfg.get("threads", 1)))

@@ -56,6 +56,7 @@ BENCH_PINS: dict[str, tuple[Any, ...]] = {
     "loop_order": ("block_group_tile", "group_block_tile", "block_group_filter"),
     "lre": (True, False),
     "shifted": (False,),
+    "prefetch": (0,),
 }
 
 

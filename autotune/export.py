@@ -172,6 +172,8 @@ def export_study(
         + (chosen.user_attrs.get("pattune:untouched_ms") or 0.0),
         "default_layers_latency_ms": chosen.user_attrs["pattune:default_ms"],
         "untouched_latency_ms": chosen.user_attrs.get("pattune:untouched_ms"),
+        "untouched_method": chosen.user_attrs.get("pattune:untouched_method"),
+        "untouched_torch_threads": chosen.user_attrs.get("pattune:untouched_threads"),
         "accuracy": chosen.user_attrs["pattune:accuracy"],
         "accuracy_at_export": accuracy,
         "dense_accuracy": dense,

@@ -286,7 +286,7 @@ def _report(rdir: Path, study: optuna.Study, chosen: FrozenTrial, config: dict[s
         dflt = d["default_latency_ms"]
         sp = f"{dflt / d['latency_ms']:.2f}x" if dflt else "n/a"
         ep = d["epilogue"]
-        fused = "+".join(k for k in ("batchnorm", "relu") if ep[k]) or "-"
+        fused = "+".join(k for k in ("batchnorm", "relu", "maxpool") if ep.get(k)) or "-"
         rows.append(
             f"| {d['name']} | {fused} | {d['rate']} | {d['kernels_alive']}/{d['kernels_total']} | "
             f"{d['latency_ms']:.4f} | {dflt if dflt is None else f'{dflt:.4f}'} | {sp} |"

@@ -30,8 +30,8 @@ def test_stubbed_model_times_only_the_layers_the_kernels_leave_out() -> None:
     assert _kinds(stubbed) == {
         "0": "_Stub", "1": "Identity", "2": "Identity",  # conv + BatchNorm + ReLU
         "3": "_Stub", "4": "Identity",  # conv + ReLU
-        "5": "_Stub", "6": "Identity",  # conv + BatchNorm
-        "7": "AdaptiveAvgPool2d", "8": "Flatten", "9": "Linear",
+        "5": "_Stub", "6": "Identity", "7": "Identity",  # conv + BatchNorm + max-pool
+        "8": "AdaptiveAvgPool2d", "9": "Flatten", "10": "Linear",
     }
     with torch.no_grad():
         assert torch.equal(stubbed(x), model(x))  # nothing lost

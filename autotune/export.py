@@ -154,7 +154,8 @@ def export_study(
         "kernels_compute": (
             "each kernel: conv2d of the masked weights + bias, with the layer's epilogue "
             "fused: its BatchNorm (eval statistics) folded into weights and bias, then its "
-            "ReLU; the kernel's output is the output of the epilogue's last module"
+            "ReLU, then its 2x2/stride-2 max-pool (floor mode); the kernel's output is the "
+            "output of the epilogue's last module"
         ),
         "layers": [
             {
@@ -298,7 +299,9 @@ def _report(rdir: Path, study: optuna.Study, chosen: FrozenTrial, config: dict[s
         f"- patterns: {len(config['pattern_set']['patterns'])}",
         f"- total latency: {config['total_latency_ms']:.4f} ms "
         f"(default configs at the same pruning: {config['default_total_latency_ms']:.4f} ms; "
-        f"layers run by torch: {_ms(config['untouched_latency_ms'])})",
+        f"layers run by torch: {_ms(config['untouched_latency_ms'])}, "
+        f"{config.get('untouched_method') or 'not timed'} at "
+        f"{config.get('untouched_torch_threads') or '-'} torch thread(s))",
         f"- accuracy: {config['accuracy']:.4f} (dense {config['dense_accuracy']:.4f}, "
         f"source: {config['accuracy_source']})",
         f"- trials complete: {len(complete)}",

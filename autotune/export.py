@@ -154,7 +154,8 @@ def export_study(
         "kernels_compute": (
             "each kernel: conv2d of the masked weights + bias, with the layer's epilogue "
             "fused: its BatchNorm (eval statistics) folded into weights and bias, then its "
-            "ReLU; the kernel's output is the output of the epilogue's last module"
+            "ReLU, then its 2x2/stride-2 max-pool (floor mode); the kernel's output is the "
+            "output of the epilogue's last module"
         ),
         "layers": [
             {
@@ -172,6 +173,8 @@ def export_study(
         + (chosen.user_attrs.get("pattune:untouched_ms") or 0.0),
         "default_layers_latency_ms": chosen.user_attrs["pattune:default_ms"],
         "untouched_latency_ms": chosen.user_attrs.get("pattune:untouched_ms"),
+        "untouched_method": chosen.user_attrs.get("pattune:untouched_method"),
+        "untouched_torch_threads": chosen.user_attrs.get("pattune:untouched_threads"),
         "accuracy": chosen.user_attrs["pattune:accuracy"],
         "accuracy_at_export": accuracy,
         "dense_accuracy": dense,
@@ -284,7 +287,7 @@ def _report(rdir: Path, study: optuna.Study, chosen: FrozenTrial, config: dict[s
         dflt = d["default_latency_ms"]
         sp = f"{dflt / d['latency_ms']:.2f}x" if dflt else "n/a"
         ep = d["epilogue"]
-        fused = "+".join(k for k in ("batchnorm", "relu") if ep[k]) or "-"
+        fused = "+".join(k for k in ("batchnorm", "relu", "maxpool") if ep.get(k)) or "-"
         rows.append(
             f"| {d['name']} | {fused} | {d['rate']} | {d['kernels_alive']}/{d['kernels_total']} | "
             f"{d['latency_ms']:.4f} | {dflt if dflt is None else f'{dflt:.4f}'} | {sp} |"
@@ -296,7 +299,9 @@ def _report(rdir: Path, study: optuna.Study, chosen: FrozenTrial, config: dict[s
         f"- patterns: {len(config['pattern_set']['patterns'])}",
         f"- total latency: {config['total_latency_ms']:.4f} ms "
         f"(default configs at the same pruning: {config['default_total_latency_ms']:.4f} ms; "
-        f"layers run by torch: {_ms(config['untouched_latency_ms'])})",
+        f"layers run by torch: {_ms(config['untouched_latency_ms'])}, "
+        f"{config.get('untouched_method') or 'not timed'} at "
+        f"{config.get('untouched_torch_threads') or '-'} torch thread(s))",
         f"- accuracy: {config['accuracy']:.4f} (dense {config['dense_accuracy']:.4f}, "
         f"source: {config['accuracy_source']})",
         f"- trials complete: {len(complete)}",

@@ -144,6 +144,7 @@ class KernelMeasurer:
             warmup=0,
             repeats=1,
             timeout_s=self.timeout_s * 10,
+            maxpool=layer.maxpool,
         )
         if run.error:
             return run.error

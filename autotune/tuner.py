@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from autotune.cost_model.manager import CostModelManager
@@ -26,6 +25,7 @@ from autotune.measure import KernelMeasurer
 from autotune.session import TuneSession
 from autotune.study import TrialOutcome
 from autotune.task import KernelTask, TaskResult
+from autotune.untouched import UntouchedTime, rest_time_ms
 from codegen import config_space
 from search_spaces.fusion import Epilogue, find_epilogues
 from search_spaces.layers import PrunedLayer
@@ -89,7 +89,7 @@ class Tuner:
             runner=session.farm(),
             work_dir=session.work_dir / "inputs",
         )
-        self._untouched_ms: float | None = None
+        self._untouched: UntouchedTime | None = None
         self._epilogues: dict[str, Epilogue] | None = None
 
     # -- pieces -------------------------------------------------------------
@@ -126,23 +126,41 @@ class Tuner:
             for lat, acc in self.known
         )
 
-    def untouched_ms(self) -> float | None:
+    @property
+    def untouched_threads(self) -> int:
+        """torch threads for the untouched layers: the device's ``threads`` setting, else 1."""
+        return self.session.devices[0].threads or 1
+
+    def untouched(self) -> UntouchedTime | None:
         """Latency of the layers pattune does not generate (local device type only).
 
-        Measured once with torch on this machine (the model with its generated
-        layers and the BatchNorm/ReLU fused into them stubbed out); None for
-        remote device types, where it is not known.
+        Measured once with torch on this machine: the model's graph without the
+        generated kernels, frozen by TorchScript (eager with stubs for models
+        ``torch.fx`` cannot trace; :mod:`autotune.untouched`), at
+        :attr:`untouched_threads` threads; None for remote device types, where
+        it is not known.
         """
         if self.session.options.device_type != "local":
             return None
-        if self._untouched_ms is None:
-            self._untouched_ms = _rest_time_ms(
+        if self._untouched is None:
+            self._untouched = rest_time_ms(
                 self.session.model,
                 self.session.input_shape,
                 skip={c.name for c in self.session.layers},
                 epilogues=self.epilogues,
+                threads=self.untouched_threads,
             )
-        return self._untouched_ms
+        return self._untouched
+
+    @property
+    def untouched_measured(self) -> UntouchedTime | None:
+        """The untouched-layer timing if a trial has measured it, else None (measures nothing)."""
+        return self._untouched
+
+    def untouched_ms(self) -> float | None:
+        """:meth:`untouched`'s milliseconds, or None."""
+        u = self.untouched()
+        return None if u is None else u.ms
 
     # -- one trial ----------------------------------------------------------
 
@@ -225,6 +243,10 @@ class Tuner:
                 "pattune:tuned_ms": total_s * 1e3,
                 "pattune:default_ms": default_total_s * 1e3,
                 "pattune:untouched_ms": untouched,
+                "pattune:untouched_method": None if self._untouched is None
+                else self._untouched.method,
+                "pattune:untouched_threads": None if self._untouched is None
+                else self._untouched.threads,
                 "pattune:refined": refined,
             },
         )
@@ -241,82 +263,16 @@ def candidate_layers(session: TuneSession, cand: Candidate) -> list[PrunedLayer]
     return plan.pruned_layers(session.model, fuse=True)
 
 
-class _Stub(nn.Module):
-    """Stands in for a generated layer: returns its output shape at no cost."""
-
-    def __init__(self, out: torch.Tensor) -> None:
-        super().__init__()
-        self.out = out
-
-    def forward(self, _x: torch.Tensor) -> torch.Tensor:
-        return self.out
-
-
 def _rest_time_ms(
     model: nn.Module,
     shape: tuple[int, ...],
     *,
     skip: set[str],
     epilogues: dict[str, Epilogue] | None = None,
-    repeats: int = 21,
+    threads: int = 1,
+    repeats: int = 51,
 ) -> float:
-    """Median torch forward time (ms) of ``model`` with the ``skip`` layers stubbed out.
-
-    What is timed is :func:`stub_generated`'s model: everything but the
-    generated kernels (pooling, unfused BatchNorm and activations, 1x1 convs,
-    linear layers) as torch runs it on this machine, and nothing twice.
-    """
-    x = torch.zeros(shape)
-    stubbed = stub_generated(model, x, skip=skip, epilogues=epilogues)
-    times = []
-    with torch.no_grad():
-        stubbed(x)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            stubbed(x)
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
-
-
-def stub_generated(
-    model: nn.Module,
-    x: torch.Tensor,
-    *,
-    skip: set[str],
-    epilogues: dict[str, Epilogue] | None = None,
-) -> nn.Module:
-    """A copy of ``model`` where the generated layers cost nothing.
-
-    Each conv in ``skip`` is replaced by a module that returns what its kernel
-    computes on ``x`` (the output of the last module of its epilogue), and the
-    BatchNorm/ReLU modules fused into it by :class:`nn.Identity`; on ``x`` the
-    copy gives the model's own output.
-    """
-    import copy
-
-    stubbed = copy.deepcopy(model).eval()
-    eps = {n: (epilogues or {}).get(n, Epilogue(n)) for n in skip}
-    last = {ep.last: n for n, ep in eps.items()}
-    outs: dict[str, torch.Tensor] = {}
-    hooks = [
-        m.register_forward_hook(
-            lambda _m, _i, o, n=last[name]: outs.__setitem__(n, o.detach().clone())
-        )
-        for name, m in stubbed.named_modules()
-        if name in last
-    ]
-    with torch.no_grad():
-        stubbed(x)
-    for h in hooks:
-        h.remove()
-
-    def replace(name: str, module: nn.Module) -> None:
-        parent_name, _, attr = name.rpartition(".")
-        parent = stubbed.get_submodule(parent_name) if parent_name else stubbed
-        setattr(parent, attr, module)
-
-    for name, out in outs.items():
-        replace(name, _Stub(out))
-        for fused in eps[name].fused:
-            replace(fused, nn.Identity())
-    return stubbed
+    """Median ms of what ``model`` runs outside the generated layers (:func:`rest_time_ms`)."""
+    return rest_time_ms(
+        model, shape, skip=skip, epilogues=epilogues, threads=threads, repeats=repeats
+    ).ms

@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 from codegen.runtime import KernelLibrary
-from search_spaces.layers import PrunedLayer
+from search_spaces.layers import PrunedLayer, output_shape
 
 
 class Implementation(abc.ABC):
@@ -53,10 +53,12 @@ class TorchDense(Implementation):
         self._b = None if layer.bias is None else torch.from_numpy(np.array(layer.bias))
         self._kw = {"stride": s.stride, "padding": s.padding, "groups": s.groups}
         self._relu = layer.relu
+        self._pool = layer.maxpool
 
     def _run(self):  # type: ignore[no-untyped-def]
         y = self._torch.nn.functional.conv2d(self._x, self._w, self._b, **self._kw)
-        return self._torch.relu_(y) if self._relu else y
+        y = self._torch.relu_(y) if self._relu else y
+        return self._torch.nn.functional.max_pool2d(y, 2, 2) if self._pool else y
 
     def call(self) -> None:
         with self._torch.no_grad():
@@ -83,16 +85,19 @@ class OrtDense(Implementation):
         if layer.bias is not None:
             inits.append(numpy_helper.from_array(np.array(layer.bias), "B"))
             inputs.append("B")
-        conv_out = "C" if layer.relu else "Y"
-        nodes = [helper.make_node("Conv", inputs, [conv_out], kernel_shape=[s.kh, s.kw],
+        chain = ["C"] + (["R"] if layer.relu else []) + (["P"] if layer.maxpool else [])
+        chain[-1] = "Y"
+        nodes = [helper.make_node("Conv", inputs, [chain[0]], kernel_shape=[s.kh, s.kw],
                                   strides=[s.stride] * 2, pads=[s.padding] * 4, group=s.groups)]
         if layer.relu:
-            nodes.append(helper.make_node("Relu", ["C"], ["Y"]))
+            nodes.append(helper.make_node("Relu", [chain[0]], [chain[1]]))
+        if layer.maxpool:
+            nodes.append(helper.make_node("MaxPool", [chain[-2]], ["Y"], kernel_shape=[2, 2],
+                                          strides=[2, 2]))
         graph = helper.make_graph(
             nodes, "conv",
             [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, s.cin, s.h, s.w])],
-            [helper.make_tensor_value_info("Y", TensorProto.FLOAT,
-                                           [1, s.cout, s.out_h, s.out_w])],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, list(layer.output_shape))],
             inits,
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -135,13 +140,17 @@ class TorchCSR(Implementation):
         self._b = torch.from_numpy(bias).reshape(s.cout, 1)
         self._s = s
         self._relu = layer.relu
+        self._pool = layer.maxpool
 
     def _run(self):  # type: ignore[no-untyped-def]
         s, torch = self._s, self._torch
         cols = torch.nn.functional.unfold(self._x, (s.kh, s.kw), padding=s.padding,
                                           stride=s.stride)[0]
         y = torch.addmm(self._b, self._w, cols)
-        return torch.relu_(y) if self._relu else y
+        y = torch.relu_(y) if self._relu else y
+        if self._pool:
+            y = torch.nn.functional.max_pool2d(y.reshape(1, s.cout, s.out_h, s.out_w), 2, 2)
+        return y
 
     def call(self) -> None:
         with self._torch.no_grad():
@@ -150,7 +159,8 @@ class TorchCSR(Implementation):
     def output(self) -> np.ndarray:
         s = self._s
         with self._torch.no_grad():
-            return self._run().reshape(1, s.cout, s.out_h, s.out_w).numpy()
+            y = self._run()
+            return y.reshape(output_shape(s, maxpool=self._pool)).numpy()
 
 
 class Generated(Implementation):

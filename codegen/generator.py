@@ -3,7 +3,8 @@
 The source is specialised to the layer: shape constants, the patterns actually
 used (one loop each, taps as constants), the filter order (FKR) and the thread
 schedule are baked in, and so is the epilogue (bias, then ReLU when the
-layer has one; a BatchNorm is already folded into the weights and bias); the weights travel in a separate blob (see
+layer has one, then a 2x2/stride-2 max-pool pass when it has one; a BatchNorm is
+already folded into the weights and bias); the weights travel in a separate blob (see
 :mod:`codegen.fkw`). The same source builds the shared library (``pt_init``,
 ``pt_run``, ``pt_free``) and, with ``-DPT_MAIN``, the standalone executable.
 """
@@ -61,10 +62,18 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
         "CS": lay.chan_stride, "NPLANES": lay.nplanes, "NB": lay.nblocks, "ICB": cfg.ic_block, "KU": max(k_used, 1),
         "R": lay.rows, "TW": lay.tw, "NTX": lay.ntx, "NTY": lay.nty, "OCB": cfg.oc_block,
         "NTHREADS": cfg.threads, "NGROUPS": -(-s.cout // cfg.oc_block),
+        # Fused 2x2/stride-2 max-pool: the conv writes OH x OW into a scratch buffer,
+        # the pooling pass writes POH x POW (floor: an odd last row/column is dropped).
+        "POOL": int(layer.maxpool), "POH": s.out_h // 2 if layer.maxpool else s.out_h,
+        "POW": s.out_w // 2 if layer.maxpool else s.out_w,
     }
     lines = [f"#define {k} {v}" for k, v in consts.items()]
     lines.append(f"#define IN_FLOATS {lay.input_floats}L")
     lines.append(f"#define VL {cfg.vector_width}")
+    vl = cfg.vector_width
+    # __builtin_shuffle masks picking the even / odd lanes of two concatenated vectors.
+    lines.append(f"#define EVEN_LANES {{{', '.join(str(2 * i) for i in range(vl))}}}")
+    lines.append(f"#define ODD_LANES {{{', '.join(str(2 * i + 1) for i in range(vl))}}}")
     for name, arr in packed.arrays:  # prefetch clamps: last valid index of chan / idx
         if name in ("chan", "idx"):
             lines.append(f"#define {'NCHAN' if name == 'chan' else 'NNZ'} {max(arr.size, 1)}")
@@ -167,6 +176,7 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target) -> Generated
         (
             f"/* pattune codegen: layer {layer.spec.name!r} {layer.spec.signature()}\n"
             f"   computes conv2d + bias{' + relu' if layer.relu else ''}"
+            f"{' + maxpool 2x2/2' if layer.maxpool else ''}"
             " (any BatchNorm folded into weights and bias)\n"
             f"   weights {layer.weights_hash} target {target.name} ({target.isa})\n"
             f"   config {cfg.to_json()} */"
@@ -180,13 +190,14 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target) -> Generated
         _compute(cfg),
         HARNESS_C,
     ]
-    relu = "-relu" if layer.relu else ""
+    relu = ("-relu" if layer.relu else "") + ("-pool" if layer.maxpool else "")
     name = f"{layer.spec.name or 'layer'}{relu}-{cfg.format}-{cfg.stable_hash()[:8]}"
     meta = {
         "layout": {"wph": lay.wph, "hp": lay.hp, "ntx": lay.ntx, "nty": lay.nty,
                    "rows_last": lay.rows_last, "valid_last": lay.valid_last},
         "used_patterns": list(packed.used_patterns),
         "relu": layer.relu,
+        "maxpool": layer.maxpool,
         "work_per_thread": per_thread,
     }
     return GeneratedKernel(

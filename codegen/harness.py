@@ -4,7 +4,10 @@ Entry points of the shared library (all return 0 on success):
 
 * ``int pt_init(const void* blob, long long n)`` copies and checks the weight blob
   and allocates the zero-bordered input buffer;
-* ``int pt_run(const float* x, float* y)`` computes one convolution (NCHW, batch 1);
+* ``int pt_run(const float* x, float* y)`` computes one convolution (NCHW, batch 1)
+  and its epilogue; with a fused max-pool (``POOL``) the conv writes its full
+  OH x OW output into a scratch buffer and a vectorised pass per output channel
+  (parallel over channels when threaded) writes the pooled POH x POW to ``y``;
 * ``void pt_free(void)``.
 
 Compiled with ``-DPT_MAIN`` the same file is the standalone executable::
@@ -36,6 +39,8 @@ typedef float vfu __attribute__((vector_size(VL * 4), aligned(4), may_alias));
 /* max(v, 0) per lane; GCC's C (unlike C++) has no vector ?:, so mask with the comparison. */
 typedef int32_t vi __attribute__((vector_size(VL * 4)));
 #define RELU(v) ((vf)((vi)(v) & ((v) > (vf){0})))
+/* Lane-wise max(a, b), same masking trick. */
+#define VMAX(a, b) ((vf)(((vi)(a) & ((a) > (b))) | ((vi)(b) & ~((a) > (b)))))
 /* Read prefetch into all cache levels; never faults, so a line past the buffer is harmless. */
 #define PF(p) __builtin_prefetch((p), 0, 3)
 #define PT_EXPORT __attribute__((visibility("default")))
@@ -68,9 +73,40 @@ static void pad_channel(const float* restrict x, int c) {
   }
 }
 
+#define OUT_ELEMS ((long)COUT * POH * POW)
+#if POOL
+static float* g_full; /* the conv's OH x OW output, pooled into y */
+
+static void pool_channel(float* restrict y, int c) {
+  const vi even = EVEN_LANES, odd = ODD_LANES;
+  const float* restrict src = g_full + (size_t)c * OH * OW;
+  float* restrict dst = y + (size_t)c * POH * POW;
+  for (int py = 0; py < POH; ++py) {
+    const float* restrict r0 = src + (size_t)(2 * py) * OW;
+    const float* restrict r1 = r0 + OW;
+    float* restrict d = dst + (size_t)py * POW;
+    int px = 0;
+    for (; px + VL <= POW; px += VL) {
+      const vf a = VMAX(LD(r0 + 2 * px), LD(r1 + 2 * px));
+      const vf b = VMAX(LD(r0 + 2 * px + VL), LD(r1 + 2 * px + VL));
+      ST(d + px, VMAX(__builtin_shuffle(a, b, even), __builtin_shuffle(a, b, odd)));
+    }
+    for (; px < POW; ++px) {
+      const float u = r0[2 * px] > r0[2 * px + 1] ? r0[2 * px] : r0[2 * px + 1];
+      const float v = r1[2 * px] > r1[2 * px + 1] ? r1[2 * px] : r1[2 * px + 1];
+      d[px] = u > v ? u : v;
+    }
+  }
+}
+#endif
+
 PT_EXPORT int pt_run(const float* x, float* y) {
   if (!g_in) return 1;
+#if POOL
+  g_out = g_full;
+#else
   g_out = y;
+#endif
 #if NTHREADS > 1
 #pragma omp parallel num_threads(NTHREADS)
   {
@@ -78,15 +114,26 @@ PT_EXPORT int pt_run(const float* x, float* y) {
 #pragma omp for schedule(static)
     for (int c = 0; c < CIN; ++c) pad_channel(x, c);
     compute(t);
+#if POOL
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int c = 0; c < COUT; ++c) pool_channel(y, c);
+#endif
   }
 #else
   for (int c = 0; c < CIN; ++c) pad_channel(x, c);
   compute(0);
+#if POOL
+  for (int c = 0; c < COUT; ++c) pool_channel(y, c);
+#endif
 #endif
   return 0;
 }
 
 PT_EXPORT void pt_free(void) {
+#if POOL
+  free(g_full); g_full = 0;
+#endif
   free(g_in); g_in = 0;
   free(g_blob); g_blob = 0;
 }
@@ -115,6 +162,10 @@ PT_EXPORT int pt_init(const void* blob, long long n) {
   g_in = (float*)aligned_alloc(64, (in_bytes + 63) / 64 * 64);
   if (!g_in) { pt_free(); return 4; }
   memset(g_in, 0, in_bytes);
+#if POOL
+  g_full = (float*)aligned_alloc(64, ((size_t)COUT * OH * OW * sizeof(float) + 63) / 64 * 64);
+  if (!g_full) { pt_free(); return 4; }
+#endif
   return 0;
 }
 
@@ -150,7 +201,7 @@ int main(int argc, char** argv) {
   const int rc = pt_init(wb, nw);
   if (rc) { fprintf(stderr, "kernel: weights file rejected (code %d)\n", rc); return 3; }
   const int warmup = atoi(argv[3]), repeats = atoi(argv[4]);
-  float* y = (float*)aligned_alloc(64, ((size_t)COUT * OH * OW * 4 + 63) / 64 * 64);
+  float* y = (float*)aligned_alloc(64, ((size_t)OUT_ELEMS * 4 + 63) / 64 * 64);
   double* times = (double*)malloc(sizeof(double) * (repeats > 0 ? repeats : 1));
   for (int r = 0; r < warmup; ++r) pt_run(x, y);
   for (int r = 0; r < repeats; ++r) {
@@ -158,10 +209,10 @@ int main(int argc, char** argv) {
   }
   if (repeats < 1) pt_run(x, y);
   double sum = 0, asum = 0;
-  for (long i = 0; i < (long)COUT * OH * OW; ++i) { sum += y[i]; asum += y[i] < 0 ? -y[i] : y[i]; }
+  for (long i = 0; i < OUT_ELEMS; ++i) { sum += y[i]; asum += y[i] < 0 ? -y[i] : y[i]; }
   if (argc > 5) {
     FILE* fp = fopen(argv[5], "wb");
-    if (!fp || fwrite(y, 4, (size_t)COUT * OH * OW, fp) != (size_t)COUT * OH * OW) {
+    if (!fp || fwrite(y, 4, (size_t)OUT_ELEMS, fp) != (size_t)OUT_ELEMS) {
       fprintf(stderr, "kernel: cannot write %s\n", argv[5]); return 4;
     }
     fclose(fp);
@@ -169,7 +220,7 @@ int main(int argc, char** argv) {
   printf("{\"times_s\": [");
   for (int r = 0; r < repeats; ++r) printf("%s%.9g", r ? ", " : "", times[r]);
   printf("], \"checksum\": %.17g, \"abs_checksum\": %.17g, \"out_elems\": %ld, \"threads\": %d}\n",
-         sum, asum, (long)COUT * OH * OW, NTHREADS);
+         sum, asum, OUT_ELEMS, NTHREADS);
   pt_free();
   return 0;
 }

@@ -199,7 +199,7 @@ def _try(layer: PrunedLayer, configs: list[KernelConfig], target: Target, *,
         if not res.ok:
             trial.error = res.error
             continue
-        lib = KernelLibrary(res.library, kernel.weights, layer.spec)
+        lib = KernelLibrary(res.library, kernel.weights, layer.spec, maxpool=layer.maxpool)
         v = verify(lib.run(x), reference)
         trial.max_rel_error = v.max_rel_error
         if not v.ok:

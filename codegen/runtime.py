@@ -23,7 +23,7 @@ import numpy as np
 
 from codegen.target import Target
 from pattune_common import PattuneError
-from search_spaces.layers import LayerSpec
+from search_spaces.layers import LayerSpec, output_shape
 
 
 class KernelLibrary:
@@ -33,6 +33,8 @@ class KernelLibrary:
         library: Path of the shared library.
         weights: The weight blob (bytes) or a path to it.
         spec: The layer's shape (sizes the output).
+        maxpool: The kernel fuses a 2x2/stride-2 max-pool (``PrunedLayer.maxpool``):
+            its output is the pooled shape.
 
     Raises:
         PattuneError: The library rejects the weights (``pt_init`` non-zero).
@@ -41,8 +43,10 @@ class KernelLibrary:
     _loaded: ClassVar[set[str]] = set()
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, library: str | Path, weights: bytes | str | Path, spec: LayerSpec) -> None:
+    def __init__(self, library: str | Path, weights: bytes | str | Path, spec: LayerSpec, *,
+                 maxpool: bool = False) -> None:
         self.spec = spec
+        self.output_shape = output_shape(spec, maxpool=maxpool)
         self._lib = ctypes.CDLL(self._private_copy(Path(library)))
         self._lib.pt_init.argtypes = [ctypes.c_char_p, ctypes.c_longlong]
         self._lib.pt_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -50,7 +54,7 @@ class KernelLibrary:
         rc = self._lib.pt_init(blob, len(blob))
         if rc:
             raise PattuneError(f"kernel {library}: pt_init rejected the weights (code {rc})")
-        self._out = np.empty((1, spec.cout, spec.out_h, spec.out_w), dtype=np.float32)
+        self._out = np.empty(self.output_shape, dtype=np.float32)
 
     @classmethod
     def _private_copy(cls, library: Path) -> str:
@@ -71,7 +75,7 @@ class KernelLibrary:
         return tmp
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """Compute the convolution of ``x`` (1, cin, h, w) float32; returns a new array."""
+        """Compute the layer on ``x`` (1, cin, h, w) float32; a new array of :attr:`output_shape`."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         s = self.spec
         if x.shape != (1, s.cin, s.h, s.w):
@@ -109,7 +113,7 @@ class ExecutableRun:
     Attributes:
         times_s: Per-repeat seconds.
         checksum: Sum of the outputs.
-        output: The dumped output (1, cout, oh, ow), or None.
+        output: The dumped output (``output_shape(spec, maxpool=...)``), or None.
         error: ``"run: ..."`` on failure, else "".
     """
 
@@ -121,8 +125,11 @@ class ExecutableRun:
 
 def run_executable(executable: str | Path, weights: str | Path, x: np.ndarray, spec: LayerSpec,
                    target: Target, *, warmup: int = 1, repeats: int = 3,
-                   timeout_s: float = 300.0) -> ExecutableRun:
-    """Run the standalone executable on ``x`` and read back times and output."""
+                   timeout_s: float = 300.0, maxpool: bool = False) -> ExecutableRun:
+    """Run the standalone executable on ``x`` and read back times and output.
+
+    ``maxpool``: the kernel fuses a 2x2 max-pool, so it dumps the pooled shape.
+    """
     with tempfile.TemporaryDirectory(prefix="pattune-run-") as tmp:
         inp, outp = Path(tmp) / "input.bin", Path(tmp) / "output.bin"
         np.ascontiguousarray(x, dtype="<f4").tofile(inp)
@@ -137,5 +144,5 @@ def run_executable(executable: str | Path, weights: str | Path, x: np.ndarray, s
             msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
             return ExecutableRun((), 0.0, None, f"run: exit code {proc.returncode}: {msg}")
         data = json.loads(proc.stdout.strip().splitlines()[-1])
-        out = np.fromfile(outp, dtype="<f4").reshape(1, spec.cout, spec.out_h, spec.out_w)
+        out = np.fromfile(outp, dtype="<f4").reshape(output_shape(spec, maxpool=maxpool))
         return ExecutableRun(tuple(data["times_s"]), float(data["checksum"]), out)

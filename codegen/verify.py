@@ -1,7 +1,7 @@
 """Verification, a step of its own: reference output, tolerance, shape and dtype first.
 
 The reference is ``torch.nn.functional.conv2d`` on the layer's masked weights and
-bias, followed by ``relu`` when the layer fuses one;
+bias, followed by ``relu`` and a 2x2/stride-2 ``max_pool2d`` when the layer fuses them;
 a kernel passes when ``max |out - ref| / max |ref| <= tolerance`` (1e-4).
 """
 
@@ -17,7 +17,7 @@ DEFAULT_TOLERANCE = 1e-4
 
 
 def reference_output(layer: PrunedLayer, x: np.ndarray) -> np.ndarray:
-    """The layer's output on ``x`` (1, cin, h, w) by torch's conv2d (+ ReLU), float32."""
+    """The layer's output on ``x`` (1, cin, h, w) by torch's conv2d (+ ReLU, + max-pool), float32."""
     import torch
 
     s = layer.spec
@@ -30,6 +30,8 @@ def reference_output(layer: PrunedLayer, x: np.ndarray) -> np.ndarray:
         )
         if layer.relu:
             y = torch.relu(y)
+        if layer.maxpool:
+            y = torch.nn.functional.max_pool2d(y, 2, 2)
     return y.numpy()
 
 

@@ -8,12 +8,14 @@ output channel, so it folds exactly into the conv's weights and bias::
     w'    = w * scale            (per output channel; pruned zeros stay zero)
     b'    = beta + (b - running_mean) * scale
 
-and the ReLU becomes a ``max(0, .)`` when the kernel stores its output. The
-mask and the patterns do not change.
+and the ReLU becomes a ``max(0, .)`` when the kernel stores its output. A
+2x2/stride-2 max-pool that follows (``nn.MaxPool2d(2)``: no padding, no
+dilation, floor mode) becomes a final pass of the kernel over its
+full-resolution output. The mask and the patterns do not change.
 
 :func:`find_epilogues` finds what may be fused from the model's dataflow
 (``torch.fx``), not from module order: a conv's output must go to exactly one
-``nn.BatchNorm2d`` and/or ``nn.ReLU`` module and nowhere else, and each module
+``nn.BatchNorm2d`` and/or ``nn.ReLU`` and/or ``nn.MaxPool2d`` module and nowhere else, and each module
 of the chain must be called once in the forward pass (a ReLU module shared by
 several call sites, as in ResNet blocks, stays in torch). Models ``torch.fx``
 cannot trace (TorchScript files, data-dependent control flow) fuse nothing.
@@ -43,25 +45,28 @@ class Epilogue:
         conv: The conv's module name.
         batchnorm: Name of the ``nn.BatchNorm2d`` folded into it, or None.
         relu: Name of the ``nn.ReLU`` applied when storing, or None.
+        maxpool: Name of the 2x2/stride-2 ``nn.MaxPool2d`` run as the kernel's
+            final pass, or None.
     """
 
     conv: str
     batchnorm: str | None = None
     relu: str | None = None
+    maxpool: str | None = None
 
     @property
     def fused(self) -> tuple[str, ...]:
         """Names of the modules the generated kernel computes besides the conv."""
-        return tuple(n for n in (self.batchnorm, self.relu) if n is not None)
+        return tuple(n for n in (self.batchnorm, self.relu, self.maxpool) if n is not None)
 
     @property
     def last(self) -> str:
         """The module whose output is the generated kernel's output."""
-        return self.relu or self.batchnorm or self.conv
+        return self.maxpool or self.relu or self.batchnorm or self.conv
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: ``{"batchnorm": name or None, "relu": name or None}``."""
-        return {"batchnorm": self.batchnorm, "relu": self.relu}
+        """JSON form: ``{"batchnorm": name or None, "relu": ..., "maxpool": ...}``."""
+        return {"batchnorm": self.batchnorm, "relu": self.relu, "maxpool": self.maxpool}
 
 
 def _foldable(bn: nn.Module) -> bool:
@@ -73,8 +78,28 @@ def _foldable(bn: nn.Module) -> bool:
     )
 
 
+def _size2(v: Any) -> tuple[Any, Any]:
+    return tuple(v) if isinstance(v, tuple | list) else (v, v)  # type: ignore[return-value]
+
+
+def poolable(pool: nn.Module) -> bool:
+    """Whether ``pool`` is the max-pool generated kernels fuse: 2x2, stride 2, floor mode.
+
+    No padding, no dilation, no indices returned (``nn.MaxPool2d(2)``).
+    """
+    return (
+        isinstance(pool, nn.MaxPool2d)
+        and _size2(pool.kernel_size) == (2, 2)
+        and _size2(pool.stride if pool.stride is not None else pool.kernel_size) == (2, 2)
+        and _size2(pool.padding) == (0, 0)
+        and _size2(pool.dilation) == (1, 1)
+        and not pool.ceil_mode
+        and not pool.return_indices
+    )
+
+
 def find_epilogues(model: nn.Module) -> dict[str, Epilogue]:
-    """Per conv module name, the BatchNorm / ReLU its generated kernel may fuse.
+    """Per conv module name, the BatchNorm / ReLU / max-pool its generated kernel may fuse.
 
     Every conv called once in the forward pass gets an entry (an empty
     :class:`Epilogue` when nothing follows it that can be fused). An
@@ -114,10 +139,14 @@ def find_epilogues(model: nn.Module) -> dict[str, Epilogue]:
         if bn is not None and not _foldable(modules[str(bn.target)]):
             bn = None
         relu = sole_user(bn if bn is not None else node, nn.ReLU)
+        pool = sole_user(relu or bn or node, nn.MaxPool2d)
+        if pool is not None and not poolable(modules[str(pool.target)]):
+            pool = None
         out[name] = Epilogue(
             conv=name,
             batchnorm=None if bn is None else str(bn.target),
             relu=None if relu is None else str(relu.target),
+            maxpool=None if pool is None else str(pool.target),
         )
     return out
 
@@ -142,7 +171,8 @@ def fold_batchnorm(
 
 
 def fuse(layer: PrunedLayer, epilogue: Epilogue, model: nn.Module) -> PrunedLayer:
-    """``layer`` with ``epilogue``'s BatchNorm (a module of ``model``) folded in and its ReLU set."""
+    """``layer`` with ``epilogue``'s BatchNorm (a module of ``model``) folded in, its ReLU
+    and max-pool set."""
     w, b = np.asarray(layer.weights), layer.bias
     if epilogue.batchnorm is not None:
         bn = model.get_submodule(epilogue.batchnorm)
@@ -156,7 +186,8 @@ def fuse(layer: PrunedLayer, epilogue: Epilogue, model: nn.Module) -> PrunedLaye
         weights=w,
         bias=b,
         relu=epilogue.relu is not None,
+        maxpool=epilogue.maxpool is not None,
     )
 
 
-__all__ = ["Epilogue", "find_epilogues", "fold_batchnorm", "fuse"]
+__all__ = ["Epilogue", "find_epilogues", "fold_batchnorm", "fuse", "poolable"]

@@ -99,6 +99,13 @@ class LayerSpec(Record):
         return canonical_json(d)
 
 
+def output_shape(spec: LayerSpec, *, maxpool: bool = False) -> tuple[int, int, int, int]:
+    """Output shape (1, cout, h, w) of a layer of shape ``spec``, 2x2-max-pooled when asked."""
+    if maxpool:
+        return (1, spec.cout, spec.out_h // 2, spec.out_w // 2)
+    return (1, spec.cout, spec.out_h, spec.out_w)
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a)
     a.setflags(write=False)
@@ -114,10 +121,12 @@ class PrunedLayer:
     """One pattern-pruned 3x3 conv layer: shape, pattern per kernel, alive map, values.
 
     What the layer computes is ``conv2d(x, weights) + bias``, then ``max(0, .)``
-    when ``relu`` is set: the fused epilogue of a conv followed by BatchNorm and
-    ReLU, with the BatchNorm already folded into ``weights`` and ``bias`` (see
-    :mod:`search_spaces.fusion`). Generated kernels and their verification
-    reference compute exactly that.
+    when ``relu`` is set, then a 2x2/stride-2 max-pool (floor mode) when
+    ``maxpool`` is set: the fused epilogue of a conv followed by BatchNorm, ReLU
+    and max-pooling, with the BatchNorm already folded into ``weights`` and
+    ``bias`` (see :mod:`search_spaces.fusion`). Generated kernels and their
+    verification reference compute exactly that; the output has
+    :attr:`output_shape`.
 
     Attributes:
         spec: The layer's shape.
@@ -130,6 +139,8 @@ class PrunedLayer:
             zero outside each alive kernel's pattern and on dead kernels.
         bias: float32 array (cout,) or None.
         relu: Apply ReLU to the output (after the bias).
+        maxpool: Max-pool the (ReLU'd) output 2x2 with stride 2, dropping an odd
+            last row/column (``nn.MaxPool2d(2)``).
 
     Equality and :meth:`weights_hash` are by content.
     """
@@ -141,6 +152,7 @@ class PrunedLayer:
     weights: np.ndarray
     bias: np.ndarray | None = None
     relu: bool = False
+    maxpool: bool = False
     _hash: str = field(default="", repr=False, compare=False)
 
     schema = "pruned_layer"
@@ -172,6 +184,13 @@ class PrunedLayer:
             raise ValueError(f"bias must have shape ({s.cout},); got {bias.shape}")
         if not isinstance(self.relu, bool):
             raise TypeError(f"relu must be a bool; got {self.relu!r}")
+        if not isinstance(self.maxpool, bool):
+            raise TypeError(f"maxpool must be a bool; got {self.maxpool!r}")
+        if self.maxpool and (s.out_h < 2 or s.out_w < 2):
+            raise ValueError(
+                f"layer {s.name!r}: a 2x2 max-pool needs an output of at least 2x2; "
+                f"got {s.out_h}x{s.out_w}"
+            )
         object.__setattr__(self, "pattern_ids", ids)
         object.__setattr__(self, "alive", alive)
         object.__setattr__(self, "weights", w)
@@ -188,6 +207,8 @@ class PrunedLayer:
         # records database keys) they had before epilogues existed.
         if self.relu:
             meta["relu"] = True
+        if self.maxpool:
+            meta["maxpool"] = True
         return meta
 
     # -- statistics ---------------------------------------------------------
@@ -200,6 +221,11 @@ class PrunedLayer:
     def stable_hash(self) -> str:
         """Same as :attr:`weights_hash` (the Record protocol's name)."""
         return self._hash
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        """Shape (1, cout, h, w) of what the layer outputs: pooled when ``maxpool`` is set."""
+        return output_shape(self.spec, maxpool=self.maxpool)
 
     @property
     def kernels_total(self) -> int:
@@ -271,6 +297,7 @@ class PrunedLayer:
             weights=arr(data["weights"]),  # type: ignore[arg-type]
             bias=arr(data.get("bias")),
             relu=bool(data.get("relu", False)),
+            maxpool=bool(data.get("maxpool", False)),
         )
         stored = data.get("weights_hash")
         if stored and stored != layer.weights_hash:
@@ -315,4 +342,5 @@ class PrunedLayer:
                 weights=z["weights"],
                 bias=z["bias"] if "bias" in z.files else None,
                 relu=bool(meta.get("relu", False)),
+                maxpool=bool(meta.get("maxpool", False)),
             )

@@ -63,6 +63,32 @@ def with_relu(layer: PrunedLayer) -> PrunedLayer:
                        bias=layer.bias, relu=True)
 
 
+def with_pool(layer: PrunedLayer, *, relu: bool = True) -> PrunedLayer:
+    """``layer`` with the fused 2x2/stride-2 max-pool epilogue (after a ReLU by default)."""
+    return PrunedLayer(spec=layer.spec, pattern_set=layer.pattern_set,
+                       pattern_ids=layer.pattern_ids, alive=layer.alive, weights=layer.weights,
+                       bias=layer.bias, relu=relu, maxpool=True)
+
+
+def pool_layers() -> dict[str, PrunedLayer]:
+    """Max-pool epilogues on odd and even sizes, strided, wide enough for whole vectors.
+
+    ``pool_wide`` (11x37 -> 5x18) pools full AVX-512 vectors plus a scalar tail and
+    drops the last row and column; the others are narrower than one vector.
+    """
+    base = required_layers()
+    out = {
+        "odd_width_pool": with_pool(base["odd_width"]),  # 9x13 -> 4x6
+        "stride2_pool": with_pool(base["stride2"], relu=False),  # 6x6 -> 3x3
+        "hw5_pool": with_pool(base["hw5"]),  # 5x5 -> 2x2
+    }
+    wide = random_pruned_layer(LayerSpec("pool_wide", cin=4, cout=5, h=11, w=37), PATTERNS8,
+                               connectivity="2x", seed=77)
+    out["pool_wide"] = with_pool(wide)
+    out["pool_wide_norelu"] = with_pool(wide, relu=False)
+    return out
+
+
 def relu_blocks_layer() -> PrunedLayer:
     """A ReLU layer whose first channel block sums negative and the whole sum positive.
 

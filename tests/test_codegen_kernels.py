@@ -34,12 +34,15 @@ from codegen import (
 from codegen.fkw import used_patterns
 from pattune_common import ConfigError
 from search_spaces.layers import PrunedLayer
-from tests.codegen_support import relu_blocks_layer, required_layers, with_relu
+from tests.codegen_support import pool_layers, relu_blocks_layer, required_layers, with_relu
 
 LAYERS = required_layers()
 # The fused ReLU epilogue, on partial column and row tiles, strided, and blocked.
 LAYERS.update({f"{n}_relu": with_relu(LAYERS[n]) for n in ("odd_width", "stride2", "hw5")})
 LAYERS["relu_blocks"] = relu_blocks_layer()
+# The fused 2x2 max-pool epilogue: odd sizes (floor drops the last row/column), strided,
+# with and without ReLU, narrower and wider than one vector.
+LAYERS.update(pool_layers())
 
 
 def _configs(layer: PrunedLayer, target: Target) -> list[KernelConfig]:
@@ -63,9 +66,12 @@ def _outputs(target: Target, builder: LocalBuilder) -> dict[str, list[tuple]]:
         x = random_input(layer, seed=1)
         assert res.ok, res.error
         if target.can_load_library:
-            y = KernelLibrary(res.library, kernel.weights, layer.spec).run(x)
+            lib = KernelLibrary(res.library, kernel.weights, layer.spec, maxpool=layer.maxpool)
+            assert lib.output_shape == layer.output_shape
+            y = lib.run(x)
         else:
-            run = run_executable(res.executable, res.weights, x, layer.spec, target, repeats=1)
+            run = run_executable(res.executable, res.weights, x, layer.spec, target, repeats=1,
+                                 maxpool=layer.maxpool)
             assert run.error == "", run.error
             y = run.output
         out[name].append((cfg, y, reference_output(layer, x)))

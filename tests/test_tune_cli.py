@@ -68,16 +68,18 @@ def test_tune_status_export(tmp_path: Path) -> None:
     )
     assert all(d["latency_ms"] <= d["default_latency_ms"] for d in cfg["layers"])
     assert [d["epilogue"] for d in cfg["layers"]] == [
-        {"batchnorm": "1", "relu": "2"},
-        {"batchnorm": None, "relu": "4"},
-        {"batchnorm": "6", "relu": None},
+        {"batchnorm": "1", "relu": "2", "maxpool": None},
+        {"batchnorm": None, "relu": "4", "maxpool": None},
+        {"batchnorm": "6", "relu": None, "maxpool": "7"},
     ]
+    assert cfg["untouched_method"] == "torchscript" and cfg["untouched_torch_threads"] == 1
     assert (out / "report" / "pareto.png").stat().st_size > 1000
     assert (out / "report" / "history.png").stat().st_size > 1000
 
     # The exported sources build with the Makefile; loaded into the model, the exported
     # checkpoint gives each layer's input, and each kernel computes its conv with the
-    # epilogue (BatchNorm folded, ReLU) exactly as torch's modules do after it.
+    # epilogue (BatchNorm folded, ReLU, 2x2 max-pool) exactly as torch's modules do after
+    # it: the last layer's kernel outputs the pooled shape.
     subprocess.run(["make", "-C", str(out / "kernels")], check=True, capture_output=True)
     from tests.tune.tiny import tiny_bn
 
@@ -87,7 +89,8 @@ def test_tune_status_export(tmp_path: Path) -> None:
     ins: dict[str, np.ndarray] = {}
     outs: dict[str, np.ndarray] = {}
     for d in cfg["layers"]:
-        last = d["epilogue"]["relu"] or d["epilogue"]["batchnorm"] or d["name"]
+        ep = d["epilogue"]
+        last = ep["maxpool"] or ep["relu"] or ep["batchnorm"] or d["name"]
         model.get_submodule(d["name"]).register_forward_pre_hook(
             lambda _m, a, n=d["name"]: ins.__setitem__(n, a[0].detach().clone().numpy())
         )
@@ -113,7 +116,9 @@ def test_tune_status_export(tmp_path: Path) -> None:
             check=True,
             capture_output=True,
         )
-        got = np.fromfile(tmp_path / "out.bin", dtype=np.float32).reshape(ref.shape)
+        got = np.fromfile(tmp_path / "out.bin", dtype=np.float32)
+        assert got.size == ref.size, d["name"]
+        got = got.reshape(ref.shape)
         assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max(), d["name"]
 
 

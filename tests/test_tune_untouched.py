@@ -7,10 +7,13 @@ timing runs the model with those stubbed out together, so nothing is counted twi
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 
-from autotune.tuner import _rest_time_ms, stub_generated
+from autotune.tuner import _rest_time_ms
+from autotune.untouched import frozen_leftover, rest_time_ms, stub_generated
 from search_spaces.fusion import find_epilogues
 from search_spaces.models.resnet import BasicBlock
 from tests.tune.tiny import tiny, tiny_bn
@@ -27,8 +30,8 @@ def test_stubbed_model_times_only_the_layers_the_kernels_leave_out() -> None:
     assert _kinds(stubbed) == {
         "0": "_Stub", "1": "Identity", "2": "Identity",  # conv + BatchNorm + ReLU
         "3": "_Stub", "4": "Identity",  # conv + ReLU
-        "5": "_Stub", "6": "Identity",  # conv + BatchNorm
-        "7": "AdaptiveAvgPool2d", "8": "Flatten", "9": "Linear",
+        "5": "_Stub", "6": "Identity", "7": "Identity",  # conv + BatchNorm + max-pool
+        "8": "AdaptiveAvgPool2d", "9": "Flatten", "10": "Linear",
     }
     with torch.no_grad():
         assert torch.equal(stubbed(x), model(x))  # nothing lost
@@ -54,3 +57,61 @@ def test_only_what_follows_a_conv_is_stubbed() -> None:
                                "bn2": "Identity", "relu": "ReLU"}
     with torch.no_grad():
         assert torch.equal(stubbed(x), block(x))
+
+
+def _aten_ops(frozen: torch.jit.ScriptModule) -> list[str]:
+    return [n.kind() for n in frozen.graph.nodes() if n.kind().startswith("aten::")]
+
+
+def test_leftover_graph_times_no_stand_ins_and_keeps_what_feeds_a_kernel() -> None:
+    # A max-pool between two generated convs is work the deployed model does: kept.
+    # The convs, their fused BatchNorm/ReLU, stubs and Identity modules are gone.
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(3),
+        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 2),
+    ).eval()
+    x = torch.randn(1, 1, 12, 12)
+    frozen, args = frozen_leftover(model, x, skip={"0", "4"}, epilogues=find_epilogues(model))
+    assert _aten_ops(frozen) == ["aten::max_pool2d", "aten::flatten", "aten::linear"]
+    with torch.no_grad():
+        assert torch.equal(frozen(*args)[0], model(x))
+
+
+def test_untouched_time_counts_nothing_when_the_kernels_do_everything() -> None:
+    # Every module is a generated conv or fused into one: the deployed model runs
+    # nothing else, so the leftover graph has no op, and its time is well below the
+    # eager stubbed model's (which pays a Python call per stub and Identity).
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+    ).eval()
+    eps = find_epilogues(model)
+    skip = {"0", "3", "6"}
+    frozen, _ = frozen_leftover(model, torch.zeros(1, 1, 8, 8), skip=skip, epilogues=eps)
+    assert _aten_ops(frozen) == []
+    scripted = rest_time_ms(model, (1, 1, 8, 8), skip=skip, epilogues=eps, threads=1)
+    assert (scripted.method, scripted.threads) == ("torchscript", 1)
+    stubbed = stub_generated(model, torch.zeros(1, 1, 8, 8), skip=skip, epilogues=eps)
+    x = torch.zeros(1, 1, 8, 8)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for _ in range(200):
+            stubbed(x)
+        eager_ms = (time.perf_counter() - t0) / 200 * 1e3
+    assert scripted.ms < eager_ms
+
+
+class _Untraceable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y if float(y.sum()) > -1e30 else -y  # data-dependent: torch.fx cannot trace
+
+
+def test_untraceable_model_falls_back_to_the_eager_stubbed_model() -> None:
+    t = rest_time_ms(_Untraceable().eval(), (1, 1, 6, 6), skip={"conv"}, threads=1, repeats=3)
+    assert t.method == "eager" and t.ms > 0

@@ -210,6 +210,7 @@ def tune(
     ms = tuner.measurer.stats
     st = tuner.stats
     device_s = ms.build_s + ms.verify_s + ms.measure_s
+    untouched = tuner.untouched_measured
     summary: dict[str, Any] = {
         "study": study,
         "trials_finished": outer.finished_trials(),
@@ -234,6 +235,10 @@ def tune(
         "peak_rss_mib": _rss_mib(),
         "rss_mib": rss_marks,
         "best_latency_ms": st.best_latency_ms,
+        # What the untouched-layer time is (autotune.untouched) and at how many torch threads.
+        "untouched_ms": None if untouched is None else untouched.ms,
+        "untouched_method": None if untouched is None else untouched.method,
+        "untouched_torch_threads": None if untouched is None else untouched.threads,
         "best_accuracy": st.best_accuracy,
         "dense_accuracy": dense,
         "interrupted": interrupted,

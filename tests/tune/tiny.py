@@ -29,7 +29,7 @@ def no_conv3() -> nn.Module:
 
 
 def tiny_bn() -> nn.Module:
-    """Every epilogue kind: conv+BatchNorm+ReLU, conv+ReLU, conv+BatchNorm (then pooling).
+    """Every epilogue kind: conv+BatchNorm+ReLU, conv+ReLU, conv+BatchNorm+2x2 max-pool.
 
     The BatchNorms get seeded, non-trivial eval statistics, so folding them matters.
     """
@@ -43,6 +43,7 @@ def tiny_bn() -> nn.Module:
             nn.ReLU(),
             nn.Conv2d(16, 16, 3, padding=1),
             nn.BatchNorm2d(16),
+            nn.MaxPool2d(2),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             nn.Linear(16, 4),

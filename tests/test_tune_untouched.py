@@ -7,8 +7,6 @@ timing runs the model with those stubbed out together, so nothing is counted twi
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 
@@ -79,8 +77,8 @@ def test_leftover_graph_times_no_stand_ins_and_keeps_what_feeds_a_kernel() -> No
 
 def test_untouched_time_counts_nothing_when_the_kernels_do_everything() -> None:
     # Every module is a generated conv or fused into one: the deployed model runs
-    # nothing else, so the leftover graph has no op, and its time is well below the
-    # eager stubbed model's (which pays a Python call per stub and Identity).
+    # nothing else, so the leftover graph that is timed has no op at all (no stub, no
+    # Identity: nothing the eager stubbed model would pay a Python call for).
     model = nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
         nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
@@ -92,14 +90,6 @@ def test_untouched_time_counts_nothing_when_the_kernels_do_everything() -> None:
     assert _aten_ops(frozen) == []
     scripted = rest_time_ms(model, (1, 1, 8, 8), skip=skip, epilogues=eps, threads=1)
     assert (scripted.method, scripted.threads) == ("torchscript", 1)
-    stubbed = stub_generated(model, torch.zeros(1, 1, 8, 8), skip=skip, epilogues=eps)
-    x = torch.zeros(1, 1, 8, 8)
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        for _ in range(200):
-            stubbed(x)
-        eager_ms = (time.perf_counter() - t0) / 200 * 1e3
-    assert scripted.ms < eager_ms
 
 
 class _Untraceable(nn.Module):

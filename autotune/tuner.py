@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from autotune.cost_model.manager import CostModelManager
 from autotune.measure import KernelMeasurer
@@ -261,18 +260,3 @@ def candidate_layers(session: TuneSession, cand: Candidate) -> list[PrunedLayer]
     """One-shot pruned 3x3 layers of a candidate, epilogues fused (same candidate, same hashes)."""
     plan = plan_pruning(session.model, session.input_shape, cand.pattern_set, prune_config(cand))
     return plan.pruned_layers(session.model, fuse=True)
-
-
-def _rest_time_ms(
-    model: nn.Module,
-    shape: tuple[int, ...],
-    *,
-    skip: set[str],
-    epilogues: dict[str, Epilogue] | None = None,
-    threads: int = 1,
-    repeats: int = 51,
-) -> float:
-    """Median ms of what ``model`` runs outside the generated layers (:func:`rest_time_ms`)."""
-    return rest_time_ms(
-        model, shape, skip=skip, epilogues=epilogues, threads=threads, repeats=repeats
-    ).ms

@@ -64,18 +64,34 @@ def _outputs(target: Target, builder: LocalBuilder) -> dict[str, list[tuple]]:
     for (name, cfg, kernel), res in zip(jobs, results, strict=True):
         layer = LAYERS[name]
         x = random_input(layer, seed=1)
-        assert res.ok, res.error
-        if target.can_load_library:
-            lib = KernelLibrary(res.library, kernel.weights, layer.spec, maxpool=layer.maxpool)
-            assert lib.output_shape == layer.output_shape
-            y = lib.run(x)
-        else:
-            run = run_executable(res.executable, res.weights, x, layer.spec, target, repeats=1,
-                                 maxpool=layer.maxpool)
-            assert run.error == "", run.error
-            y = run.output
-        out[name].append((cfg, y, reference_output(layer, x)))
+        out[name].append((cfg, _run_on(target, res, kernel, layer, x), reference_output(layer, x)))
     return out
+
+
+def _run_on(target: Target, res, kernel, layer, x: np.ndarray) -> np.ndarray:
+    """The built kernel's output for ``x``: in-process where the target loads here, else
+    the standalone executable (qemu for aarch64)."""
+    assert res.ok, res.error
+    if target.can_load_library:
+        lib = KernelLibrary(res.library, kernel.weights, layer.spec, maxpool=layer.maxpool)
+        assert lib.output_shape == layer.output_shape
+        return lib.run(x)
+    run = run_executable(res.executable, res.weights, x, layer.spec, target, repeats=1,
+                         maxpool=layer.maxpool)
+    assert run.error == "", run.error
+    return run.output
+
+
+def _host_outputs(layer, cfgs: list, tmp_path, seed: int) -> tuple[list, list[np.ndarray]]:
+    """Generate, build and run ``cfgs`` of ``layer`` on the host: kernels and outputs."""
+    target = host_target()
+    kernels = [generate(layer, c, target) for c in cfgs]
+    results = LocalBuilder(cache_dir=tmp_path).build(
+        [BuildInput(k, target, (Product.LIBRARY,)) for k in kernels])
+    x = random_input(layer, seed=seed)
+    ys = [_run_on(target, r, k, layer, x) for r, k in zip(results, kernels, strict=True)]
+    assert verify(ys[0], reference_output(layer, x)).ok
+    return kernels, ys
 
 
 @pytest.fixture(scope="module", params=["host", "aarch64"])
@@ -140,14 +156,7 @@ def test_relu_clips_only_the_complete_sum(tmp_path, target_name: str) -> None:
     results = LocalBuilder(cache_dir=tmp_path).build(
         [BuildInput(k, target, (product,)) for k in kernels])
     for cfg, kernel, res in zip(cfgs, kernels, results, strict=True):
-        assert res.ok, res.error
-        if target.can_load_library:
-            y = KernelLibrary(res.library, kernel.weights, layer.spec).run(x)
-        else:
-            run = run_executable(res.executable, res.weights, x, layer.spec, target, repeats=1)
-            assert run.error == "", run.error
-            y = run.output
-        v = verify(y, ref)
+        v = verify(_run_on(target, res, kernel, layer, x), ref)
         assert v.ok, f"{target.name} {cfg.to_json()}: {v.error}"
 
 
@@ -176,13 +185,7 @@ def test_switches_give_identical_output(tmp_path, name: str) -> None:
     cfgs = [sp.validate(base)] + [sp.validate(base.replace(**s)) for s in SWITCHES]
     cfgs += [sp.validate(base.replace(format="dense", prefetch=2)),
              sp.validate(base.replace(format="dense", lre=False))]
-    kernels = [generate(layer, c, target) for c in cfgs]
-    results = LocalBuilder(cache_dir=tmp_path).build(
-        [BuildInput(k, target, (Product.LIBRARY,)) for k in kernels])
-    x = random_input(layer, seed=2)
-    ys = [KernelLibrary(r.library, k.weights, layer.spec).run(x) for r, k in zip(
-        results, kernels, strict=True)]
-    assert verify(ys[0], reference_output(layer, x)).ok
+    _, ys = _host_outputs(layer, cfgs, tmp_path, seed=2)
     for cfg, y in zip(cfgs[1:-2], ys[1:-2], strict=True):
         assert np.array_equal(y, ys[0]), cfg.to_json()
     # FKW off walks kernels by channel instead of by pattern: a different summation
@@ -196,13 +199,7 @@ def test_prefetch_leaves_the_unstructured_kernel_bitwise_equal(tmp_path, name: s
     layer, target = LAYERS[name], host_target()
     sp = config_space(layer.spec, target, format="csr")
     cfgs = [sp.validate(sp.default().replace(prefetch=p, unroll=2)) for p in (0, 1, 3)]
-    kernels = [generate(layer, c, target) for c in cfgs]
-    results = LocalBuilder(cache_dir=tmp_path).build(
-        [BuildInput(k, target, (Product.LIBRARY,)) for k in kernels])
-    x = random_input(layer, seed=3)
-    ys = [KernelLibrary(r.library, k.weights, layer.spec).run(x) for r, k in zip(
-        results, kernels, strict=True)]
-    assert verify(ys[0], reference_output(layer, x)).ok
+    kernels, ys = _host_outputs(layer, cfgs, tmp_path, seed=3)
     assert np.array_equal(ys[1], ys[0]) and np.array_equal(ys[2], ys[0])
     assert "PF(pf" in kernels[2].source and "PF(pf" not in kernels[0].source
 

@@ -108,6 +108,10 @@ class OrtDense(Implementation):
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ORT's pool threads otherwise keep spinning after a run (a 100 ms pause did not
+        # stop them) and take the cores from whatever runs next: at 2 threads that
+        # doubled torch's and our kernels' times in the interleaved timing.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sess = ort.InferenceSession(model.SerializeToString(), opts,
                                           providers=["CPUExecutionProvider"])
         self._feed = {"X": np.ascontiguousarray(x, dtype=np.float32)}
@@ -179,19 +183,24 @@ class Generated(Implementation):
         return self._lib.run(self._x)
 
 
-def interleaved_medians(impls: list[Implementation], *, rounds: int, warmup: int = 1
-                        ) -> dict[str, list[float]]:
+def interleaved_medians(impls: list[Implementation], *, rounds: int, warmup: int = 1,
+                        settle_s: float = 0.02) -> dict[str, list[float]]:
     """Time each implementation once per round, round robin; return all times (seconds).
 
     Interleaving spreads machine noise (other processes, frequency) over every
     implementation instead of penalising whichever ran during a slow spell.
+    ``settle_s`` of idle time precede every timed call: OpenMP pools (torch's,
+    the generated kernels') spin-wait briefly after a parallel run, and without
+    the pause the next implementation shares the cores with those threads.
     """
     for impl in impls:
         for _ in range(warmup):
+            time.sleep(settle_s)
             impl.call()
     times: dict[str, list[float]] = {impl.name: [] for impl in impls}
     for _ in range(rounds):
         for impl in impls:
+            time.sleep(settle_s)
             t0 = time.perf_counter()
             impl.call()
             times[impl.name].append(time.perf_counter() - t0)

@@ -136,7 +136,7 @@ def _tune_both(layer: PrunedLayer, target: Target, opts: BenchOptions, builder: 
     fkw_space = search_space(layer.spec, target, "fkw", opts.threads)
     csr_space = search_space(layer.spec, target, "csr", opts.threads)
     pattern = search(layer, fkw_space, opts.budget, rng, target=target, builder=builder, x=x,
-                     reference=ref, seed_configs=[fkw_space.default()])
+                     reference=ref)
     seeds = [t.config.replace(format="csr", lre=False) for t in pattern.trials]
     unstructured = search(layer, csr_space, opts.budget, rng, target=target, builder=builder,
                           x=x, reference=ref, seed_configs=seeds)

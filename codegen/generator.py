@@ -190,8 +190,8 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target) -> Generated
         _compute(cfg),
         HARNESS_C,
     ]
-    relu = ("-relu" if layer.relu else "") + ("-pool" if layer.maxpool else "")
-    name = f"{layer.spec.name or 'layer'}{relu}-{cfg.format}-{cfg.stable_hash()[:8]}"
+    epilogue = ("-relu" if layer.relu else "") + ("-pool" if layer.maxpool else "")
+    name = f"{layer.spec.name or 'layer'}{epilogue}-{cfg.format}-{cfg.stable_hash()[:8]}"
     meta = {
         "layout": {"wph": lay.wph, "hp": lay.hp, "ntx": lay.ntx, "nty": lay.nty,
                    "rows_last": lay.rows_last, "valid_last": lay.valid_last},

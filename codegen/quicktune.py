@@ -85,9 +85,14 @@ def search(layer: PrunedLayer, space: ConfigSpace, budget: int, rng: np.random.G
            repeats: int = 5, finalists: int = 3) -> TuneResult:
     """Random sampling, then hill climbing: the fastest verified kernel of ``budget`` configs.
 
-    ``explore`` of the budget goes to :func:`sample_configs` (seeds first); the rest is
-    spent in rounds on the unseen :func:`neighbours` of the best few so far, since
-    kernel latency is smooth in most single fields (tile sizes, blocks, distances).
+    ``explore`` of the budget goes to :func:`sample_configs` (seeds first; the space's
+    default when none are given); the rest is spent in rounds on the unseen
+    :func:`neighbours` of the best few so far, since kernel latency is smooth in most
+    single fields (tile sizes, blocks, distances). Every config is built, verified
+    against ``reference`` and timed ``repeats`` times after one warmup call; the
+    fastest call ranks configs (on a shared machine other processes only ever add
+    time), and the ``finalists`` fastest are timed again, round robin, before one is
+    picked (guards against one lucky call).
     """
     if not 0 < explore <= 1:
         raise ValueError(f"explore must lie in (0, 1]; got {explore}")
@@ -115,29 +120,6 @@ def search(layer: PrunedLayer, space: ConfigSpace, budget: int, rng: np.random.G
         seen.update(c.to_json() for c in chosen)
         res.merge(_try(layer, chosen, target, builder=builder, x=x, reference=reference,
                        repeats=repeats))
-    return res.pick(x, repeats=repeats, finalists=finalists)
-
-
-def quick_tune(layer: PrunedLayer, configs: list[KernelConfig], target: Target, *,
-               builder: Builder, x: np.ndarray, reference: np.ndarray, repeats: int = 5,
-               finalists: int = 3) -> TuneResult:
-    """Build, verify and time ``configs`` on ``layer``; keep the fastest verified one.
-
-    Args:
-        layer: The pruned layer.
-        configs: Valid configs to try (see :func:`sample_configs`).
-        target: Compile target (must load in this process).
-        builder: Builds shared libraries.
-        x: Input to time and verify on.
-        reference: torch's output for ``x``.
-        repeats: Timed calls per config after one warmup call. The fastest call
-            ranks configs: on a shared machine other processes only ever add time,
-            so the minimum ranks more reliably than the median.
-        finalists: The best few are timed again, round robin, and the winner is
-            picked from that second look (guards against one lucky call).
-    """
-    res = _try(layer, configs, target, builder=builder, x=x, reference=reference,
-               repeats=repeats)
     return res.pick(x, repeats=repeats, finalists=finalists)
 
 

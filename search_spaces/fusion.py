@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -178,16 +178,8 @@ def fuse(layer: PrunedLayer, epilogue: Epilogue, model: nn.Module) -> PrunedLaye
         bn = model.get_submodule(epilogue.batchnorm)
         assert isinstance(bn, nn.BatchNorm2d)
         w, b = fold_batchnorm(w, b, bn)
-    return PrunedLayer(
-        spec=layer.spec,
-        pattern_set=layer.pattern_set,
-        pattern_ids=layer.pattern_ids,
-        alive=layer.alive,
-        weights=w,
-        bias=b,
-        relu=epilogue.relu is not None,
-        maxpool=epilogue.maxpool is not None,
-    )
+    return replace(layer, weights=w, bias=b, relu=epilogue.relu is not None,
+                   maxpool=epilogue.maxpool is not None)
 
 
 __all__ = ["Epilogue", "find_epilogues", "fold_batchnorm", "fuse", "poolable"]

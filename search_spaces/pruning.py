@@ -188,8 +188,8 @@ class PruningPlan:
 
         Args:
             model: The model whose weights (and BatchNorm statistics) to read.
-            fuse: Fold the BatchNorm and ReLU that follow each conv into its layer,
-                as the generated kernels compute them for inference
+            fuse: Fold the BatchNorm, ReLU and 2x2 max-pool that follow each conv into
+                its layer, as the generated kernels compute them for inference
                 (:mod:`search_spaces.fusion`); the mask and patterns are unchanged.
         """
         epilogues = find_epilogues(model) if fuse else {}

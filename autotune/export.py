@@ -6,7 +6,8 @@
                              and default-config latencies, totals, accuracy, device type, versions
     DIR/kernels/Makefile     builds every layer's kernel with the device type's compiler
     DIR/kernels/NN_name.c    generated source per pruned layer: conv + bias, with the
-                             BatchNorm and ReLU after it fused in (each layer's "epilogue")
+                             BatchNorm, ReLU and 2x2 max-pool after it fused in (each
+                             layer's "epilogue")
     DIR/kernels/NN_name.fkw  its weight file (FKW format), read by pt_init / the executable
     DIR/pruned.pt            the pruned (masked, briefly fine-tuned) torch state_dict, BatchNorm
                              not folded: loaded into the model it gives the model's outputs,

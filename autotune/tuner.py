@@ -2,8 +2,9 @@
 
 For a :class:`~search_spaces.space.Candidate` the tuner plans the pruning
 (pattern set, per-layer rates), builds the one-shot :class:`PrunedLayer` of each
-3x3 conv (with the BatchNorm and ReLU that follow it fused in, as the generated
-kernel computes them: :mod:`search_spaces.fusion`), runs one :class:`~autotune.task.KernelTask` per layer on the device
+3x3 conv (with the BatchNorm, ReLU and 2x2 max-pool that follow it fused in, as
+the generated kernel computes them: :mod:`search_spaces.fusion`), runs one
+:class:`~autotune.task.KernelTask` per layer on the device
 type (results shared through the records database by every trial, study and
 process that meets the same key), sums the tuned per-layer medians plus the
 untouched layers, and asks the accuracy source for the candidate's accuracy.
@@ -113,7 +114,7 @@ class Tuner:
 
     @property
     def epilogues(self) -> dict[str, Epilogue]:
-        """Per conv name, the BatchNorm / ReLU its generated kernel computes."""
+        """Per conv name, the BatchNorm / ReLU / max-pool its generated kernel computes."""
         if self._epilogues is None:
             self._epilogues = find_epilogues(self.session.model)
         return self._epilogues

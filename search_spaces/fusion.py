@@ -1,4 +1,4 @@
-"""Conv epilogues: the BatchNorm and ReLU right after a conv, folded into it for inference.
+"""Conv epilogues: the BatchNorm, ReLU and 2x2 max-pool right after a conv, fused into it.
 
 Inference engines (and PatDNN's compiler) do not run BatchNorm and ReLU as
 layers of their own after a conv: in eval mode BatchNorm is an affine map per

@@ -184,14 +184,21 @@ class Generated(Implementation):
 
 
 def interleaved_medians(impls: list[Implementation], *, rounds: int, warmup: int = 1,
-                        settle_s: float = 0.02) -> dict[str, list[float]]:
+                        settle_s: float = 0.02, warm_calls: int = 1) -> dict[str, list[float]]:
     """Time each implementation once per round, round robin; return all times (seconds).
 
     Interleaving spreads machine noise (other processes, frequency) over every
     implementation instead of penalising whichever ran during a slow spell.
-    ``settle_s`` of idle time precede every timed call: OpenMP pools (torch's,
+    ``settle_s`` of idle time precede each implementation's turn: OpenMP pools (torch's,
     the generated kernels') spin-wait briefly after a parallel run, and without
     the pause the next implementation shares the cores with those threads.
+
+    Then ``warm_calls`` untimed calls run before the timed one, so what is timed is the
+    steady state (as TVM's ``time_evaluator`` and benchdnn time it): the first call
+    after the pause and after the other implementations pays for the core waking up
+    and for its caches and TLB being refilled. That cost is the interleaving's, not the
+    implementation's, and on a shared VM it was 1-5 ms a call, the same for every
+    implementation, so it pulled every ratio towards 1.
     """
     for impl in impls:
         for _ in range(warmup):
@@ -201,6 +208,8 @@ def interleaved_medians(impls: list[Implementation], *, rounds: int, warmup: int
     for _ in range(rounds):
         for impl in impls:
             time.sleep(settle_s)
+            for _ in range(warm_calls):
+                impl.call()
             t0 = time.perf_counter()
             impl.call()
             times[impl.name].append(time.perf_counter() - t0)

@@ -147,13 +147,17 @@ class _Tried:
         self.measure_s += other.measure_s
 
     def pick(self, x: np.ndarray, *, repeats: int, finalists: int) -> TuneResult:
-        """Time the ``finalists`` fastest again, round robin; keep the winner's library."""
+        """Time the ``finalists`` fastest again, round robin; keep the winner's library.
+
+        Each timed call follows an untimed one of the same library, so the finalists
+        are compared warm, not on who pays for refilling the caches after the others.
+        """
         t0 = time.perf_counter()
         final = sorted(self.libs, key=lambda i: self.trials[i].min_s)[:finalists]
         second: dict[int, list[float]] = {i: [] for i in final}
         for _ in range(repeats):
             for i in final:
-                second[i] += self.libs[i].time(x, warmup=0, repeats=1)
+                second[i] += self.libs[i].time(x, warmup=1, repeats=1)
         best_i = min(final, key=lambda i: min(second[i])) if final else None
         for i, lib in self.libs.items():
             if i != best_i:

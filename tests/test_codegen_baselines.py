@@ -38,11 +38,22 @@ class _Clock(Implementation):
         return np.zeros(1)
 
 
-def test_interleaved_timing_is_round_robin_with_a_pause_before_each_call() -> None:
+def test_interleaved_timing_is_round_robin_with_a_pause_and_a_warm_call_before_each() -> None:
     starts: list[tuple[str, float]] = []
     impls = [_Clock("a", starts), _Clock("b", starts)]
     times = interleaved_medians(impls, rounds=3, warmup=1, settle_s=0.01)
-    assert [n for n, _ in starts] == ["a", "b"] + ["a", "b"] * 3
+    # warm-up, then per round and implementation one untimed call and the timed one.
+    assert [n for n, _ in starts] == ["a", "b"] + ["a", "a", "b", "b"] * 3
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
     gaps = [t1 - t0 for (_, t0), (_, t1) in zip(starts, starts[1:], strict=False)]
-    assert min(gaps) >= 0.01
+    # The pause comes before each implementation's turn, not between its warm and timed call.
+    turns = gaps[1::2]
+    assert min(turns) >= 0.01
+    assert max(gaps[2::2]) < 0.01
+
+
+def test_interleaved_timing_can_skip_the_warm_call() -> None:
+    starts: list[tuple[str, float]] = []
+    impls = [_Clock("a", starts), _Clock("b", starts)]
+    interleaved_medians(impls, rounds=2, warmup=0, settle_s=0.0, warm_calls=0)
+    assert [n for n, _ in starts] == ["a", "b"] * 2

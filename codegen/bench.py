@@ -106,8 +106,8 @@ def _check(opts: BenchOptions, target: Target) -> None:
 def search_space(spec: LayerSpec, target: Target, fmt: str, threads: int) -> ConfigSpace:
     """The space both kernel kinds are tuned in: the full space minus regions that are
     never competitive on a wide-vector CPU (a prior, the same for both kinds):
-    vectors of at least 8 floats, oc_block >= 4, ic_block >= 8, >= 6 accumulators;
-    with one thread the thread mapping is moot and stays at its first value."""
+    vectors of at least 8 floats, oc_block >= 4, ic_block >= 8, >= 6 accumulators
+    (with one thread, ``config_space`` itself keeps a single thread mapping)."""
     full = config_space(spec, target)
     c = full.choices
 
@@ -119,7 +119,6 @@ def search_space(spec: LayerSpec, target: Target, fmt: str, threads: int) -> Con
         vector_width=keep("vector_width", lambda v: v >= 8),
         oc_block=keep("oc_block", lambda v: v >= 4),
         ic_block=keep("ic_block", lambda v: v >= 8),
-        **({"thread_mapping": c["thread_mapping"][0]} if threads == 1 else {}),
     )
 
 

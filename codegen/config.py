@@ -262,7 +262,8 @@ def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
             cannot hide FMA latency).
         **fixed: KernelConfig field -> one value or a tuple of values to restrict to
             (e.g. ``threads=2``, ``format="csr"``, ``lre=False``). Each must lie in the
-            field's derived range.
+            field's derived range. Pinning ``threads=1`` also pins ``thread_mapping``
+            (unless given) to ``"balanced"``: with one thread the mapping changes nothing.
 
     Raises:
         ConfigError: Unknown field, or a pinned value outside its derived range.
@@ -303,6 +304,11 @@ def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
         choices[key] = tuple(wanted)
     if choices["format"] == ("csr",):
         choices["lre"] = (False,)
+    if fixed.get("threads") in (1, (1,), [1]) and "thread_mapping" not in fixed:
+        # One thread runs every filter group in order whatever the mapping (the generated
+        # code is identical), so a pinned single thread searches one mapping, not three:
+        # the one default() picks, so the default config does not change.
+        choices["thread_mapping"] = ("balanced",)
     if min_accumulators < 1:
         raise ConfigError(f"min_accumulators must be >= 1; got {min_accumulators}")
     return ConfigSpace(layer=layer, target=target, choices=choices,

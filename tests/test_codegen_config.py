@@ -9,9 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen import KernelConfig, Target, aarch64_target, config_space, get_target, host_target
+from codegen import (
+    KernelConfig,
+    Target,
+    aarch64_target,
+    config_space,
+    generate,
+    get_target,
+    host_target,
+)
 from pattune_common import ConfigError, stable_hash
 from search_spaces.layers import LayerSpec
+from tests.codegen_support import required_layers
 
 SPEC = LayerSpec("conv", cin=20, cout=12, h=7, w=9)
 
@@ -36,9 +45,9 @@ def test_sampled_and_enumerated_configs_are_valid_and_distinct() -> None:
     small = config_space(LayerSpec("s", cin=2, cout=1, h=1, w=1), aarch64_target(), threads=1,
                          format="csr")
     every = list(small.enumerate())
-    # oc 1 x rows 1 x vecs 1 x ic 1 x unroll 3 x order 4 x map 3 x vw 1 x fkr 2 x shifted 2
-    # x prefetch 4
-    assert len(every) == 3 * 4 * 3 * 2 * 2 * 4
+    # oc 1 x rows 1 x vecs 1 x ic 1 x unroll 3 x order 4 x map 1 (one thread) x vw 1
+    # x fkr 2 x shifted 2 x prefetch 4
+    assert len(every) == 3 * 4 * 1 * 2 * 2 * 4
     assert all(c.lre is False and c.format == "csr" for c in every)
 
 
@@ -196,3 +205,21 @@ def test_search_spends_its_budget_on_distinct_verified_configs(tmp_path) -> None
     for i, c in enumerate(tried[5:], start=5):
         assert any(c in neighbours(sp, p) for p in tried[:i])
     res.library.close()
+
+
+def test_one_pinned_thread_searches_one_thread_mapping() -> None:
+    one = config_space(SPEC, host_target(), threads=1)
+    assert one.choices["thread_mapping"] == ("balanced",)
+    assert one.default() == config_space(SPEC, host_target()).default().replace(threads=1)
+    assert {c.thread_mapping for c in one.sample(np.random.default_rng(0), 40)} == {"balanced"}
+    # An explicit pin wins, and more threads keep every mapping.
+    assert config_space(SPEC, host_target(), threads=1,
+                        thread_mapping="contiguous").choices["thread_mapping"] == ("contiguous",)
+    assert len(config_space(SPEC, host_target(), threads=2).choices["thread_mapping"]) == 3
+    # The generated code does not depend on the mapping at one thread (the header
+    # comment names the config, so compare what follows it).
+    layer = required_layers()["odd_width"]
+    cfg = config_space(layer.spec, host_target(), threads=1).default()
+    sources = {generate(layer, cfg.replace(thread_mapping=m), host_target()).source
+               .split("*/", 1)[1] for m in ("contiguous", "interleaved", "balanced")}
+    assert len(sources) == 1

@@ -304,7 +304,7 @@ def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
         choices[key] = tuple(wanted)
     if choices["format"] == ("csr",):
         choices["lre"] = (False,)
-    if fixed.get("threads") in (1, (1,), [1]) and "thread_mapping" not in fixed:
+    if "threads" in fixed and choices["threads"] == (1,) and "thread_mapping" not in fixed:
         # One thread runs every filter group in order whatever the mapping (the generated
         # code is identical), so a pinned single thread searches one mapping, not three:
         # the one default() picks, so the default config does not change.

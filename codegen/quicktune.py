@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codegen._base import Builder, BuildInput, Product
+from codegen.baselines import Generated, interleaved_medians
 from codegen.config import ConfigSpace, KernelConfig
 from codegen.generator import GeneratedKernel, generate
 from codegen.runtime import KernelLibrary
@@ -149,16 +150,16 @@ class _Tried:
     def pick(self, x: np.ndarray, *, repeats: int, finalists: int) -> TuneResult:
         """Time the ``finalists`` fastest again, round robin; keep the winner's library.
 
-        Each timed call follows an untimed one of the same library, so the finalists
-        are compared warm, not on who pays for refilling the caches after the others.
+        The bench's own protocol (:func:`codegen.baselines.interleaved_medians`, with no
+        pause between turns): each timed call follows an untimed one
+        of the same library, so the finalists are compared warm, not on who pays for
+        refilling the caches after the others.
         """
         t0 = time.perf_counter()
         final = sorted(self.libs, key=lambda i: self.trials[i].min_s)[:finalists]
-        second: dict[int, list[float]] = {i: [] for i in final}
-        for _ in range(repeats):
-            for i in final:
-                second[i] += self.libs[i].time(x, warmup=1, repeats=1)
-        best_i = min(final, key=lambda i: min(second[i])) if final else None
+        second = interleaved_medians([Generated(str(i), self.libs[i], x) for i in final],
+                                     rounds=repeats, warmup=0, settle_s=0.0)
+        best_i = min(final, key=lambda i: min(second[str(i)])) if final else None
         for i, lib in self.libs.items():
             if i != best_i:
                 lib.close()

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codegen._base import Builder, BuildInput, Product
-from codegen.baselines import Generated, interleaved_medians
 from codegen.config import ConfigSpace, KernelConfig
 from codegen.generator import GeneratedKernel, generate
 from codegen.runtime import KernelLibrary
 from codegen.target import Target
+from codegen.timing import Generated, interleaved_medians
 from codegen.verify import verify
 from search_spaces.layers import PrunedLayer
 
@@ -150,7 +150,7 @@ class _Tried:
     def pick(self, x: np.ndarray, *, repeats: int, finalists: int) -> TuneResult:
         """Time the ``finalists`` fastest again, round robin; keep the winner's library.
 
-        The bench's own protocol (:func:`codegen.baselines.interleaved_medians`, with no
+        The bench's own protocol (:func:`codegen.timing.interleaved_medians`, with no
         pause between turns): each timed call follows an untimed one
         of the same library, so the finalists are compared warm, not on who pays for
         refilling the caches after the others.

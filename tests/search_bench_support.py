@@ -20,9 +20,9 @@ TINY_PINS = (
 
 
 def pattune(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m autotune ARGS`` from the worktree (so its code runs)."""
+    """Run ``python -m pattune ARGS`` from the worktree (so its code runs)."""
     return subprocess.run(
-        [sys.executable, "-m", "autotune", *args],
+        [sys.executable, "-m", "pattune", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
         env={**os.environ, "OMP_WAIT_POLICY": "passive"},
     )  # fmt: skip

@@ -8,7 +8,7 @@ import sys
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "autotune", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "pattune", *args], capture_output=True, text=True, timeout=120
     )
 
 

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from codegen.baselines import Implementation, OrtDense, TorchDense, interleaved_medians
+from benchmarks.kernels.baselines import Implementation, OrtDense, TorchDense, interleaved_medians
 from codegen.verify import random_input, reference_output, verify
 from tests.codegen_support import required_layers
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pattune(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "autotune", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "pattune", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600, check=False)
 
 

@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def pattune(*args: str, cwd: str = ROOT) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "autotune", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pattune", *args], capture_output=True,
                           text=True, timeout=180, cwd=cwd, env=env, check=False)
 
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.harness.sshd import free_port, keygen
 from device_farm import DeviceFault, MeasureStatus
 from device_farm.ssh import validate_work_dir
-from device_farm.sshd_harness import free_port, keygen
 
 pytest_plugins = ["tests.farm.fixtures"]
 from tests.farm.programs import job, self_timed, ssh_device

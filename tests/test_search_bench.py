@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.accuracy import AccuracyBenchConfig, run_accuracy_bench
 from search_spaces.admm import ADMMConfig
-from search_spaces.bench import AccuracyBenchConfig, run_accuracy_bench
 from search_spaces.estimate import EstimateConfig
 from search_spaces.example import ExampleRecipe
 from search_spaces.training import TrainConfig

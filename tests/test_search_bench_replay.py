@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from autotune.bench_search import SearchConfig, replay_all, replay_run
 from autotune.measurement_set import MeasurementSet, load
 from autotune.measurement_set.replay import RecordedSpace, ReplayMeasurer
+from benchmarks.search import SearchConfig, replay_all, replay_run
 from tests.search_bench_support import SHIPPED, pattune
 
 LAYER = "features.26"  # conv5_2: the smallest space of the shipped set

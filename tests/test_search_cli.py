@@ -23,7 +23,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "OMP_WAIT_POLICY": "passive", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "autotune", *args],
+        [sys.executable, "-m", "pattune", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env, check=False,
     )  # fmt: skip
 

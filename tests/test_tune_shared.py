@@ -18,7 +18,7 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
-from device_farm.sshd_harness import SshdFarm
+from benchmarks.harness.sshd import SshdFarm
 from tests.support.pg import PostgresServer, postgres_server
 from tests.tune.support import popen, tune_args
 

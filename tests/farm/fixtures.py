@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from benchmarks.harness.sshd import SshdFarm
 from device_farm import LeaseStore, LocalDevice
 from device_farm._base import Device
-from device_farm.sshd_harness import SshdFarm
 from tests.farm.programs import FAST, ssh_device
 from tests.support.pg import postgres_server
 

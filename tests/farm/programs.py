@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from benchmarks.harness.sshd import SshdFarm, SshdServer
 from device_farm import (
     Artifact,
     ArtifactFile,
@@ -13,7 +14,6 @@ from device_farm import (
     SSHTarget,
     Verify,
 )
-from device_farm.sshd_harness import SshdFarm, SshdServer
 
 
 def script(directory: str, name: str, body: str) -> ArtifactFile:

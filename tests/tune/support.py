@@ -52,7 +52,7 @@ def tune_args(
 
 def pattune(*args: str, timeout: float = 600, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "autotune", *args],
+        [sys.executable, "-m", "pattune", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -70,7 +70,7 @@ def _default_sigint() -> None:
 
 def popen(*args: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "autotune", *args],
+        [sys.executable, "-m", "pattune", *args],
         cwd=ROOT,
         env=env(),
         stdout=log.open("wb"),

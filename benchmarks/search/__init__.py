@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotune.bench_search.quality import quality
-from autotune.bench_search.report import plot, summarise
-from autotune.bench_search.runs import (
+from autotune.measurement_set import MeasurementSet
+from benchmarks.search.quality import quality
+from benchmarks.search.report import plot, summarise
+from benchmarks.search.runs import (
     VARIANTS,
     SearchConfig,
     SearchRun,
     replay_all,
     replay_run,
 )
-from autotune.measurement_set import MeasurementSet
 
 
 def run_benchmark(

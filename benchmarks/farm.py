@@ -23,16 +23,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks.harness.delay_proxy import DelayProxy
+from benchmarks.harness.sshd import SshdFarm
 from device_farm._base import Device
 from device_farm._protocol import ProtocolConfig
 from device_farm._records import Artifact, ArtifactFile, MeasureJob, MeasureStatus
 from device_farm._ssh_connect import SSHTarget
-from device_farm.delay_proxy import DelayProxy
 from device_farm.farm import Farm, FarmConfig
 from device_farm.lease import LeaseStore
 from device_farm.local import LocalDevice
 from device_farm.ssh import SSHDevice
-from device_farm.sshd_harness import SshdFarm
 
 __all__ = ["run_farm_bench"]
 

@@ -2,7 +2,7 @@
 
 The commands are thin: they parse flags into :mod:`search_spaces` objects and
 print. Every user error surfaces as a ``PattuneError``/``ValueError`` that
-:func:`autotune.cli._app.main` turns into one line and exit code 2.
+:func:`pattune.cli._app.main` turns into one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from autotune.cli._app import app, bench_app
+from pattune.cli._app import app, bench_app
 
 OUT_HELP = "Directory for the pruned state_dict, per-layer JSON/NPZ and the report."
 
@@ -266,7 +266,7 @@ def bench_accuracy(
     threads: Annotated[int | None, typer.Option(help="Torch threads (default: all CPUs).")] = None,
 ) -> None:
     """Dense vs one-shot vs ADMM-pruned example accuracy (8 patterns, 3.6x) on the 10k test set."""
-    from search_spaces.bench import AccuracyBenchConfig, run_accuracy_bench
+    from benchmarks.accuracy import AccuracyBenchConfig, run_accuracy_bench
 
     config = AccuracyBenchConfig.quick() if quick else AccuracyBenchConfig.full()
     console = _console()

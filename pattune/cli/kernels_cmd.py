@@ -1,7 +1,7 @@
 """``pattune bench kernels``: tuned pattern kernels against dense and sparse baselines.
 
-Thin: flags become a :class:`codegen.bench.BenchOptions`, the run happens in
-:func:`codegen.bench.run_bench`, and the result is a JSON file plus a table.
+Thin: flags become a :class:`benchmarks.kernels.run.BenchOptions`, the run happens in
+:func:`benchmarks.kernels.run.run_bench`, and the result is a JSON file plus a table.
 User errors raise ``PattuneError``/``ValueError``, which the CLI prints as one
 line with exit code 2.
 """
@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from autotune.cli._app import bench_app
+from pattune.cli._app import bench_app
 
 
 def _table(doc: dict[str, Any]) -> Table:
@@ -70,7 +70,7 @@ def bench_kernels(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
 ) -> None:
     """Tune and time pattern kernels per 3x3 layer against torch, ORT and sparse baselines."""
-    from codegen.bench import BenchOptions, run_bench
+    from benchmarks.kernels.run import BenchOptions, run_bench
     from codegen.target import get_target
 
     if json_out is not None and not json_out.parent.is_dir():

@@ -8,4 +8,4 @@ import importlib
 _MODULES = ("prune_cmd", "kernels_cmd", "farm_cmd", "tune_cmd", "search_cmd")
 
 for _name in _MODULES:
-    importlib.import_module(f"autotune.cli.{_name}")
+    importlib.import_module(f"pattune.cli.{_name}")

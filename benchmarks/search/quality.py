@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from autotune.bench_search.runs import layer_samples
 from autotune.cost_model import Sample
 from autotune.cost_model.xgb import XGBCostModel
 from autotune.measurement_set import MeasurementSet
+from benchmarks.search.runs import layer_samples
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 

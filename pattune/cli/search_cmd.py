@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from autotune.cli._app import app, bench_app, fail
+from pattune.cli._app import app, bench_app, fail
 
 _err = Console(stderr=True)
 DEFAULT_SET = "data/measurements/vgg16-imagenet-k8-c3.6x.json.gz"
@@ -144,8 +144,8 @@ def bench_search(
     workers: Annotated[int, typer.Option(help="Processes replaying runs in parallel.")] = 2,
 ) -> None:
     """Replay random, TPE and TPE + cost-model filter over a recorded set; report efficiency."""
-    from autotune.bench_search import SearchConfig, run_benchmark
     from autotune.measurement_set import load
+    from benchmarks.search import SearchConfig, run_benchmark
 
     mset = load(measurements)
     for rec in mset.layers:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from codegen.baselines import (
+from benchmarks.kernels.baselines import (
     Generated,
     Implementation,
     OrtDense,

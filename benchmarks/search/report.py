@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from autotune.bench_search.runs import SearchConfig, SearchRun, measurements_to_within
 from autotune.measurement_set import MeasurementSet
+from benchmarks.search.runs import SearchConfig, SearchRun, measurements_to_within
 
 
 def _curve(runs: Sequence[SearchRun], best: dict[str, float], budget: int) -> np.ndarray:

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("PATTUNE_LOG_LEVEL", "WARNING").upper(),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    from autotune.cli import _register  # noqa: F401  (registers every command group)
+    from pattune.cli import _register  # noqa: F401  (registers every command group)
 
     try:
         result = app(args=argv, standalone_mode=False, prog_name="pattune")

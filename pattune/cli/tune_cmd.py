@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from autotune.cli._app import app, fail
+from pattune.cli._app import app, fail
 from pattune_common import DEFAULT_STORAGE
 
 _out = Console()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from autotune.cli._app import app, bench_app, devices_app, fail
-from autotune.cli._app import main as _main
+from pattune.cli._app import app, bench_app, devices_app, fail
+from pattune.cli._app import main as _main
 
 __all__ = ["app", "bench_app", "devices_app", "fail", "main"]
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from autotune.cli._app import app, bench_app, devices_app, fail
+from pattune.cli._app import app, bench_app, devices_app, fail
 
 if TYPE_CHECKING:
     from device_farm import MeasureJob, Measurement
@@ -229,7 +229,7 @@ def bench_farm(
     wifi_delay_ms: Annotated[float, typer.Option(help="One-way delay of the Wi-Fi proxy.")] = 30.0,
 ) -> None:
     """Measure SSH overhead per job and 3-over-1 device scaling against real sshd."""
-    from device_farm.bench import run_farm_bench
+    from benchmarks.farm import run_farm_bench
 
     summary = run_farm_bench(jobs=jobs, overhead_jobs=overhead_jobs, wifi_delay_ms=wifi_delay_ms,
                              log=lambda s: _err.print(s))

@@ -1,0 +1,1 @@
+"""``pattune bench kernels``: tuned pattern kernels against dense and sparse baselines."""

@@ -1,0 +1,3 @@
+from pattune.cli import main
+
+main()

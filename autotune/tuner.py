@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from autotune.cost_model.manager import CostModelManager
-from autotune.measure import KernelMeasurer
+from autotune.measurers import FarmMeasurer
 from autotune.session import TuneSession
+from autotune.strategies import TaskContext
 from autotune.study import TrialOutcome
 from autotune.task import KernelTask, TaskResult
 from autotune.untouched import UntouchedTime, rest_time_ms
@@ -81,7 +82,7 @@ class Tuner:
         self.models = CostModelManager(
             records=session.records, device_type=o.device_type, seed=o.seed
         )
-        self.measurer = KernelMeasurer(
+        self.measurer = FarmMeasurer(
             records=session.records,
             device_type=o.device_type,
             target=session.target,
@@ -101,6 +102,7 @@ class Tuner:
         space = config_space(layer.spec, s.target, **k.fixed_for(layer.spec.name))
         task = KernelTask(
             layer=layer,
+            context=TaskContext.of(layer),
             space=space,
             measurer=self.measurer,
             models=self.models,

@@ -9,7 +9,6 @@ libraries; :func:`verify` checks outputs against torch before any time counts.
 from __future__ import annotations
 
 from codegen._base import Builder, BuildInput, BuildResult, Product
-from codegen.artifact import Artifact, make_artifacts
 from codegen.config import (
     FORMATS,
     LOOP_ORDERS,
@@ -28,7 +27,6 @@ __all__ = [
     "FORMATS",
     "LOOP_ORDERS",
     "THREAD_MAPPINGS",
-    "Artifact",
     "BuildInput",
     "BuildResult",
     "Builder",
@@ -47,7 +45,6 @@ __all__ = [
     "generate",
     "get_target",
     "host_target",
-    "make_artifacts",
     "random_input",
     "reference_output",
     "run_executable",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class Generated(Implementation):
         return self._lib.run(self._x)
 
 
-def interleaved_medians(impls: list[Implementation], *, rounds: int, warmup: int = 1,
+def interleaved_medians(impls: Sequence[Implementation], *, rounds: int, warmup: int = 1,
                         settle_s: float = 0.02, warm_calls: int = 1) -> dict[str, list[float]]:
     """Time each implementation once per round, round robin; return all times (seconds).
 

@@ -6,7 +6,7 @@ inventory of SSH devices (:func:`load_inventory`), measure lists of
 :class:`MeasureJob` and get back :class:`Measurement` records.
 """
 
-from device_farm._base import Device, DeviceReport, RunResult
+from device_farm._base import Device, DeviceReport
 from device_farm._errors import DeviceFault
 from device_farm._protocol import ProtocolConfig, parse_report, verify_report
 from device_farm._records import (
@@ -15,6 +15,7 @@ from device_farm._records import (
     MeasureJob,
     Measurement,
     MeasureStatus,
+    RunResult,
     Verify,
     file_sha256,
 )

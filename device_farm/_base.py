@@ -11,29 +11,10 @@ from dataclasses import dataclass
 
 from device_farm._errors import DeviceFault
 from device_farm._protocol import ProtocolConfig, measure_job
-from device_farm._records import Artifact, MeasureJob, Measurement
+from device_farm._records import Artifact, MeasureJob, Measurement, RunResult
 from pattune_common import Record
 
 __all__ = ["Device", "DeviceFault", "DeviceReport", "RunResult"]
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What one command did on a device.
-
-    Attributes:
-        exit_code: The exit status, or None when the command was killed at its timeout.
-        stdout: Standard output (the head, at most ``Device.max_output`` bytes).
-        stderr: Standard error (the tail, at most ``Device.max_output`` bytes).
-        wall_s: Seconds the command ran, measured on the device where it can be.
-        timed_out: Whether the command was killed at its deadline.
-    """
-
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    wall_s: float
-    timed_out: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,37 @@ import json
 import logging
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from device_farm._errors import DeviceFault, StagedFilesLost
-from device_farm._records import MeasureJob, Measurement, MeasureStatus, Verify
+from device_farm._records import Artifact, MeasureJob, Measurement, MeasureStatus, RunResult, Verify
 
-if TYPE_CHECKING:
-    from device_farm._base import Device, RunResult
+
+class Device(Protocol):
+    """What the protocol needs of a device (:class:`device_farm.Device` provides it)."""
+
+    name: str
+    device_type: str
+    env: dict[str, str]
+    threads: int
+    cpu_affinity: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        """The component name failures start with."""
+
+    def stage(self, artifact: Artifact) -> str:
+        """Place the artifact's files on the device; return their directory."""
+
+    def execute(
+        self, argv: Sequence[str], *, timeout_s: float, cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> RunResult:
+        """Run one command until it exits or times out."""
 
 __all__ = ["ProtocolConfig", "measure_job", "parse_report", "verify_report"]
 

@@ -292,3 +292,22 @@ class Measurement(Record):
         d["command"] = tuple(d.get("command", ()))
         d["times_s"] = tuple(float(t) for t in d.get("times_s", ()))
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one command did on a device.
+
+    Attributes:
+        exit_code: The exit status, or None when the command was killed at its timeout.
+        stdout: Standard output (the head, at most ``Device.max_output`` bytes).
+        stderr: Standard error (the tail, at most ``Device.max_output`` bytes).
+        wall_s: Seconds the command ran, measured on the device where it can be.
+        timed_out: Whether the command was killed at its deadline.
+    """
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    wall_s: float
+    timed_out: bool = False

@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from device_farm._base import Device, RunResult
+from device_farm._base import Device
 from device_farm._errors import DeviceFault, StagedFilesLost
-from device_farm._records import Artifact
+from device_farm._records import Artifact, RunResult
 
 __all__ = ["LocalDevice", "default_local_work_dir"]
 

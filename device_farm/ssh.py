@@ -25,9 +25,9 @@ from typing import Any
 
 import paramiko
 
-from device_farm._base import Device, RunResult
+from device_farm._base import Device
 from device_farm._errors import DeviceFault, StagedFilesLost
-from device_farm._records import Artifact, file_sha256
+from device_farm._records import Artifact, RunResult, file_sha256
 from device_farm._ssh_connect import SSHTarget, close_client, connect
 
 __all__ = ["SSHDevice", "validate_work_dir"]

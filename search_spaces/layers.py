@@ -344,3 +344,14 @@ class PrunedLayer:
                 relu=bool(meta.get("relu", False)),
                 maxpool=bool(meta.get("maxpool", False)),
             )
+
+
+def layer_stats(layer: PrunedLayer) -> dict[str, Any]:
+    """Pruning statistics of a pruned layer, as the records store them and cost models read them."""
+    return {
+        "kernels_total": layer.kernels_total,
+        "kernels_alive": layer.kernels_alive,
+        "nonzeros": layer.nonzeros,
+        "patterns": len(layer.pattern_set),
+        "pattern_histogram": [int(x) for x in layer.pattern_histogram()],
+    }

@@ -152,61 +152,6 @@ def test_host_target_matches_cpu() -> None:
     assert t.vector_floats == (16 if t.isa == "avx512" else 8)
 
 
-def test_sample_configs_keeps_valid_seeds_then_tops_up() -> None:
-    from codegen.quicktune import sample_configs
-
-    sp = config_space(SPEC, host_target(), threads=1, format="csr")
-    fkw = config_space(SPEC, host_target(), threads=1, format="fkw").sample(
-        np.random.default_rng(0), 10)
-    seeds = [c.replace(format="csr", lre=False) for c in fkw] + [fkw[0]]  # last one invalid
-    got = sample_configs(sp, 14, np.random.default_rng(1), seed_configs=seeds)
-    assert len(got) == 14 and len({c.to_json() for c in got}) == 14
-    distinct_seeds = list(dict.fromkeys(s.to_json() for s in seeds[:-1]))
-    assert [c.to_json() for c in got[:len(distinct_seeds)]] == distinct_seeds
-    assert all(sp.is_valid(c) for c in got)
-    assert sample_configs(sp, 1, np.random.default_rng(1)) == [sp.default()]
-
-
-def test_neighbours_move_one_field_one_step() -> None:
-    from codegen.quicktune import neighbours
-
-    sp = config_space(SPEC, host_target(), threads=1)
-    cfg = sp.default()
-    near = neighbours(sp, cfg)
-    assert near and len({c.to_json() for c in near}) == len(near)
-    for c in near:
-        assert sp.is_valid(c)
-        moved = [f for f in sp.choices if getattr(c, f) != getattr(cfg, f)]
-        assert len(moved) == 1
-        vals = sp.choices[moved[0]]
-        assert abs(vals.index(getattr(c, moved[0])) - vals.index(getattr(cfg, moved[0]))) == 1
-
-
-def test_search_spends_its_budget_on_distinct_verified_configs(tmp_path) -> None:
-    from codegen import LocalBuilder
-    from codegen.quicktune import neighbours, search
-    from codegen.verify import random_input, reference_output
-    from tests.codegen_support import required_layers
-
-    layer = required_layers()["odd_width"]
-    sp = config_space(layer.spec, host_target(), threads=1, vector_width=8)
-    x = random_input(layer, seed=4)
-    res = search(layer, sp, 7, np.random.default_rng(0), target=host_target(),
-                 builder=LocalBuilder(cache_dir=tmp_path), x=x,
-                 reference=reference_output(layer, x), seed_configs=[sp.default()], repeats=2)
-    assert len(res.trials) == 7 and len({t.config.to_json() for t in res.trials}) == 7
-    assert res.trials[0].config == sp.default()  # seeds first
-    assert all(not t.error for t in res.trials)
-    assert res.best is not None and res.library is not None
-    fastest3 = sorted(res.trials, key=lambda t: t.min_s)[:3]
-    assert any(res.best is t for t in fastest3)  # picked from the finalists' second look
-    # The climbing rounds only try one-step neighbours of configs tried before them.
-    tried = [t.config for t in res.trials]
-    for i, c in enumerate(tried[5:], start=5):
-        assert any(c in neighbours(sp, p) for p in tried[:i])
-    res.library.close()
-
-
 def test_one_pinned_thread_searches_one_thread_mapping() -> None:
     one = config_space(SPEC, host_target(), threads=1)
     assert one.choices["thread_mapping"] == ("balanced",)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autotune.measurement_set import MeasurementSet, load
-from autotune.measurement_set.replay import RecordedSpace, ReplayMeasurer
+from autotune.measurers import RecordedSpace, ReplayMeasurer
 from benchmarks.search import SearchConfig, replay_all, replay_run
 from tests.search_bench_support import SHIPPED, pattune
 
@@ -37,8 +37,8 @@ def test_replay_measurer_answers_from_the_set(mset: MeasurementSet) -> None:
     rec = mset.layer(LAYER)
     m = ReplayMeasurer(mset)
     outside = dataclasses.replace(rec.entries[0].config, threads=2)
-    got = m.measure(LAYER, [rec.entries[5].config, outside, rec.entries[9].config])
-    assert [r.median_s for r in got] == [rec.entries[5].median_s, None, rec.entries[9].median_s]
+    got = m.measure(rec, [rec.entries[5].config, outside, rec.entries[9].config])
+    assert [r.latency_s for r in got] == [rec.entries[5].median_s, None, rec.entries[9].median_s]
     assert got[1].error == "replay: config not recorded in the set"
     assert m.measured == 2
 

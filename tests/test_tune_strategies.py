@@ -81,7 +81,7 @@ def test_failed_configs_are_observed() -> None:
 
 
 def test_unknown_strategy() -> None:
-    with pytest.raises(ValueError, match="strategy must be one of filtered, random, tpe; got 'ga'"):
+    with pytest.raises(ValueError, match="strategy must be one of filtered, hillclimb, random, tpe; got 'ga'"):
         make_strategy("ga", space=SPACE)
 
 
@@ -103,3 +103,28 @@ def test_cold_filter_starts_from_the_analytic_prior() -> None:
 
     # 7 of 8 come from the top of the prior ranking, 1 is an exploration pick.
     assert sorted(prior(c) for c in first)[1] > np.percentile([prior(c) for c in rand], 75)
+
+
+@pytest.mark.parametrize("name", strategy_names())
+def test_reserved_configs_are_never_proposed(name: str) -> None:
+    kwargs = {"cost_model": make_cost_model("xgb", seed=1), "context": CTX}
+    strat = make_strategy(name, space=SPACE, seed=1, **kwargs)
+    reserved = [SPACE.default(), *SPACE.sample(np.random.default_rng(9), 5)]
+    strat.reserve(reserved)
+    got = strat.propose(12)
+    assert got and not set(got) & set(reserved)
+    strat.observe(reserved, [1.0] * len(reserved))
+    assert not strat.pending
+
+
+def test_hillclimb_counts_reserved_configs_towards_its_random_start() -> None:
+    strat = make_strategy("hillclimb", space=SPACE, seed=0, explore=10)
+    strat.reserve([SPACE.default(), *SPACE.sample(np.random.default_rng(2), 3)])
+    first = strat.propose(8)
+    assert len(first) == 6  # 10 explored in all: 4 reserved + 6 random
+    strat.observe(first, [fake_latency(c) for c in first])
+    climb = strat.propose(8)
+    best3 = sorted(first, key=fake_latency)[:3]
+    from autotune.strategies.hillclimb import adjacent
+
+    assert climb and all(any(c in adjacent(SPACE, b) for b in best3) for c in climb)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from autotune.cost_model.manager import CostModelManager
-from autotune.measure import KernelMeasurer
+from autotune.measurers import FarmMeasurer
 from autotune.records import RecordsDB
+from autotune.strategies import TaskContext
 from autotune.task import KernelTask
 from codegen import LocalBuilder, config_space, host_target
 from device_farm import Farm, LeaseStore, LocalDevice, ProtocolConfig
@@ -32,7 +33,7 @@ def env(tmp_path: Path):  # type: ignore[no-untyped-def]
         [LocalDevice(work_dir=str(tmp_path / "dev"), protocol=ProtocolConfig(min_total_s=0.005))],
         leases=LeaseStore(url),
     )
-    measurer = KernelMeasurer(
+    measurer = FarmMeasurer(
         records=records,
         device_type="local",
         target=target,
@@ -49,6 +50,7 @@ def task(env, layer, strategy="filtered", budget=12, seed=0):  # type: ignore[no
     space = config_space(layer.spec, target, threads=1)
     return KernelTask(
         layer=layer,
+        context=TaskContext.of(layer),
         space=space,
         measurer=measurer,
         models=models,

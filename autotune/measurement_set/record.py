@@ -1,6 +1,6 @@
 """Record a measurement set: measure every (or a random sample of) config of chosen layers.
 
-Recording goes through :class:`autotune.measure.KernelMeasurer`, so every
+Recording goes through :class:`autotune.measurers.FarmMeasurer`, so every
 recorded kernel is generated, built, verified against torch and measured on a
 device of the type exactly as the tuner does it, with a private records
 database. Layers are visited round-robin, a batch at a time, in a seeded random
@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from autotune.measure import KernelMeasurer
 from autotune.measurement_set._format import Entry, LayerRecord, MeasurementSet, load, save
-from autotune.records import RecordsDB, layer_stats
+from autotune.measurers import FarmMeasurer
+from autotune.records import RecordsDB
 from codegen import KernelConfig, LocalBuilder, Target, config_space
-from device_farm import Farm, LeaseStore, LocalDevice, MeasureJob, Measurement, ProtocolConfig
-from pattune_common import UserInputError, stable_hash
-from search_spaces.layers import PrunedLayer
+from device_farm import Farm, LeaseStore, LocalDevice, ProtocolConfig
+from pattune_common import UserInputError
+from search_spaces.layers import PrunedLayer, layer_stats
 
 # VGG-16's conventional names for its 3x3 convs (torchvision numbering of ``features``).
 VGG16_NAMES = {
@@ -149,20 +149,6 @@ def _order(plan: RecordPlan, layer: PrunedLayer) -> tuple[list[KernelConfig], di
     return order, desc, len(configs)
 
 
-class _CapturingRunner:
-    """Passes jobs to a farm and keeps each Measurement by job id (raw times, cv)."""
-
-    def __init__(self, farm: Farm) -> None:
-        self.farm = farm
-        self.seen: dict[str, Measurement] = {}
-
-    def run(self, jobs: Sequence[MeasureJob]) -> list[Measurement]:
-        out = self.farm.run(jobs)
-        for j, m in zip(jobs, out, strict=True):
-            self.seen[j.job_id] = m
-        return out
-
-
 def record(
     plan: RecordPlan,
     out: str | Path,
@@ -196,12 +182,12 @@ def record(
     for p in range(1, plan.passes + 1):
         # A fresh database per pass: the measurer never measures a config twice in one.
         db = RecordsDB(f"sqlite:///{work / f'records-pass{p}.db'}")
-        runner = _CapturingRunner(Farm(devs, leases=LeaseStore(db.url)))
-        measurer = KernelMeasurer(
+        measurer = FarmMeasurer(
             records=db, device_type=plan.device_type, target=plan.target,
-            builder=LocalBuilder(), runner=runner, work_dir=work / "inputs",
+            builder=LocalBuilder(), runner=Farm(devs, leases=LeaseStore(db.url)),
+            work_dir=work / "inputs",
         )  # fmt: skip
-        while _one_round(plan, mset, plans, layers, measurer, runner, p):
+        while _one_round(plan, mset, plans, layers, measurer, p):
             mset.metadata = _metadata(plan, False)
             save(mset, out)
             if on_batch:
@@ -216,8 +202,7 @@ def _one_round(
     mset: MeasurementSet,
     plans: dict[str, Any],
     layers: dict[str, PrunedLayer],
-    measurer: KernelMeasurer,
-    runner: _CapturingRunner,
+    measurer: FarmMeasurer,
     pass_no: int,
 ) -> bool:
     """Measure one batch of every layer in pass ``pass_no``; False when nothing was left."""
@@ -234,11 +219,10 @@ def _one_round(
         progressed = True
         layer = layers[rec.name]
         for res in measurer.measure(layer, todo):
-            m = runner.seen.get(f"{layer.weights_hash}-{stable_hash(res.config.to_dict())}")
             new = (
-                Entry(res.config, median_s=res.median_s, cv=m.cv if m else None,
-                      times_s=tuple(m.times_s) if m else (), passes=pass_no)
-                if res.median_s is not None
+                Entry(res.config, median_s=res.latency_s, cv=res.cv, times_s=res.times_s,
+                      passes=pass_no)
+                if res.latency_s is not None
                 else Entry(res.config, error=res.error or "record: skipped", passes=pass_no)
             )  # fmt: skip
             if res.config in have:

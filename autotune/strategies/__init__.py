@@ -1,7 +1,8 @@
 """Kernel search strategies by name, imported lazily.
 
 ``make_strategy("filtered", space=..., cost_model=..., context=...)``. Known:
-``random``, ``tpe``, ``filtered`` (TPE + XGBoost cost-model filter).
+``random``, ``tpe``, ``filtered`` (TPE + XGBoost cost-model filter) and
+``hillclimb`` (random start, then neighbours of the best; the kernel benchmark's).
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from autotune.strategies._base import SearchStrategy, TaskContext
+from autotune.strategies._base import SearchSpace, SearchStrategy, TaskContext
 
 _STRATEGIES = {
     "random": "autotune.strategies.random:RandomSearch",
     "tpe": "autotune.strategies.tpe:TPESearch",
     "filtered": "autotune.strategies.filtered:FilteredSearch",
+    "hillclimb": "autotune.strategies.hillclimb:HillClimbSearch",
 }
 
 
@@ -35,4 +37,4 @@ def make_strategy(name: str, **kwargs: Any) -> SearchStrategy:
     return getattr(importlib.import_module(module), cls)(**kwargs)  # type: ignore[no-any-return]
 
 
-__all__ = ["SearchStrategy", "TaskContext", "make_strategy", "strategy_names"]
+__all__ = ["SearchSpace", "SearchStrategy", "TaskContext", "make_strategy", "strategy_names"]

@@ -11,13 +11,36 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from autotune.cost_model import CostModel, Sample
+from codegen import KernelConfig
+from search_spaces.layers import PrunedLayer, layer_stats
+
+
+class SearchSpace(Protocol):
+    """What a strategy may choose from: ``codegen.ConfigSpace``, or a recorded set's space.
+
+    ``choices`` lists every field's allowed values in a fixed order (sizes
+    ascending); not every combination is valid, :meth:`is_valid` says which.
+    """
+
+    @property
+    def choices(self) -> Mapping[str, tuple[Any, ...]]:
+        """Allowed values per KernelConfig field."""
+
+    def is_valid(self, cfg: KernelConfig) -> bool:
+        """Whether ``cfg`` may be built and measured."""
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[KernelConfig]:
+        """Up to ``n`` distinct valid configs drawn with ``rng``."""
+
+    def default(self) -> KernelConfig:
+        """A sensible valid config, measured first by every task."""
 
 
 @dataclass(frozen=True)
@@ -34,8 +57,13 @@ class TaskContext:
     spec: dict[str, Any]
     stats: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, layer: PrunedLayer) -> TaskContext:
+        """The context of a pruned layer (its weights hash is the group)."""
+        return cls(group=layer.weights_hash, spec=layer.spec.to_dict(), stats=layer_stats(layer))
+
     def samples(
-        self, configs: Sequence[Any], latencies: Sequence[float | None] = ()
+        self, configs: Sequence[KernelConfig], latencies: Sequence[float | None] = ()
     ) -> list[Sample]:
         """Cost-model samples for ``configs`` (with latencies in seconds when given)."""
         lats = list(latencies) or [None] * len(configs)
@@ -49,13 +77,14 @@ class SearchStrategy(abc.ABC):
     """Proposes configs for one kernel-tuning task and learns from their latencies.
 
     Contract: :meth:`propose` returns at most ``n`` distinct valid configs that
-    were neither proposed nor observed before (fewer when the space is spent);
+    were neither observed nor reserved (:meth:`reserve`) before (fewer when the
+    space is spent);
     :meth:`observe` takes configs with their median latency in seconds, or
     None for a failed config. Strategies own their seeded generator, so a run is
     deterministic per seed given the same observations. Not thread safe.
 
     Args:
-        space: The layer's ``codegen.ConfigSpace``.
+        space: The layer's space (:class:`SearchSpace`).
         seed: Seed of the strategy's own generator.
         context: The task's layer, for cost models.
         cost_model: A shared cost model (used by model-based strategies).
@@ -66,7 +95,7 @@ class SearchStrategy(abc.ABC):
     def __init__(
         self,
         *,
-        space: Any,
+        space: SearchSpace,
         seed: int = 0,
         context: TaskContext | None = None,
         cost_model: CostModel | None = None,
@@ -77,47 +106,57 @@ class SearchStrategy(abc.ABC):
         self.context = context
         self.cost_model = cost_model
         self.seen: set[str] = set()
-        self._json: dict[Any, str] = {}
-        self.history: list[tuple[Any, float | None]] = []
+        self.pending: set[str] = set()  # reserved by the caller, not yet observed
+        self._json: dict[KernelConfig, str] = {}
+        self.history: list[tuple[KernelConfig, float | None]] = []
         self.filtered = 0  # configs scored but not proposed (for progress displays)
 
     @abc.abstractmethod
-    def propose(self, n: int) -> list[Any]:
+    def propose(self, n: int) -> list[KernelConfig]:
         """Up to ``n`` new valid configs to measure next."""
 
-    def observe(self, configs: Sequence[Any], latencies: Sequence[float | None]) -> None:
+    def reserve(self, configs: Sequence[KernelConfig]) -> None:
+        """Configs the caller measures besides the proposals (a task's default and warm
+        starts) in the coming batch: they are never proposed, and count as taken."""
+        self.pending.update(self._key(c) for c in configs)
+
+    def observe(
+        self, configs: Sequence[KernelConfig], latencies: Sequence[float | None]
+    ) -> None:
         """Record measured configs (seconds; None = failed). Subclasses extend, not replace."""
         for c, lat in zip(configs, latencies, strict=True):
-            self.seen.add(self._key(c))
+            k = self._key(c)
+            self.seen.add(k)
+            self.pending.discard(k)
             self.history.append((c, lat))
 
-    def best(self) -> tuple[Any, float] | None:
+    def best(self) -> tuple[KernelConfig, float] | None:
         """The fastest observed config and its latency, or None."""
         ok = [(c, t) for c, t in self.history if t is not None]
         return min(ok, key=lambda ct: ct[1]) if ok else None
 
     # -- helpers for subclasses ---------------------------------------------
 
-    def _key(self, config: Any) -> str:
+    def _key(self, config: KernelConfig) -> str:
         """``config.to_json()``, memoised: canonical JSON dominated replayed searches' time."""
         k = self._json.get(config)
         if k is None:
             k = self._json[config] = config.to_json()
         return k
 
-    def _fresh(self, configs: Sequence[Any]) -> list[Any]:
+    def _fresh(self, configs: Sequence[KernelConfig]) -> list[KernelConfig]:
         out, keys = [], set()
         for c in configs:
             k = self._key(c)
-            if k not in self.seen and k not in keys:
+            if k not in self.seen and k not in self.pending and k not in keys:
                 keys.add(k)
                 out.append(c)
         return out
 
-    def _random(self, n: int) -> list[Any]:
+    def _random(self, n: int) -> list[KernelConfig]:
         return self._fresh(self.space.sample(self.rng, n + len(self.seen) // 4 + 4))[:n]
 
-    def _neighbours(self, config: Any, n: int) -> list[Any]:
+    def _neighbours(self, config: KernelConfig, n: int) -> list[KernelConfig]:
         """Valid configs that differ from ``config`` in one field."""
         out = []
         fields = list(self.space.choices)

@@ -2,7 +2,9 @@
 
 For every 3x3 conv layer of a model: prune it (pattern set + connectivity),
 tune the pattern kernel and the unstructured-sparse kernel with the same budget
-(:func:`codegen.quicktune.search`), verify everything against torch, then
+through the product's kernel search loop (:class:`autotune.task.KernelTask`,
+here with the ``hillclimb`` strategy and a :class:`~autotune.measurers.LibraryMeasurer`
+that times libraries in this process), verify everything against torch, then
 time all implementations interleaved, in one process, at one thread count.
 """
 
@@ -17,6 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from autotune.cost_model.manager import CostModelManager
+from autotune.measurers import LibraryMeasurer
+from autotune.strategies import TaskContext
+from autotune.task import KernelTask, TaskResult
 from benchmarks.kernels.baselines import (
     Generated,
     Implementation,
@@ -25,11 +31,11 @@ from benchmarks.kernels.baselines import (
     TorchDense,
     interleaved_medians,
 )
-from codegen.config import ConfigSpace, config_space
+from codegen.config import ConfigSpace, KernelConfig, config_space
+from codegen.generator import GeneratedKernel
 from codegen.local_builder import LocalBuilder
-from codegen.quicktune import TuneResult, search
 from codegen.target import Target
-from codegen.verify import random_input, reference_output, verify
+from codegen.verify import verify
 from pattune_common import UserInputError
 from search_spaces.layers import LayerSpec, PrunedLayer
 from search_spaces.patterns import PatternSet
@@ -122,8 +128,49 @@ def search_space(spec: LayerSpec, target: Target, fmt: str, threads: int) -> Con
     )
 
 
-def _tune_both(layer: PrunedLayer, target: Target, opts: BenchOptions, builder: LocalBuilder,
-               x: np.ndarray, ref: np.ndarray) -> dict[str, TuneResult]:
+@dataclass(frozen=True)
+class Tuned:
+    """One kernel kind's search: the task's result and the confirmed fastest config."""
+
+    task: TaskResult
+    best: KernelConfig | None
+    build_s: float
+    measure_s: float
+
+
+EXPLORE = 0.6  # share of the budget sampled at random before the hill climb
+FINALISTS = 3  # fastest configs timed again side by side before one is picked
+
+
+def tune_kernel(layer: PrunedLayer, space: ConfigSpace, measurer: LibraryMeasurer,
+                opts: BenchOptions, *, seed: int,
+                first: list[KernelConfig] | None = None) -> Tuned:
+    """One kernel kind through the product's loop, then its finalists timed side by side.
+
+    The ``hillclimb`` strategy samples ``EXPLORE`` of the budget at random (the
+    default config and ``first`` count), then climbs one-step neighbours of the best
+    few; every config is built, verified against torch and timed in-process. The
+    ``FINALISTS`` fastest are then timed again round robin (guards against one lucky
+    call) before one is kept.
+    """
+    explore = max(1, math.ceil(EXPLORE * opts.budget))
+    build0, measure0 = measurer.stats.build_s, measurer.stats.measure_s
+    task = KernelTask(
+        layer=layer, context=TaskContext.of(layer), space=space, measurer=measurer,
+        # hillclimb uses no cost model; the untrained "random" kind costs nothing to keep
+        models=CostModelManager(device_type=measurer.device_type, kind="random"),
+        strategy="hillclimb", strategy_options={"explore": explore, "top": FINALISTS},
+        budget=opts.budget, batch=8, seed=seed, first=(first or [])[: explore - 1],
+    )
+    res = task.run()
+    ranked = sorted((r for r in res.history if r.ok), key=lambda r: r.latency_s or math.inf)
+    best = measurer.confirm(layer, [r.config for r in ranked[:FINALISTS]], rounds=5)
+    return Tuned(res, best, measurer.stats.build_s - build0,
+                 measurer.stats.measure_s - measure0)
+
+
+def _tune_both(layer: PrunedLayer, target: Target, opts: BenchOptions,
+               measurer: LibraryMeasurer) -> dict[str, Tuned]:
     """Tune the pattern and the unstructured kernel with the same budget and search.
 
     The unstructured kernel's random phase starts from the code parameters the
@@ -131,14 +178,12 @@ def _tune_both(layer: PrunedLayer, target: Target, opts: BenchOptions, builder: 
     own samples and hill climbing: config for config, the comparison shows what the
     patterns buy.
     """
-    rng = np.random.default_rng([opts.seed, 7])
     fkw_space = search_space(layer.spec, target, "fkw", opts.threads)
     csr_space = search_space(layer.spec, target, "csr", opts.threads)
-    pattern = search(layer, fkw_space, opts.budget, rng, target=target, builder=builder, x=x,
-                     reference=ref)
-    seeds = [t.config.replace(format="csr", lre=False) for t in pattern.trials]
-    unstructured = search(layer, csr_space, opts.budget, rng, target=target, builder=builder,
-                          x=x, reference=ref, seed_configs=seeds)
+    pattern = tune_kernel(layer, fkw_space, measurer, opts, seed=opts.seed)
+    seeds = [r.config.replace(format="csr", lre=False) for r in pattern.task.history]
+    unstructured = tune_kernel(layer, csr_space, measurer, opts, seed=opts.seed + 1,
+                               first=[c for c in dict.fromkeys(seeds) if csr_space.is_valid(c)])
     return {"pattern": pattern, "unstructured": unstructured}
 
 
@@ -148,19 +193,25 @@ def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Ta
     import torch
 
     layer = prune_layer(spec, weights, ps, connectivity=opts.connectivity)
-    x = random_input(layer, seed=opts.seed)
-    ref = reference_output(layer, x)
-    tuned = _tune_both(layer, target, opts, builder, x, ref)
-    torch.set_num_threads(opts.threads)
-    impls: list[Implementation] = []
-    for name, res in tuned.items():
-        if res.library is not None:
-            impls.append(Generated(name, res.library, x))
-    impls += [TorchDense(layer, x), OrtDense(layer, x, opts.threads)]
-    if spec.groups == 1:
-        impls.append(TorchCSR(layer, x))
-    errors = {i.name: verify(i.output(), ref) for i in impls}
-    times = interleaved_medians(impls, rounds=opts.rounds)
+    measurer = LibraryMeasurer(target=target, builder=builder, seed=opts.seed)
+    try:
+        x, ref = measurer.inputs(layer)
+        tuned = _tune_both(layer, target, opts, measurer)
+        torch.set_num_threads(opts.threads)
+        impls: list[Implementation] = []
+        kernels = {}
+        for name, t in tuned.items():
+            got = measurer.loaded(layer, t.best) if t.best is not None else None
+            if got is not None:
+                kernels[name] = got[0]
+                impls.append(Generated(name, got[1], x))
+        impls += [TorchDense(layer, x), OrtDense(layer, x, opts.threads)]
+        if spec.groups == 1:
+            impls.append(TorchCSR(layer, x))
+        errors = {i.name: verify(i.output(), ref) for i in impls}
+        times = interleaved_medians(impls, rounds=opts.rounds)
+    finally:
+        measurer.close()
     med = {k: float(np.median(v)) for k, v in times.items()}
     pat = med.get("pattern", math.inf)
     row: dict[str, Any] = {
@@ -175,24 +226,23 @@ def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Ta
         "max_rel_error": {k: v.max_rel_error for k, v in errors.items()},
         "verify_errors": {k: v.error for k, v in errors.items() if v.error},
     }
-    row.update(_format_bytes(layer, tuned))
-    for name, res in tuned.items():
+    row.update(_format_bytes(layer, kernels))
+    for name, t in tuned.items():
+        hist = t.task.history
         row[f"tuning_{name}"] = {
-            "tried": len(res.trials), "failed": sum(1 for t in res.trials if t.error),
-            "build_s": round(res.build_s, 2), "measure_s": round(res.measure_s, 2),
-            "best_config": res.best.config.to_dict() if res.best else None,
-            "first_error": next((t.error for t in res.trials if t.error), ""),
+            "tried": len(hist), "failed": sum(1 for r in hist if r.error),
+            "build_s": round(t.build_s, 2), "measure_s": round(t.measure_s, 2),
+            "best_config": t.best.to_dict() if t.best else None,
+            "first_error": next((r.error for r in hist if r.error), ""),
         }
-        if res.library is not None:
-            res.library.close()
     return row
 
 
-def _format_bytes(layer: PrunedLayer, tuned: dict[str, TuneResult]) -> dict[str, Any]:
+def _format_bytes(layer: PrunedLayer, kernels: dict[str, GeneratedKernel]) -> dict[str, Any]:
     s = layer.spec
     nz = layer.nonzeros * 4
-    fkw = tuned["pattern"].kernel.format_bytes if tuned["pattern"].kernel else 0
-    csr = tuned["unstructured"].kernel.format_bytes if tuned["unstructured"].kernel else 0
+    fkw = kernels["pattern"].format_bytes if "pattern" in kernels else 0
+    csr = kernels["unstructured"].format_bytes if "unstructured" in kernels else 0
     dense = s.cout * s.cin_per_group * s.kh * s.kw * 4
     return {"fkw_bytes": fkw, "csr_bytes": csr, "dense_bytes": dense, "nonzero_bytes": nz,
             "fkw_over_dense": fkw / dense, "fkw_over_nonzero": fkw / nz if nz else math.inf}

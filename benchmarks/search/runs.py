@@ -1,12 +1,15 @@
 """Replay search strategies over a measurement set: best-found latency per measurement.
 
-A run is one (strategy, layer, seed): the strategy proposes batches of configs
-of the layer's :class:`RecordedSpace`, the :class:`ReplayMeasurer` answers from
-the set, and the run keeps the best latency found after each measurement until
-the budget of measurements is spent. Model-based strategies get an XGBoost
-cost model retrained after every batch on the run's own observations (cold
-start), or, for ``filtered-warm``, on the other layers of the set plus the
-run's own observations (transfer).
+A run is one (strategy, layer, seed) of the product's own kernel search loop,
+:class:`autotune.task.KernelTask`, with a :class:`ReplayMeasurer` in place of
+the farm: the task measures the layer's default config first, then what the
+strategy proposes in batches over the layer's :class:`RecordedSpace`, retraining
+the cost model by the product's policy (``CostModelManager``: after at least
+8 new measurements and 20% growth), until the budget of measurements is spent;
+the run keeps the best latency found after each measurement. The ``filtered``
+variant's cost model learns from the run's own observations (cold start);
+``filtered-warm``'s starts from the other layers of the set (transfer). Random
+and TPE do not use a cost model, so theirs is the untrained ``random`` kind.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from autotune.cost_model import Sample
-from autotune.cost_model.xgb import XGBCostModel
+from autotune.cost_model.manager import CostModelManager
 from autotune.measurement_set import LayerRecord, MeasurementSet
 from autotune.measurement_set._format import STATISTICS
-from autotune.measurement_set.replay import ReplayMeasurer
-from autotune.strategies import TaskContext, make_strategy
+from autotune.measurers import ReplayMeasurer, replay_context
+from autotune.task import KernelTask
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
@@ -101,14 +104,9 @@ class SearchRun:
     model_s: float = 0.0
 
 
-def context(rec: LayerRecord) -> TaskContext:
-    """The cost-model context of a recorded layer."""
-    return TaskContext(group=rec.weights_hash, spec=rec.spec, stats=rec.stats)
-
-
 def layer_samples(rec: LayerRecord, statistic: str = "median") -> list[Sample]:
     """Training samples of every measured entry of a layer."""
-    ctx = context(rec)
+    ctx = replay_context(rec)
     ok = rec.measured()
     return ctx.samples([e.config for e in ok], [e.latency(statistic) for e in ok])
 
@@ -116,54 +114,46 @@ def layer_samples(rec: LayerRecord, statistic: str = "median") -> list[Sample]:
 def replay_run(
     mset: MeasurementSet, layer: str, strategy: str, seed: int, cfg: SearchConfig
 ) -> SearchRun:
-    """Replay one strategy on one layer with one seed (deterministic)."""
-    import time
-
+    """Replay one strategy on one layer with one seed through the product's loop (deterministic)."""
     rec = mset.layer(layer)
     measurer = ReplayMeasurer(mset, statistic=cfg.statistic)
     space = measurer.space(rec)
     name, training = VARIANTS[strategy]
-    ctx = context(rec)
-    prior: list[Sample] = []
-    kwargs: dict[str, Any] = {"space": space, "seed": seed}
-    model = None
-    if training is not None:
-        model = XGBCostModel(seed=seed, rounds=cfg.model_rounds, nthread=1)
-        if training == "transfer":
-            prior = [
-                s for r in mset.layers if r.name != layer for s in layer_samples(r, cfg.statistic)
-            ]
-            model.fit(prior)
-        kwargs.update(
-            cost_model=model, context=ctx, candidates_per_measure=cfg.candidates_per_measure
-        )
-    strat = make_strategy(name, **kwargs)
+    prior = (
+        [s for r in mset.layers if r.name != layer for s in layer_samples(r, cfg.statistic)]
+        if training == "transfer" else []
+    )
+    models = CostModelManager(
+        device_type=measurer.device_type,
+        prior=prior,
+        kind="xgb" if training is not None else "random",
+        seed=seed,
+        model_options={"rounds": cfg.model_rounds, "nthread": 1} if training else None,
+    )
+    task = KernelTask(
+        layer=rec,
+        context=replay_context(rec),
+        space=space,
+        measurer=measurer,
+        models=models,
+        strategy=name,
+        budget=min(cfg.budget, len(space)),
+        batch=cfg.batch,
+        candidates_per_measure=cfg.candidates_per_measure,
+        seed=seed,
+    )
+    result = task.run()
+    run = SearchRun(strategy, layer, seed, model_s=models.train_s)
     best_set = rec.best_s(cfg.statistic)
-    run = SearchRun(strategy, layer, seed)
     best = float("inf")
-    own: list[Sample] = []
-    budget = min(cfg.budget, len(space))
-    while len(run.best_s) < budget:
-        configs = strat.propose(min(cfg.batch, budget - len(run.best_s)))
-        if not configs:
-            break
-        results = measurer.measure(rec, configs)
-        lats = [r.median_s for r in results]
-        strat.observe(configs, lats)
-        for lat in lats:
-            if lat is not None:
-                best = min(best, lat)
-            run.best_s.append(best)
-            if run.to_within is None and best <= best_set * (1 + cfg.within):
-                run.to_within = len(run.best_s)
-        if model is not None:
-            own += ctx.samples(
-                [c for c, t in zip(configs, lats, strict=True) if t is not None],
-                [t for t in lats if t is not None],
-            )
-            t0 = time.perf_counter()
-            model.fit(prior + own)
-            run.model_s += time.perf_counter() - t0
+    for r in result.history:
+        if r.skipped:
+            continue
+        if r.latency_s is not None:
+            best = min(best, r.latency_s)
+        run.best_s.append(best)
+        if run.to_within is None and best <= best_set * (1 + cfg.within):
+            run.to_within = len(run.best_s)
     return run
 
 

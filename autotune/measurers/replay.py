@@ -1,10 +1,11 @@
 """Replay: answer measurements from a recorded set instead of running code.
 
-:class:`RecordedSpace` looks like a ``codegen.ConfigSpace`` whose valid configs
-are exactly the recorded ones, so every search strategy runs on it unchanged.
-:class:`ReplayMeasurer` has the shape of :class:`autotune.measure.KernelMeasurer`
-(``measure(layer, configs) -> list[ConfigResult]``) and answers from the set:
-a strategy replays in seconds, and deterministically, since nothing is timed.
+:class:`RecordedSpace` is a :class:`~autotune.strategies.SearchSpace` whose valid
+configs are exactly the recorded ones, so every search strategy runs on it
+unchanged. :class:`ReplayMeasurer` is a :class:`~autotune.measurers.Measurer`
+that answers from the set: the product's kernel search loop
+(:class:`autotune.task.KernelTask`) replays in seconds, and deterministically,
+since nothing is timed (Kernel Tuner's simulation runner).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from autotune.measure import ConfigResult
 from autotune.measurement_set._format import Entry, LayerRecord, MeasurementSet
+from autotune.measurers._base import ConfigResult, Measurer, check_distinct
+from autotune.strategies import TaskContext
 from codegen import KernelConfig
 
 
@@ -66,7 +68,12 @@ class RecordedSpace:
         return pick if self.is_valid(pick) else self._configs[0]
 
 
-class ReplayMeasurer:
+def replay_context(record: LayerRecord) -> TaskContext:
+    """The cost-model context of a recorded layer."""
+    return TaskContext(group=record.weights_hash, spec=record.spec, stats=record.stats)
+
+
+class ReplayMeasurer(Measurer[LayerRecord]):
     """Answers ``measure(layer, configs)`` from a measurement set.
 
     Args:
@@ -80,6 +87,7 @@ class ReplayMeasurer:
     """
 
     def __init__(self, mset: MeasurementSet, *, statistic: str = "median") -> None:
+        super().__init__(device_type=str(mset.metadata.get("device", "replay")))
         Entry(KernelConfig(), median_s=1.0).latency(statistic)  # validates the name
         self.statistic = statistic
         self.mset = mset
@@ -94,20 +102,38 @@ class ReplayMeasurer:
         return self._spaces[name]
 
     def measure(
-        self, layer: LayerRecord | str, configs: Sequence[KernelConfig], **_: Any
+        self,
+        layer: LayerRecord,
+        configs: Sequence[KernelConfig],
+        *,
+        predicted_s: Sequence[float | None] | None = None,
+        cost_model_version: int | None = None,
     ) -> list[ConfigResult]:
         """Recorded results for ``configs``, in order.
 
         A config that is not in the set fails with ``"replay: ..."`` (a record,
         as a failed build would be), and is not counted as measured.
         """
+        check_distinct(configs)
         space = self.space(layer)
+        preds: list[float | None] = (
+            list(predicted_s) if predicted_s is not None else [None] * len(configs)
+        )
         out = []
-        for cfg in configs:
+        for cfg, pred in zip(configs, preds, strict=True):
             e = space.entries.get(cfg)
             if e is None:
-                out.append(ConfigResult(cfg, error="replay: config not recorded in the set"))
+                error = "replay: config not recorded in the set"
+                out.append(ConfigResult(cfg, error=error, predicted_s=pred))
+                self.stats.fail(error)
                 continue
             self.measured += 1
-            out.append(ConfigResult(cfg, e.latency(self.statistic), e.error))
+            lat = e.latency(self.statistic)
+            if lat is None:
+                self.stats.fail(e.error or "replay: recorded without a latency")
+                out.append(ConfigResult(cfg, error=e.error or "replay: recorded without a latency",
+                                        predicted_s=pred))
+            else:
+                self.stats.measured += 1
+                out.append(ConfigResult(cfg, lat, predicted_s=pred, times_s=e.times_s, cv=e.cv))
         return out

@@ -16,10 +16,9 @@ from typing import Any
 
 from autotune.cost_model.manager import CostModelManager
 from autotune.measure import ConfigResult, KernelMeasurer
-from autotune.records import layer_stats
 from autotune.strategies import TaskContext, make_strategy
 from codegen import ConfigSpace, KernelConfig
-from search_spaces.layers import LayerSpec, PrunedLayer
+from search_spaces.layers import LayerSpec, PrunedLayer, layer_stats
 
 log = logging.getLogger(__name__)
 

@@ -344,3 +344,20 @@ class PrunedLayer:
                 relu=bool(meta.get("relu", False)),
                 maxpool=bool(meta.get("maxpool", False)),
             )
+
+
+def layer_stats(layer: PrunedLayer) -> dict[str, Any]:
+    """Pruning statistics of a layer, as the records store them and the cost model reads them.
+
+    Returns:
+        ``kernels_total``, ``kernels_alive``, ``nonzeros`` (weights kept),
+        ``patterns`` (K) and ``pattern_histogram`` (alive kernels per pattern
+        id, K ints): plain JSON values.
+    """
+    return {
+        "kernels_total": layer.kernels_total,
+        "kernels_alive": layer.kernels_alive,
+        "nonzeros": layer.nonzeros,
+        "patterns": len(layer.pattern_set),
+        "pattern_histogram": [int(x) for x in layer.pattern_histogram()],
+    }

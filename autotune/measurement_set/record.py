@@ -25,11 +25,11 @@ import numpy as np
 
 from autotune.measure import KernelMeasurer
 from autotune.measurement_set._format import Entry, LayerRecord, MeasurementSet, load, save
-from autotune.records import RecordsDB, layer_stats
+from autotune.records import RecordsDB
 from codegen import KernelConfig, LocalBuilder, Target, config_space
 from device_farm import Farm, LeaseStore, LocalDevice, MeasureJob, Measurement, ProtocolConfig
 from pattune_common import UserInputError, stable_hash
-from search_spaces.layers import PrunedLayer
+from search_spaces.layers import PrunedLayer, layer_stats
 
 # VGG-16's conventional names for its 3x3 convs (torchvision numbering of ``features``).
 VGG16_NAMES = {

@@ -8,7 +8,6 @@ from autotune.records.database import (
     MeasureState,
     RecordsDB,
     StoredMeasurement,
-    layer_stats,
     normalize_url,
     redact_url,
 )
@@ -19,7 +18,6 @@ __all__ = [
     "MeasureState",
     "RecordsDB",
     "StoredMeasurement",
-    "layer_stats",
     "normalize_url",
     "redact_url",
 ]

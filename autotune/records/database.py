@@ -42,6 +42,7 @@ from autotune.records._schema import (
     WorkerRow,
 )
 from pattune_common import UserInputError, stable_hash
+from search_spaces.layers import layer_stats
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "pt_alembic_version"
@@ -610,17 +611,6 @@ def _stored(
     )
 
 
-def layer_stats(layer: Any) -> dict[str, Any]:
-    """Pruning statistics of a PrunedLayer, as stored and as the cost model reads them."""
-    return {
-        "kernels_total": layer.kernels_total,
-        "kernels_alive": layer.kernels_alive,
-        "nonzeros": layer.nonzeros,
-        "patterns": len(layer.pattern_set),
-        "pattern_histogram": [int(x) for x in layer.pattern_histogram()],
-    }
-
-
 def _insert(s: Session, model: type[Any]) -> Any:
     """A dialect INSERT that supports ``on_conflict_do_nothing`` (SQLite and PostgreSQL)."""
     bind = s.get_bind()
@@ -672,7 +662,6 @@ __all__ = [
     "MeasureState",
     "RecordsDB",
     "StoredMeasurement",
-    "layer_stats",
     "normalize_url",
     "redact_url",
 ]

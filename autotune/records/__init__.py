@@ -1,23 +1,16 @@
-"""The records database: layers, kernel configs, builds, measurements, cost models."""
+"""The records database: layers, kernel configs, builds, measurements, cost models.
+
+URLs, engines, owner names and the schema's migrations belong to the storage
+layer shared with the device farm (:mod:`pattune_common.storage`).
+"""
 
 from __future__ import annotations
 
-from autotune.records.database import (
-    SCHEMA_VERSION,
-    Claim,
-    MeasureState,
-    RecordsDB,
-    StoredMeasurement,
-    normalize_url,
-    redact_url,
-)
+from autotune.records.database import Claim, MeasureState, RecordsDB, StoredMeasurement
 
 __all__ = [
-    "SCHEMA_VERSION",
     "Claim",
     "MeasureState",
     "RecordsDB",
     "StoredMeasurement",
-    "normalize_url",
-    "redact_url",
 ]

@@ -11,27 +11,19 @@ before anything is built, and the unique constraint decides who measures.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from autotune.records._schema import (
-    SCHEMA_VERSION,
     BuildRow,
     CostModelRow,
     DeviceRow,
@@ -41,11 +33,17 @@ from autotune.records._schema import (
     MeasurementRow,
     WorkerRow,
 )
-from pattune_common import UserInputError, stable_hash
+from pattune_common import stable_hash
+from pattune_common.storage import (
+    new_owner,
+    normalize_url,
+    open_storage,
+    process_gone,
+    schema_lock,
+    schema_version,
+    this_host,
+)
 from search_spaces.layers import layer_stats
-
-_MIGRATIONS = Path(__file__).with_name("migrations")
-VERSION_TABLE = "pt_alembic_version"
 
 
 class MeasureState:
@@ -98,14 +96,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (for logs and messages)."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a URL we cannot parse is shown as its scheme only
-        return url.split(":", 1)[0] + "://…"
-
-
 class RecordsDB:
     """Records database on one SQLAlchemy URL.
 
@@ -113,8 +103,10 @@ class RecordsDB:
     be shared by threads. Units: seconds for every time.
 
     Args:
-        url: SQLAlchemy URL (``sqlite:///pattune.db``, ``postgresql+psycopg://…``;
-            a plain ``postgresql://`` is read as psycopg 3).
+        url: Storage URL (``sqlite:///pattune.db``, ``postgresql+psycopg://…``;
+            a plain ``postgresql://`` is read as psycopg 3), opened through the
+            storage layer (:mod:`pattune_common.storage`), which brings its
+            schema to head.
         owner: Name written on claims; defaults to ``host:pid:random``.
         claim_ttl_s: A claim older than this is considered abandoned and may be
             taken over by another process.
@@ -129,64 +121,34 @@ class RecordsDB:
         worker_ttl_s: float = 60.0,
     ) -> None:
         self.url = normalize_url(url)
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.owner = owner or new_owner()
         self.claim_ttl_s = claim_ttl_s
         self.worker_ttl_s = worker_ttl_s
         self._beat_stop: threading.Event | None = None
         # Rows of these tables are never changed or deleted, so their ids can be cached.
         self._layer_ids: dict[str, int] = {}
         self._config_ids: dict[str, int] = {}
-        self.engine = make_engine(self.url)
-        try:
-            self._upgrade()
-        except sa.exc.OperationalError as exc:
-            raise UserInputError(
-                f"cannot open storage {redact_url(self.url)}: {str(exc.orig).strip().splitlines()[0]}"
-                " (check the --storage URL and that the database server is running)"
-            ) from None
+        self.engine = open_storage(
+            self.url, fix="check the --storage URL and that the database server is running"
+        )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     # -- schema -------------------------------------------------------------
-
-    def _alembic_config(self, connection: sa.Connection) -> Config:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(_MIGRATIONS))
-        cfg.attributes["connection"] = connection
-        return cfg
-
-    def _upgrade(self) -> None:
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Serialise concurrent first starts of several tuner processes.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
-            current = MigrationContext.configure(
-                conn, opts={"version_table": VERSION_TABLE}
-            ).get_current_revision()
-            head = ScriptDirectory.from_config(self._alembic_config(conn)).get_current_head()
-            if current != head:
-                command.upgrade(self._alembic_config(conn), "head")
 
     def optuna_storage(self) -> Any:
         """Optuna's RDB storage on the same URL, created safely by concurrent processes.
 
         Optuna creates its tables on first use without a lock, so two tuners
         starting together on a new PostgreSQL database collide; the first start
-        is serialised with the same advisory lock as the records' migrations
-        (and retried on SQLite, where the file lock already serialises DDL).
+        is serialised with the storage layer's schema lock (and retried on
+        SQLite, where the file lock already serialises DDL).
         """
         import optuna
 
         for attempt in range(5):
             try:
-                if self.engine.dialect.name == "postgresql":
-                    with self.engine.connect() as conn:
-                        conn.execute(sa.text("SELECT pg_advisory_lock(727274)"))
-                        try:
-                            return optuna.storages.RDBStorage(self.url)
-                        finally:
-                            conn.execute(sa.text("SELECT pg_advisory_unlock(727274)"))
-                            conn.commit()
-                return optuna.storages.RDBStorage(self.url)
+                with schema_lock(self.engine):
+                    return optuna.storages.RDBStorage(self.url)
             except (sa.exc.IntegrityError, sa.exc.OperationalError):
                 if attempt == 4:
                     raise
@@ -195,10 +157,7 @@ class RecordsDB:
 
     def schema_version(self) -> str | None:
         """The Alembic revision the database is at (``SCHEMA_VERSION`` after open)."""
-        with self.engine.connect() as conn:
-            return MigrationContext.configure(
-                conn, opts={"version_table": VERSION_TABLE}
-            ).get_current_revision()
+        return schema_version(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -217,7 +176,7 @@ class RecordsDB:
                 s.add(
                     WorkerRow(
                         owner=self.owner,
-                        host=socket.gethostname(),
+                        host=this_host(),
                         pid=os.getpid(),
                         info=info or {},
                         **values,
@@ -267,14 +226,7 @@ class RecordsDB:
                 return True  # never beat: only its claim's expiry can free its work
             if time.time() - row.heartbeat > self.worker_ttl_s:
                 return False
-            if row.host == socket.gethostname():
-                try:
-                    os.kill(row.pid, 0)
-                except ProcessLookupError:
-                    return False
-                except PermissionError:
-                    return True
-            return True
+            return not process_gone(row.host, row.pid)
 
     # -- get-or-create ------------------------------------------------------
 
@@ -621,47 +573,9 @@ def _rowcount(result: sa.Result[Any]) -> int:
     return int(getattr(result, "rowcount", 0))
 
 
-def normalize_url(url: str) -> str:
-    """Map ``postgresql://`` to psycopg 3's driver and check the scheme.
-
-    Raises:
-        UserInputError: For schemes other than sqlite and postgresql.
-    """
-    if url.startswith(("postgresql://", "postgres://")):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    scheme = url.split(":", 1)[0]
-    if not (scheme.startswith(("sqlite", "postgresql"))):
-        raise UserInputError(
-            f"storage URL must start with sqlite:/// or postgresql://; got {redact_url(url)!r}"
-        )
-    return url
-
-
-def make_engine(url: str) -> sa.Engine:
-    """An engine suited to the backend (SQLite: WAL and a busy timeout for several processes)."""
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            # Under WAL, NORMAL survives a crashed process (only a power cut may lose the
-            # last commits, which the claims then redo); FULL fsyncs every commit (~7 ms).
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
-
-
 __all__ = [
-    "SCHEMA_VERSION",
     "Claim",
     "MeasureState",
     "RecordsDB",
     "StoredMeasurement",
-    "normalize_url",
-    "redact_url",
 ]

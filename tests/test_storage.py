@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -16,6 +17,8 @@ from alembic.script import ScriptDirectory
 
 from autotune.records import RecordsDB
 from autotune.records._schema import Base
+from device_farm import LeaseStore
+from device_farm.lease import metadata as farm_metadata
 from pattune_common import UserInputError
 from pattune_common.storage import (
     SCHEMA_VERSION,
@@ -28,12 +31,16 @@ from pattune_common.storage import (
     redact_url,
     schema_version,
     this_host,
+    upgrade,
 )
 from pattune_common.storage.schema import MIGRATIONS
 
 pytest_plugins = ["tests.support.storages"]
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = (
+    "pattune", "autotune", "search_spaces", "device_farm", "codegen", "pattune_common", "benchmarks"
+)
 FIX = "use e.g. sqlite:///pattune.db or postgresql+psycopg://user@host/dbname"
 
 
@@ -116,7 +123,7 @@ def test_schema_version_is_the_head_of_the_migrations() -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     script = ScriptDirectory.from_config(cfg)
     assert script.get_current_head() == SCHEMA_VERSION
-    assert [s.revision for s in script.walk_revisions()] == ["0001"]
+    assert [s.revision for s in script.walk_revisions()] == ["0002", "0001"]
 
 
 def _columns(inspector: sa.Inspector, table: str) -> dict[str, tuple[bool, bool]]:
@@ -128,11 +135,32 @@ def test_a_fresh_database_gets_every_table_from_the_migrations_alone(storage_url
     engine = open_storage(storage_url)
     assert schema_version(engine) == SCHEMA_VERSION
     inspector = sa.inspect(engine)
-    declared = dict(Base.metadata.tables)
+    declared = {**Base.metadata.tables, **farm_metadata.tables}
     assert set(inspector.get_table_names()) == set(declared) | {VERSION_TABLE}
     for name, table in declared.items():  # the migrations agree with what the code queries
         want = {c.name: (bool(c.nullable), c.primary_key) for c in table.columns}
         assert _columns(inspector, name) == want, name
+    engine.dispose()
+
+
+def test_no_package_creates_tables_outside_the_migrations() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for pkg in PACKAGES
+        for path in (ROOT / pkg).rglob("*.py")
+        if re.search(r"\.create_all\(|create_tables\(", path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_upgrading_step_by_step_reaches_the_same_head(storage_url: str) -> None:
+    engine = make_engine(storage_url)
+    upgrade(engine, revision="0001")
+    assert schema_version(engine) == "0001"
+    assert not {"farm_leases", "farm_device_health"} & set(sa.inspect(engine).get_table_names())
+    upgrade(engine)
+    assert schema_version(engine) == SCHEMA_VERSION
+    assert {"farm_leases", "farm_device_health"} <= set(sa.inspect(engine).get_table_names())
     engine.dispose()
 
 
@@ -141,21 +169,24 @@ def test_a_schema_newer_than_this_pattune_is_refused_in_one_line(storage_url: st
     with engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
     engine.dispose()
-    with pytest.raises(UserInputError) as info:
-        RecordsDB(storage_url)
-    assert str(info.value).endswith(
-        "is at schema revision 9999, which this pattune does not know (newest: "
-        f"{SCHEMA_VERSION}); open it with the pattune version that wrote it or a newer one"
-    )
-    assert "\n" not in str(info.value)
+    for opener in (RecordsDB, LeaseStore):
+        with pytest.raises(UserInputError) as info:
+            opener(storage_url)
+        assert str(info.value).endswith(
+            "is at schema revision 9999, which this pattune does not know (newest: "
+            f"{SCHEMA_VERSION}); open it with the pattune version that wrote it or a newer one"
+        )
+        assert "\n" not in str(info.value)
 
 
 _OPENER = """
 import sys, time
 from autotune.records import RecordsDB
+from device_farm import LeaseStore
 url, start = sys.argv[1], float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
-print(RecordsDB(url).engine.dialect.name)
+opened = [RecordsDB(url), LeaseStore(url)] if int(sys.argv[3]) % 2 else [LeaseStore(url), RecordsDB(url)]
+print(opened[0].engine.dialect.name)
 """
 
 

@@ -13,7 +13,7 @@ Optuna's study tables. This package is what they share:
 - :mod:`~pattune_common.storage.owners`: owner names (``host:pid:random``) and
   the liveness rule (a holder on this host whose process is gone is dead);
 - :mod:`~pattune_common.storage.schema`: the one Alembic history of the
-  ``pt_*`` tables, upgraded under a lock.
+  ``pt_*`` and ``farm_*`` tables, upgraded under a lock.
 
 Times are seconds. Every function is thread-safe. Bad URLs and unreachable
 databases raise :class:`~pattune_common.errors.UserInputError` with one line

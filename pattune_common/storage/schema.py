@@ -1,8 +1,8 @@
 """The database's one schema history: Alembic migrations to head, serialised between processes.
 
-One migration history (``migrations/versions``) creates the tables pattune
-owns in a storage database: the records' ``pt_*`` tables. Its version lives in
-``pt_alembic_version``, because
+One migration history (``migrations/versions``) creates every table pattune
+owns in a storage database: the records' ``pt_*`` tables and the device farm's
+``farm_*`` tables. Its version lives in ``pt_alembic_version``, because
 Optuna's RDB storage owns ``alembic_version`` in the same database and
 migrates its own tables itself.
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The newest revision of the migrations; every open brings a database here.
-SCHEMA_VERSION = "0001"
+SCHEMA_VERSION = "0002"
 #: Alembic's version table for pattune's tables (Optuna's is ``alembic_version``).
 VERSION_TABLE = "pt_alembic_version"
 MIGRATIONS = Path(__file__).with_name("migrations")

@@ -6,7 +6,8 @@ layer shared with the device farm (:mod:`pattune_common.storage`).
 
 from __future__ import annotations
 
-from autotune.records.database import Claim, MeasureState, RecordsDB, StoredMeasurement
+from autotune.records.database import RecordsDB
+from autotune.records.measurement import Claim, MeasureState, StoredMeasurement
 
 __all__ = [
     "Claim",

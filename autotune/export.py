@@ -32,12 +32,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.records import redact_url
 from autotune.session import TuneSession
 from autotune.study import OWNER_ATTR
 from autotune.tuner import prune_config
 from codegen import KernelConfig, generate
 from pattune_common import UserInputError
+from pattune_common.storage import redact_url
 from search_spaces.artifacts import layer_stem
 from search_spaces.fusion import Epilogue, find_epilogues
 from search_spaces.masking import pruned_state_dict

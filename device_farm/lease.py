@@ -3,22 +3,22 @@
 A device runs one measurement at a time even with several tuner processes on
 several hosts: before measuring, a process takes the device's row in
 ``farm_leases``; the row expires ``ttl_s`` seconds after its last renewal, so a
-crashed holder frees its device. Times come from the database's own clock, so
-hosts with skewed clocks still agree. ``farm_device_health`` counts consecutive
-device faults and quarantines a device that keeps failing, for every process.
+crashed holder frees its device (and a holder on this host whose process is
+gone frees it at once). Times come from the database's own clock (Unix
+seconds), so hosts with skewed clocks still agree. ``farm_device_health``
+counts consecutive device faults and quarantines a device that keeps failing,
+for every process.
 
 SQLite (``sqlite:///pattune.db``, the default) serves one host; PostgreSQL
-(``postgresql+psycopg://...``) serves many. Tables live in this module's own
-``MetaData`` with a ``farm_`` prefix; creating them is idempotent, so the tuner
-can keep its own tables in the same database.
+(``postgresql://...``) serves many. The tables below only describe
+``farm_leases`` and ``farm_device_health`` for queries: the storage layer's
+migrations (:mod:`pattune_common.storage`) create them, with the records'
+tables, when a :class:`LeaseStore` opens the database.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import socket
 import threading
 import time
 import uuid
@@ -27,30 +27,29 @@ from dataclasses import dataclass
 
 from sqlalchemy import (
     Column,
-    Engine,
     Float,
     Integer,
     MetaData,
     String,
     Table,
     Text,
-    create_engine,
     delete,
-    event,
     insert,
     select,
     text,
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from pattune_common import DEFAULT_STORAGE, UserInputError
+from pattune_common import DEFAULT_STORAGE
+from pattune_common.storage import new_owner, normalize_url, open_storage, owner_is_dead
 
 __all__ = ["DEFAULT_DB_URL", "Lease", "LeaseStore", "metadata"]
 
 DEFAULT_DB_URL = DEFAULT_STORAGE
 
+# Descriptions for queries; the migrations (revision 0002) create the tables.
 metadata = MetaData()
 farm_leases = Table(
     "farm_leases", metadata,
@@ -80,79 +79,31 @@ class Lease:
     expires_at: float
 
 
-def _engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        eng = create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(eng, "connect")
-        def _wal(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            # WAL lets readers run while one process writes a lease; synchronous=NORMAL
-            # skips the fsync per commit (a lease lost to a power cut expires anyway).
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
-            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-
-        return eng
-    return create_engine(url, pool_pre_ping=True)
-
-
-def _dead_on_this_host(holder: str) -> bool:
-    """Whether a ``host:pid:random`` holder names a process of this host that no longer exists."""
-    parts = holder.split(":")
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return False
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 class LeaseStore:
     """Leases and health records for devices, by name.
 
-    Thread-safe: every method opens its own short transaction.
+    Thread-safe: every method opens its own short transaction. Times are
+    seconds on the database's clock.
 
     Args:
-        url: SQLAlchemy URL of the database (default ``sqlite:///pattune.db``).
+        url: Storage URL of the database (default ``sqlite:///pattune.db``); it
+            is brought to the schema's head on open.
         ttl_s: A lease expires this many seconds after it was taken or renewed.
         holder: Who holds leases taken through this store (default ``host:pid:random``).
+
+    Raises:
+        UserInputError: When the URL is unusable or the database cannot be
+            opened (one line, password hidden, with the fix).
     """
 
     def __init__(self, url: str = DEFAULT_DB_URL, *, ttl_s: float = 60.0,
                  holder: str | None = None) -> None:
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be > 0 seconds; got {ttl_s}")
-        self.url = url
+        self.url = normalize_url(url)
         self.ttl_s = ttl_s
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        try:
-            self.engine = _engine(url)
-        except (ArgumentError, ImportError) as exc:
-            shown = re.sub(r"://[^@/]*@", "://***@", url)  # never print a password
-            raise UserInputError(
-                f"database URL {shown!r} is not usable ({exc}); use e.g. sqlite:///pattune.db "
-                "or postgresql+psycopg://user@host/dbname") from None
-        try:
-            self.create_tables(self.engine)
-        except OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            # the URL's repr masks any password
-            raise UserInputError(f"cannot open the lease database {self.engine.url!r}: "
-                                 f"{reason}") from None
-
-    @staticmethod
-    def create_tables(engine: Engine) -> None:
-        """Create the ``farm_`` tables if missing; safe when processes race to do it."""
-        for attempt in range(3):
-            try:
-                metadata.create_all(engine, checkfirst=True)
-                return
-            except (IntegrityError, ProgrammingError, OperationalError):
-                if attempt == 2:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
+        self.holder = holder or new_owner()
+        self.engine = open_storage(self.url, name="the lease database")
 
     def _now(self, conn: Connection) -> float:
         if self.engine.dialect.name == "postgresql":
@@ -190,7 +141,7 @@ class LeaseStore:
             holder = conn.execute(
                 select(farm_leases.c.holder).where(farm_leases.c.device == device)
             ).scalar()
-            if holder and holder != self.holder and _dead_on_this_host(holder):
+            if holder and holder != self.holder and owner_is_dead(holder):
                 res = conn.execute(
                     update(farm_leases)
                     .where(farm_leases.c.device == device, farm_leases.c.holder == holder)

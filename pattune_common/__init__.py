@@ -3,7 +3,9 @@
 The four packages of the design card (``search_spaces``, ``codegen``,
 ``device_farm``, ``autotune``) import from here and never the other way round,
 so ``device_farm`` can stay ignorant of layers and patterns while still raising
-the project's one error type.
+the project's one error type. The storage layer the records and the leases
+share (URLs, engines, owners, the schema's migrations) is the subpackage
+:mod:`pattune_common.storage`, imported by name because it needs SQLAlchemy.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ submodules: ``models`` (built-in architectures, ``conv_layers``), ``selection``
 
 from __future__ import annotations
 
-from search_spaces.layers import LayerSpec, PrunedLayer
+from search_spaces.layers import LayerSpec, PrunedLayer, layer_stats
 from search_spaces.patterns import Pattern, PatternSet, all_patterns
 from search_spaces.projection import (
     connectivity_mask,
@@ -30,6 +30,7 @@ __all__ = [
     "all_patterns",
     "connectivity_mask",
     "kernels_to_keep",
+    "layer_stats",
     "parse_connectivity",
     "project_patterns",
     "prune_layer",

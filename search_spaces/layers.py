@@ -347,7 +347,13 @@ class PrunedLayer:
 
 
 def layer_stats(layer: PrunedLayer) -> dict[str, Any]:
-    """Pruning statistics of a pruned layer, as the records store them and cost models read them."""
+    """Pruning statistics of a layer, as the records store them and the cost model reads them.
+
+    Returns:
+        ``kernels_total``, ``kernels_alive``, ``nonzeros`` (weights kept),
+        ``patterns`` (K) and ``pattern_histogram`` (alive kernels per pattern
+        id, K ints): plain JSON values.
+    """
     return {
         "kernels_total": layer.kernels_total,
         "kernels_alive": layer.kernels_alive,

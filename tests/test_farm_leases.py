@@ -13,6 +13,7 @@ import time
 from sqlalchemy import inspect
 
 from device_farm import LeaseStore
+from pattune_common.storage import SCHEMA_VERSION, schema_version
 
 pytest_plugins = ["tests.farm.fixtures"]
 
@@ -69,17 +70,20 @@ def test_quarantine_after_consecutive_failures_and_reset(db_url):
     assert LeaseStore(db_url).quarantine("d") == "e5"  # seen by every process
 
 
-def test_table_creation_is_idempotent_and_prefixed(db_url):
+def test_opening_migrates_once_and_makes_only_prefixed_tables(db_url):
     for _ in range(3):
         s = LeaseStore(db_url)
+    assert schema_version(s.engine) == SCHEMA_VERSION
     names = set(inspect(s.engine).get_table_names())
     assert {"farm_leases", "farm_device_health"} <= names
-    assert all(n.startswith("farm_") for n in names)
+    # One migration history for the whole database: the records' tables come with it.
+    assert all(n.startswith(("farm_", "pt_")) for n in names)
 
 
 _WORKER = """
 import json, sys, time
 from device_farm import LeaseStore
+from pattune_common.storage import SCHEMA_VERSION, schema_version
 url, name, rounds, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 store = LeaseStore(url, holder=name, ttl_s=5)
 spans = []
@@ -111,6 +115,7 @@ def test_processes_never_hold_one_device_together(db_url, tmp_path):
 _CRASHER = """
 import sys, time
 from device_farm import LeaseStore
+from pattune_common.storage import SCHEMA_VERSION, schema_version
 store = LeaseStore(sys.argv[1], holder="crasher", ttl_s=3.0)
 lease = store.acquire("board-1", timeout_s=10)
 print("held", flush=True)
@@ -135,6 +140,7 @@ def test_a_crashed_holder_frees_its_device_after_the_ttl(db_url):
 _LOCAL_CRASHER = """
 import sys, time
 from device_farm import LeaseStore
+from pattune_common.storage import SCHEMA_VERSION, schema_version
 store = LeaseStore(sys.argv[1], ttl_s=3600.0)  # default holder: host:pid:random
 lease = store.acquire("board-2", timeout_s=10)
 print(lease.holder, flush=True)

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from autotune.records import SCHEMA_VERSION, RecordsDB, redact_url
+from autotune.records import RecordsDB
 from pattune_common import UserInputError
+from pattune_common.storage import SCHEMA_VERSION, redact_url
 from search_spaces import LayerSpec, PatternSet, all_patterns, random_pruned_layer
 from tests.support.pg import PostgresServer, postgres_server
 

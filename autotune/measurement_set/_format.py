@@ -105,7 +105,7 @@ class LayerRecord:
     Attributes:
         name: Layer name (``features.7``); unique within a set.
         spec: ``LayerSpec.to_dict()``.
-        stats: Pruning statistics (``autotune.records.layer_stats``).
+        stats: Pruning statistics (``search_spaces.layer_stats``).
         weights_hash: The pruned layer's weights hash (the cost-model group).
         space: ``{"choices": field -> values, "pins": field -> values, "min_accumulators"}``.
         space_size: Valid configs in the space.

@@ -1,25 +1,17 @@
-"""The records database: layers, kernel configs, builds, measurements, cost models."""
+"""The records database: layers, kernel configs, builds, measurements, cost models.
+
+URLs, engines, owner names and the schema's migrations belong to the storage
+layer shared with the device farm (:mod:`pattune_common.storage`).
+"""
 
 from __future__ import annotations
 
-from autotune.records.database import (
-    SCHEMA_VERSION,
-    Claim,
-    MeasureState,
-    RecordsDB,
-    StoredMeasurement,
-    layer_stats,
-    normalize_url,
-    redact_url,
-)
+from autotune.records.database import RecordsDB
+from autotune.records.measurement import Claim, MeasureState, StoredMeasurement
 
 __all__ = [
-    "SCHEMA_VERSION",
     "Claim",
     "MeasureState",
     "RecordsDB",
     "StoredMeasurement",
-    "layer_stats",
-    "normalize_url",
-    "redact_url",
 ]

@@ -1,10 +1,11 @@
 """Tables of the records database (SQLAlchemy 2.0 ORM).
 
 Every table carries the ``pt_`` prefix so the records can share one database
-with Optuna's study tables and the device farm's ``farm_`` lease tables. The
-schema is versioned by Alembic in its own version table
-(``pt_alembic_version``), since Optuna's RDB storage already owns
-``alembic_version`` in the same database.
+with Optuna's study tables and the device farm's ``farm_`` lease tables. These
+classes describe the tables for queries; the tables themselves are created and
+versioned only by the storage layer's migrations
+(``pattune_common/storage/migrations``, version table ``pt_alembic_version``).
+A change here needs a new revision there.
 
 The uniqueness rules are the tuner's promises: a build is stored once per
 source+flags hash, and a measurement once per (device type, layer, kernel
@@ -29,8 +30,6 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-SCHEMA_VERSION = "0001"
 
 
 class Base(DeclarativeBase):

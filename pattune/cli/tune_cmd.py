@@ -263,7 +263,8 @@ def status(storage: StorageOpt = DEFAULT_STORAGE, study: StudyOpt = "pattune") -
     """Summarise a study: trials by state, best trials, measurements recorded."""
     import optuna
 
-    from autotune.records import RecordsDB, redact_url
+    from autotune.records import RecordsDB
+    from pattune_common.storage import redact_url
 
     records = RecordsDB(storage)
     try:
@@ -312,8 +313,9 @@ def export(
     import optuna
 
     from autotune.export import export_study
-    from autotune.records import RecordsDB, redact_url
+    from autotune.records import RecordsDB
     from autotune.session import TuneOptions, TuneSession
+    from pattune_common.storage import redact_url
 
     records = RecordsDB(storage)
     try:

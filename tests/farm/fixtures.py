@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from benchmarks.harness.sshd import SshdFarm
-from device_farm import LeaseStore, LocalDevice
+from device_farm import LocalDevice
 from device_farm._base import Device
+from pattune_common.storage import make_engine
 from tests.farm.programs import FAST, ssh_device
 from tests.support.pg import postgres_server
 
@@ -62,11 +63,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
         return f"sqlite:///{tmp_path}/leases.db"
     base: str = request.getfixturevalue("pg_url")
     name = f"t{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}"
-    store = LeaseStore(base)
-    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    admin = make_engine(base)  # no schema in the maintenance database: only CREATE DATABASE
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         from sqlalchemy import text
 
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    store.close()
+    admin.dispose()
     return base.rsplit("/", 1)[0] + "/" + name

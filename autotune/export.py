@@ -35,7 +35,6 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune.records import redact_url
 from autotune.session import TuneSession
 from autotune.study import OWNER_ATTR
-from autotune.tuner import prune_config
 from codegen import KernelConfig, generate
 from pattune_common import UserInputError
 from search_spaces.artifacts import layer_stem
@@ -107,10 +106,11 @@ def export_study(
     kdir = out_dir / "kernels"
     kdir.mkdir(parents=True, exist_ok=True)
 
-    # The exported kernels carry the final (fine-tuned) weights: same patterns and alive
-    # kernels as the tuned one-shot layers, so the tuned KernelConfigs and latencies hold.
-    accuracy, pruned_model = session.accuracy.estimate(cand.pattern_set, prune_config(cand))
-    plan = plan_pruning(session.model, session.input_shape, cand.pattern_set, prune_config(cand))
+    # One plan: the fine-tune masks by it, and the exported kernels carry the final
+    # (fine-tuned) weights with the same patterns and alive kernels as the tuned
+    # one-shot layers, so the tuned KernelConfigs and latencies hold.
+    plan = plan_pruning(session.model, session.input_shape, cand.pattern_set, cand.prune_config())
+    accuracy, pruned_model = session.accuracy.estimate(plan)
     pruned_layers = plan.pruned_layers(pruned_model, fuse=True)
     epilogues = find_epilogues(pruned_model)
     stems = []

@@ -1,13 +1,14 @@
 """The joint tuner: one outer trial = prune, tune every layer's kernel, estimate accuracy.
 
-For a :class:`~search_spaces.space.Candidate` the tuner plans the pruning
+For a :class:`~search_spaces.space.Candidate` the tuner plans the pruning once
 (pattern set, per-layer rates), builds the one-shot :class:`PrunedLayer` of each
 3x3 conv (with the BatchNorm, ReLU and 2x2 max-pool that follow it fused in, as
 the generated kernel computes them: :mod:`search_spaces.fusion`), runs one
 :class:`~autotune.task.KernelTask` per layer on the device
 type (results shared through the records database by every trial, study and
 process that meets the same key), sums the tuned per-layer medians plus the
-untouched layers, and asks the accuracy source for the candidate's accuracy.
+untouched layers, and asks the accuracy source for the candidate's accuracy
+(of the same plan).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from autotune.untouched import UntouchedTime, rest_time_ms
 from codegen import config_space
 from search_spaces.fusion import Epilogue, find_epilogues
 from search_spaces.layers import PrunedLayer
-from search_spaces.pruning import PruneConfig, plan_pruning
+from search_spaces.pruning import plan_pruning
 from search_spaces.space import Candidate
 
 log = logging.getLogger(__name__)
@@ -205,18 +206,21 @@ class Tuner:
     def evaluate(self, cand: Candidate, trial_number: int) -> TrialOutcome:
         """Latency (ms) and accuracy of one candidate.
 
-        Each layer's task gets the space's ``budget``; when the candidate lands
-        on the Pareto front of (latency, accuracy) of the trials so far, its
-        tasks are topped up to ``refine_budget``: the export comes from the
-        front, so that is where tuning effort pays.
+        The candidate's pruning is planned once: the same plan gives the
+        accuracy estimate its pruned model and the kernel tasks their one-shot
+        pruned layers. Each layer's task gets the space's ``budget``; when the
+        candidate lands on the Pareto front of (latency, accuracy) of the trials
+        so far, its tasks are topped up to ``refine_budget``: the export comes
+        from the front, so that is where tuning effort pays.
         """
         st = self.stats
+        s = self.session
         t1 = time.perf_counter()
-        accuracy, pruned = self.session.accuracy.estimate(cand.pattern_set, prune_config(cand))
-        del pruned
+        plan = plan_pruning(s.model, s.input_shape, cand.pattern_set, cand.prune_config())
+        accuracy, _ = s.accuracy.estimate(plan)
         st.accuracy_s += time.perf_counter() - t1
         t0 = time.perf_counter()
-        layers = candidate_layers(self.session, cand)
+        layers = plan.pruned_layers(s.model, fuse=True)
         per_layer, total_s, default_total_s = self._tune_all(layers, None)
         untouched = self.untouched_ms()
         latency_ms = total_s * 1e3 + (untouched or 0.0)
@@ -251,13 +255,3 @@ class Tuner:
             },
         )
 
-
-def prune_config(cand: Candidate) -> PruneConfig:
-    """The pruning engine's config for a candidate's per-layer rates."""
-    return PruneConfig(connectivity=0.0, layer_rates=dict(cand.rates))
-
-
-def candidate_layers(session: TuneSession, cand: Candidate) -> list[PrunedLayer]:
-    """One-shot pruned 3x3 layers of a candidate, epilogues fused (same candidate, same hashes)."""
-    plan = plan_pruning(session.model, session.input_shape, cand.pattern_set, prune_config(cand))
-    return plan.pruned_layers(session.model, fuse=True)

@@ -8,7 +8,8 @@ the generated kernel computes them: :mod:`search_spaces.fusion`), runs one
 type (results shared through the records database by every trial, study and
 process that meets the same key), sums the tuned per-layer medians plus the
 untouched layers, and asks the accuracy source for the candidate's accuracy
-(of the same plan).
+(of the same plan). What a trial found is a :class:`~autotune.results.TrialResult`
+of :class:`~autotune.results.LayerResult` s, stored in the trial's attributes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from autotune.cost_model.manager import CostModelManager
 from autotune.measure import KernelMeasurer
+from autotune.results import STUDY_ATTRS, LayerResult, TrialResult
 from autotune.session import TuneSession
 from autotune.study import TrialOutcome
 from autotune.task import KernelTask, TaskResult
@@ -167,10 +169,10 @@ class Tuner:
 
     def _tune_all(
         self, layers: list[PrunedLayer], budget: int | None
-    ) -> tuple[list[dict[str, Any]], float, float]:
+    ) -> tuple[list[LayerResult], float, float]:
+        """Tune every layer; return its records, the tuned and the default sums (ms)."""
         st = self.stats
         per_layer = []
-        total_s = default_total_s = 0.0
         for i, layer in enumerate(layers):
             res = self.tune_layer(layer, seed=self.session.options.seed + i, budget=budget)
             st.measured += res.measured
@@ -179,29 +181,13 @@ class Tuner:
             st.failed += res.failed
             st.per_layer_tasks += 1
             self.on_progress(st)
-            if res.best is None or res.best_s is None:
-                raise RuntimeError(f"layer {layer.spec.name}: every kernel config failed")
-            total_s += res.best_s
-            default_total_s += res.default_s if res.default_s is not None else np.nan
-            per_layer.append(
-                {
-                    "name": layer.spec.name,
-                    "key": res.key,
-                    "weights_hash": layer.weights_hash,
-                    "epilogue": self.epilogues.get(
-                        layer.spec.name, Epilogue(layer.spec.name)
-                    ).to_dict(),
-                    "config": res.best.to_dict(),
-                    "latency_ms": res.best_s * 1e3,
-                    "default_config": res.default.to_dict(),
-                    "default_latency_ms": None if res.default_s is None else res.default_s * 1e3,
-                    "configs_measured": res.measured + res.reused + res.failed,
-                    "nonzeros": layer.nonzeros,
-                    "kernels_alive": layer.kernels_alive,
-                    "kernels_total": layer.kernels_total,
-                }
-            )
-        return per_layer, total_s, default_total_s
+            epilogue = self.epilogues.get(layer.spec.name, Epilogue(layer.spec.name))
+            per_layer.append(LayerResult.from_task(layer, res, epilogue))
+        tuned_ms = sum(r.latency_ms for r in per_layer)
+        default_ms = sum(
+            np.nan if r.default_latency_ms is None else r.default_latency_ms for r in per_layer
+        )
+        return per_layer, tuned_ms, default_ms
 
     def evaluate(self, cand: Candidate, trial_number: int) -> TrialOutcome:
         """Latency (ms) and accuracy of one candidate.
@@ -221,15 +207,15 @@ class Tuner:
         st.accuracy_s += time.perf_counter() - t1
         t0 = time.perf_counter()
         layers = plan.pruned_layers(s.model, fuse=True)
-        per_layer, total_s, default_total_s = self._tune_all(layers, None)
+        per_layer, tuned_ms, default_ms = self._tune_all(layers, None)
         untouched = self.untouched_ms()
-        latency_ms = total_s * 1e3 + (untouched or 0.0)
+        latency_ms = tuned_ms + (untouched or 0.0)
         refined = False
         if len(self.known) >= self.refine_after and self._on_front(latency_ms, accuracy):
-            kernel = self.session.space.kernel
+            kernel = s.space.kernel
             if kernel.refine_budget > kernel.budget:
-                per_layer, total_s, default_total_s = self._tune_all(layers, kernel.refine_budget)
-                latency_ms = total_s * 1e3 + (untouched or 0.0)
+                per_layer, tuned_ms, default_ms = self._tune_all(layers, kernel.refine_budget)
+                latency_ms = tuned_ms + (untouched or 0.0)
                 refined = True
         self.known.append((latency_ms, accuracy))
         st.task_s += time.perf_counter() - t0
@@ -239,19 +225,18 @@ class Tuner:
         if st.best_accuracy is None or accuracy > st.best_accuracy:
             st.best_accuracy = accuracy
         self.on_progress(st)
-        return TrialOutcome(
+        u = self._untouched
+        result = TrialResult(
             latency_ms=latency_ms,
             accuracy=accuracy,
-            attrs={
-                "pattune:layers": per_layer,
-                "pattune:tuned_ms": total_s * 1e3,
-                "pattune:default_ms": default_total_s * 1e3,
-                "pattune:untouched_ms": untouched,
-                "pattune:untouched_method": None if self._untouched is None
-                else self._untouched.method,
-                "pattune:untouched_threads": None if self._untouched is None
-                else self._untouched.threads,
-                "pattune:refined": refined,
-            },
+            layers=tuple(per_layer),
+            tuned_ms=tuned_ms,
+            default_ms=default_ms,
+            untouched_ms=untouched,
+            untouched_method=None if u is None else u.method,
+            untouched_threads=None if u is None else u.threads,
+            refined=refined,
         )
-
+        # The study records the trial's two values itself.
+        attrs = {k: v for k, v in result.to_attrs().items() if k not in STUDY_ATTRS}
+        return TrialOutcome(latency_ms=latency_ms, accuracy=accuracy, attrs=attrs)

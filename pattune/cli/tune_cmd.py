@@ -323,9 +323,11 @@ def export(
     stored = dict(s.user_attrs.get("pattune:options", {}))
     if not stored:
         fail(f"study {study!r} was not created by pattune tune (no stored options)")
-    stored.update(storage=storage, study=study)
+    # The export needs the model, target and records, not the search space: the space
+    # file may be gone from where the tuning run read it.
+    stored.update(storage=storage, study=study, space=None)
     session = TuneSession(TuneOptions(**stored))
-    path = export_study(session, out=out, trial=trial, max_drop=max_accuracy_drop)
+    path = export_study(session, out=out, trial=trial, max_drop=max_accuracy_drop).config_json
     cfg = json.loads(path.read_text())
     _out.print(
         f"exported trial {cfg['trial']} to {out}: {cfg['total_latency_ms']:.4f} ms "

@@ -148,3 +148,12 @@ def test_import_pattune_is_light() -> None:
                        env=env(), cwd=ROOT, timeout=120, check=True)  # fmt: skip
     assert r.stdout.strip() == "[]"
     assert set(pattune.__all__) <= set(dir(pattune))
+
+
+def test_every_package_ships_py_typed() -> None:
+    # PEP 561: the marker, and package data that puts it in the wheel (checked by hand
+    # with `pip wheel`; building one here would write build/ into the source tree).
+    for package in ("pattune", "autotune", "search_spaces", "device_farm", "codegen",
+                    "pattune_common", "benchmarks"):  # fmt: skip
+        assert (ROOT / package / "py.typed").is_file(), package
+    assert '"py.typed"' in (ROOT / "pyproject.toml").read_text()

@@ -1,7 +1,9 @@
 """Where a candidate's accuracy comes from: real data, a user evaluator, or a label-free proxy.
 
-Every source answers ``dense()`` (the unpruned model) and
-``estimate(pattern_set, prune_config)`` (the candidate), both in [0, 1]:
+Every source answers ``dense()`` (the unpruned model) and ``estimate(plan)``
+(the candidate, pruned as its :class:`~search_spaces.pruning.PruningPlan` says),
+both in [0, 1]. The caller plans the pruning once and hands the same plan to the
+estimate and to the kernel tasks, so one candidate is never pruned twice:
 
 * :class:`DataEstimate`: the pruning engine's cheap estimate (one-shot
   projection, BatchNorm re-estimation, a short masked fine-tune on a data
@@ -23,10 +25,9 @@ import torch
 from torch import nn
 
 from search_spaces.data import Split
-from search_spaces.estimate import EstimateConfig, estimate_accuracy
+from search_spaces.estimate import EstimateConfig, estimate_plan
 from search_spaces.masking import attach_masks
-from search_spaces.patterns import PatternSet
-from search_spaces.pruning import PruneConfig, plan_pruning
+from search_spaces.pruning import PruningPlan
 from search_spaces.training import evaluate
 
 
@@ -40,8 +41,12 @@ class AccuracySource(abc.ABC):
         """The unpruned model's accuracy."""
 
     @abc.abstractmethod
-    def estimate(self, pattern_set: PatternSet, prune: PruneConfig) -> tuple[float, nn.Module]:
-        """The candidate's accuracy and its pruned model (masks attached)."""
+    def estimate(self, plan: PruningPlan) -> tuple[float, nn.Module]:
+        """The candidate's accuracy and its pruned model (a copy, masks attached).
+
+        Args:
+            plan: The candidate's pruning, planned on this source's model.
+        """
 
 
 class DataEstimate(AccuracySource):
@@ -80,16 +85,8 @@ class DataEstimate(AccuracySource):
             self._dense = evaluate(self.model, self.held_out)
         return self._dense
 
-    def estimate(self, pattern_set: PatternSet, prune: PruneConfig) -> tuple[float, nn.Module]:
-        est, pruned, _ = estimate_accuracy(
-            self.model,
-            self.input_shape,
-            pattern_set,
-            self.train,
-            self.held_out,
-            prune=prune,
-            config=self.config,
-        )
+    def estimate(self, plan: PruningPlan) -> tuple[float, nn.Module]:
+        est, pruned = estimate_plan(self.model, plan, self.train, self.held_out, config=self.config)
         return est.estimate_acc, pruned
 
 
@@ -115,9 +112,8 @@ class EvaluatorEstimate(AccuracySource):
             self._dense = float(self.evaluator(self.model))
         return self._dense
 
-    def estimate(self, pattern_set: PatternSet, prune: PruneConfig) -> tuple[float, nn.Module]:
+    def estimate(self, plan: PruningPlan) -> tuple[float, nn.Module]:
         pruned = copy.deepcopy(self.model)
-        plan = plan_pruning(pruned, self.input_shape, pattern_set, prune)
         attach_masks(pruned, plan.masks())
         return float(self.evaluator(pruned)), pruned
 
@@ -147,9 +143,8 @@ class ProxyEstimate(AccuracySource):
     def dense(self) -> float:
         return 1.0
 
-    def estimate(self, pattern_set: PatternSet, prune: PruneConfig) -> tuple[float, nn.Module]:
+    def estimate(self, plan: PruningPlan) -> tuple[float, nn.Module]:
         pruned = copy.deepcopy(self.model)
-        plan = plan_pruning(pruned, self.input_shape, pattern_set, prune)
         attach_masks(pruned, plan.masks())
         agree = (self._top1(pruned.eval()) == self.reference).float().mean().item()
         return float(agree), pruned

@@ -14,6 +14,11 @@
                              and each kernel's output equals its epilogue's last module's
     DIR/report/report.md     summary table; pareto.png and history.png beside it
 
+:func:`export_study` returns an :class:`ExportResult`: those paths and the
+exported trial's figures. The trial's tuning is read back as a
+:class:`~autotune.results.TrialResult`; the candidate is pruned once, and the
+same plan gives the fine-tuned model and the exported layers.
+
 Nothing in the export holds a secret: inventory credentials are never stored in
 the study, and the storage URL is written with its password redacted.
 """
@@ -23,7 +28,7 @@ from __future__ import annotations
 import json
 import platform
 import shlex
-import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -32,19 +37,63 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autotune.export_files import write_makefile, write_report
+from autotune.results import LayerResult, TrialResult
 from autotune.session import TuneSession
 from autotune.study import OWNER_ATTR
-from autotune.tuner import prune_config
-from codegen import KernelConfig, generate
+from codegen import generate
 from pattune_common import UserInputError
 from pattune_common.storage import redact_url
 from search_spaces.artifacts import layer_stem
 from search_spaces.fusion import Epilogue, find_epilogues
+from search_spaces.layers import PrunedLayer
 from search_spaces.masking import pruned_state_dict
 from search_spaces.pruning import plan_pruning
 from search_spaces.space import Candidate
 
 OPTIONS_ATTR = "pattune:options"
+
+KERNELS_COMPUTE = (
+    "each kernel: conv2d of the masked weights + bias, with the layer's epilogue "
+    "fused: its BatchNorm (eval statistics) folded into weights and bias, then its "
+    "ReLU, then its 2x2/stride-2 max-pool (floor mode); the kernel's output is the "
+    "output of the epilogue's last module"
+)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote and the figures of the trial it exported.
+
+    Attributes:
+        out: The export folder.
+        config_json: ``config.json``.
+        kernels_dir: The ``kernels/`` folder (sources, FKW weights, Makefile).
+        weights: Each exported layer's FKW weight file, in model order.
+        checkpoint: ``pruned.pt``, the pruned and fine-tuned torch state_dict.
+        report: ``report/report.md`` (the plots beside it).
+        study: The study's name.
+        trial: The exported trial's number.
+        latency_ms: Its whole-model latency on the device type (milliseconds).
+        default_latency_ms: The same pruning with default KernelConfigs (milliseconds).
+        accuracy: Its accuracy estimate from the study.
+        accuracy_at_export: The estimate of the model written to ``pruned.pt``.
+        dense_accuracy: The unpruned model's accuracy.
+    """
+
+    out: Path
+    config_json: Path
+    kernels_dir: Path
+    weights: tuple[Path, ...]
+    checkpoint: Path
+    report: Path
+    study: str
+    trial: int
+    latency_ms: float
+    default_latency_ms: float
+    accuracy: float
+    accuracy_at_export: float
+    dense_accuracy: float
 
 
 def _versions() -> dict[str, str]:
@@ -87,59 +136,49 @@ def pick_trial(study: optuna.Study, *, trial: int | None, max_drop: float) -> Fr
     return min(ok, key=lambda t: t.values[0])
 
 
-def export_study(
-    session: TuneSession, *, out: str | Path, trial: int | None = None, max_drop: float = 0.01
-) -> Path:
-    """Write the export of ``session``'s study to ``out``; return the config.json path."""
-    opts = session.options
-    try:
-        study = optuna.load_study(study_name=opts.study, storage=session.records.url)
-    except KeyError:
+def _matching(layer: PrunedLayer, tuned: LayerResult | None, epilogue: Epilogue) -> LayerResult:
+    """The trial's record of ``layer``, checked to describe the same pruned layer."""
+    if (
+        tuned is None
+        or tuned.kernels_alive != layer.kernels_alive
+        or (tuned.epilogue is not None and tuned.epilogue.to_dict() != epilogue.to_dict())
+    ):
         raise UserInputError(
-            f"no study named {opts.study!r} in {redact_url(opts.storage)}: "
-            "check --study and --storage"
-        ) from None
-    dense = session.accuracy.dense()
-    chosen = pick_trial(study, trial=trial, max_drop=max_drop)
-    cand = Candidate.from_dict(chosen.user_attrs["pattune:candidate"])
-    layers_attr = {d["name"]: d for d in chosen.user_attrs["pattune:layers"]}
-    out_dir = Path(out)
-    kdir = out_dir / "kernels"
-    kdir.mkdir(parents=True, exist_ok=True)
+            f"layer {layer.spec.name}: the model differs from the one the study tuned; "
+            "export with the same --model"
+        )
+    return tuned
 
-    # The exported kernels carry the final (fine-tuned) weights: same patterns and alive
-    # kernels as the tuned one-shot layers, so the tuned KernelConfigs and latencies hold.
-    accuracy, pruned_model = session.accuracy.estimate(cand.pattern_set, prune_config(cand))
-    plan = plan_pruning(session.model, session.input_shape, cand.pattern_set, prune_config(cand))
-    pruned_layers = plan.pruned_layers(pruned_model, fuse=True)
-    epilogues = find_epilogues(pruned_model)
-    stems = []
-    for i, layer in enumerate(pruned_layers):
-        info = layers_attr.get(layer.spec.name)
-        epilogue = epilogues.get(layer.spec.name, Epilogue(layer.spec.name)).to_dict()
-        if (
-            info is None
-            or info["kernels_alive"] != layer.kernels_alive
-            or info.get("epilogue", epilogue) != epilogue
-        ):
-            raise UserInputError(
-                f"layer {layer.spec.name}: the model differs from the one the study tuned; "
-                "export with the same --model"
-            )
-        cfg = KernelConfig.from_dict(info["config"])
-        kernel = generate(layer, cfg, session.target)
+
+def _write_kernels(
+    kdir: Path, layers: list[PrunedLayer], result: TrialResult,
+    epilogues: dict[str, Epilogue], session: TuneSession,
+) -> list[tuple[LayerResult, str, bool]]:
+    """Generate every layer's source and FKW weights; return (record, stem, uses OpenMP)."""
+    kdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, layer in enumerate(layers):
+        epilogue = epilogues.get(layer.spec.name, Epilogue(layer.spec.name))
+        tuned = _matching(layer, result.layer(layer.spec.name), epilogue)
+        kernel = generate(layer, tuned.config, session.target)
         stem = layer_stem(i, layer.spec.name)
         (kdir / f"{stem}.c").write_text(kernel.source)
         (kdir / f"{stem}.fkw").write_bytes(kernel.weights)
-        stems.append((stem, kernel.threads > 1))
-    _makefile(kdir / "Makefile", stems, session)
+        written.append((tuned, stem, kernel.threads > 1))
+    stems = [(stem, omp) for _, stem, omp in written]
+    write_makefile(kdir / "Makefile", stems, target=session.target,
+                   device_type=session.options.device_type)
+    return written
 
-    import torch
 
-    torch.save(pruned_state_dict(pruned_model), out_dir / "pruned.pt")
-
-    per_layer = [layers_attr[layer.spec.name] for layer in pruned_layers]
-    config = {
+def _config(
+    session: TuneSession, chosen: FrozenTrial, cand: Candidate, result: TrialResult,
+    written: list[tuple[LayerResult, str, bool]], epilogues: dict[str, Epilogue],
+    accuracy_at_export: float, dense: float,
+) -> dict[str, Any]:
+    """The content of config.json (schema ``pattune.export/1``)."""
+    opts = session.options
+    return {
         "schema": "pattune.export/1",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "study": opts.study,
@@ -152,169 +191,106 @@ def export_study(
         "pattern_set": cand.pattern_set.to_dict(),
         "pattern_set_ascii": [str(p).split("\n") for p in cand.pattern_set],
         "rates": dict(cand.rates),
-        "kernels_compute": (
-            "each kernel: conv2d of the masked weights + bias, with the layer's epilogue "
-            "fused: its BatchNorm (eval statistics) folded into weights and bias, then its "
-            "ReLU, then its 2x2/stride-2 max-pool (floor mode); the kernel's output is the "
-            "output of the epilogue's last module"
-        ),
+        "kernels_compute": KERNELS_COMPUTE,
         "layers": [
             {
-                **d,
-                "epilogue": epilogues.get(d["name"], Epilogue(d["name"])).to_dict(),
-                "rate": cand.rate_of(d["name"]),
-                "source": f"kernels/{s}.c",
-                "weights": f"kernels/{s}.fkw",
+                **tuned.to_dict(),
+                "epilogue": epilogues.get(tuned.name, Epilogue(tuned.name)).to_dict(),
+                "rate": cand.rate_of(tuned.name),
+                "source": f"kernels/{stem}.c",
+                "weights": f"kernels/{stem}.fkw",
             }
-            for d, (s, _) in zip(per_layer, stems, strict=True)
+            for tuned, stem, _ in written
         ],
-        "total_latency_ms": chosen.user_attrs["pattune:latency_ms"],
-        "tuned_layers_latency_ms": chosen.user_attrs["pattune:tuned_ms"],
-        "default_total_latency_ms": chosen.user_attrs["pattune:default_ms"]
-        + (chosen.user_attrs.get("pattune:untouched_ms") or 0.0),
-        "default_layers_latency_ms": chosen.user_attrs["pattune:default_ms"],
-        "untouched_latency_ms": chosen.user_attrs.get("pattune:untouched_ms"),
-        "untouched_method": chosen.user_attrs.get("pattune:untouched_method"),
-        "untouched_torch_threads": chosen.user_attrs.get("pattune:untouched_threads"),
-        "accuracy": chosen.user_attrs["pattune:accuracy"],
-        "accuracy_at_export": accuracy,
+        "total_latency_ms": result.latency_ms,
+        "tuned_layers_latency_ms": result.tuned_ms,
+        "default_total_latency_ms": result.default_total_ms,
+        "default_layers_latency_ms": result.default_ms,
+        "untouched_latency_ms": result.untouched_ms,
+        "untouched_method": result.untouched_method,
+        "untouched_torch_threads": result.untouched_threads,
+        "accuracy": result.accuracy,
+        "accuracy_at_export": accuracy_at_export,
         "dense_accuracy": dense,
         "accuracy_source": session.accuracy.name,
         "versions": _versions(),
     }
+
+
+def _command(session: TuneSession, out: Path, trial: int | None, max_drop: float) -> str:
+    """The ``pattune export`` command line that writes this export again (password redacted)."""
+    o = session.options
+    args = ["pattune", "export", "--study", o.study, "--storage", redact_url(o.storage),
+            "--out", str(out)]  # fmt: skip
+    if trial is not None:
+        args += ["--trial", str(trial)]
+    args += ["--max-accuracy-drop", str(max_drop)]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def export_study(
+    session: TuneSession, *, out: str | Path, trial: int | None = None, max_drop: float = 0.01
+) -> ExportResult:
+    """Write the export of ``session``'s study to ``out``.
+
+    Args:
+        session: The study's model, target and storage, resolved from its stored options.
+        out: The export folder (created).
+        trial: Export this trial instead of the best.
+        max_drop: Pareto studies: the fastest front trial within this accuracy drop.
+
+    Raises:
+        UserInputError: No such study, no complete trial, no such trial, or a
+            model other than the one the study tuned.
+    """
+    opts = session.options
+    try:
+        study = optuna.load_study(study_name=opts.study, storage=session.records.url)
+    except KeyError:
+        raise UserInputError(
+            f"no study named {opts.study!r} in {redact_url(opts.storage)}: "
+            "check --study and --storage"
+        ) from None
+    dense = session.accuracy.dense()
+    chosen = pick_trial(study, trial=trial, max_drop=max_drop)
+    cand = Candidate.from_dict(chosen.user_attrs["pattune:candidate"])
+    result = TrialResult.from_attrs(chosen.user_attrs)
+    out_dir = Path(out)
+
+    # One plan: the fine-tune masks by it, and the exported kernels carry the final
+    # (fine-tuned) weights with the same patterns and alive kernels as the tuned
+    # one-shot layers, so the tuned KernelConfigs and latencies hold.
+    plan = plan_pruning(session.model, session.input_shape, cand.pattern_set, cand.prune_config())
+    accuracy, pruned_model = session.accuracy.estimate(plan)
+    epilogues = find_epilogues(pruned_model)
+    written = _write_kernels(
+        out_dir / "kernels", plan.pruned_layers(pruned_model, fuse=True), result, epilogues,
+        session,
+    )
+
+    import torch
+
+    torch.save(pruned_state_dict(pruned_model), out_dir / "pruned.pt")
+    config = _config(session, chosen, cand, result, written, epilogues, accuracy, dense)
     path = out_dir / "config.json"
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    _report(out_dir / "report", study, chosen, config)
-    return path
-
-
-def _makefile(path: Path, stems: list[tuple[str, bool]], session: TuneSession) -> None:
-    t = session.target
-    flags = " ".join(shlex.quote(f) for f in t.compile_flags())
-    ld = " ".join(shlex.quote(f) for f in (*t.ldflags, *(["-static"] if t.static else [])))
-    lines = [
-        f"# Kernels for device type {session.options.device_type} (target {t.name}).",
-        "# make            -> one standalone executable per layer (usage: ./NN_name INPUT WEIGHTS "
-        "WARMUP REPEATS [OUTPUT])",
-        "# make libs       -> one shared library per layer (pt_init / pt_run / pt_free)",
-        f"CC ?= {t.cc}",
-        f"CFLAGS ?= {flags}",
-        f"LDFLAGS ?= {ld}",
-        "",
-        "all: " + " ".join(s for s, _ in stems),
-        "libs: " + " ".join(f"lib{s}.so" for s, _ in stems),
-        "",
-    ]
-    for stem, omp in stems:
-        extra = " -fopenmp" if omp else ""
-        lines += [
-            f"{stem}: {stem}.c",
-            f"\t$(CC) $(CFLAGS){extra} -DPT_MAIN -o $@ $< $(LDFLAGS) -lm",
-            f"lib{stem}.so: {stem}.c",
-            f"\t$(CC) $(CFLAGS){extra} -shared -fPIC -o $@ $< -lm",
-            "",
-        ]
-    lines += [
-        "clean:",
-        "\trm -f " + " ".join(s for s, _ in stems) + " *.so",
-        "",
-        ".PHONY: all libs clean",
-        "",
-    ]
-    path.write_text("\n".join(lines))
-
-
-def _ms(value: float | None) -> str:
-    return "not known for this device type" if value is None else f"{value:.4f} ms"
-
-
-def _report(rdir: Path, study: optuna.Study, chosen: FrozenTrial, config: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rdir.mkdir(parents=True, exist_ok=True)
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    lat = [t.user_attrs["pattune:latency_ms"] for t in complete]
-    acc = [t.user_attrs["pattune:accuracy"] for t in complete]
-    front = {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter(lat, acc, s=14, c="0.6", label="trials")
-    if front:
-        pts = sorted(
-            (t.user_attrs["pattune:latency_ms"], t.user_attrs["pattune:accuracy"])
-            for t in complete
-            if t.number in front
-        )
-        ax.plot(*zip(*pts, strict=True), "o-", c="tab:blue", label="Pareto front")
-    ax.scatter(
-        [config["total_latency_ms"]],
-        [config["accuracy"]],
-        marker="*",
-        s=160,
-        c="tab:red",
-        label=f"exported (trial {chosen.number})",
+    report = write_report(out_dir / "report", study, chosen.number, config,
+                          command=_command(session, out_dir, trial, max_drop))
+    return ExportResult(
+        out=out_dir,
+        config_json=path,
+        kernels_dir=out_dir / "kernels",
+        weights=tuple(out_dir / "kernels" / f"{stem}.fkw" for _, stem, _ in written),
+        checkpoint=out_dir / "pruned.pt",
+        report=report,
+        study=opts.study,
+        trial=chosen.number,
+        latency_ms=result.latency_ms,
+        default_latency_ms=result.default_total_ms,
+        accuracy=result.accuracy,
+        accuracy_at_export=accuracy,
+        dense_accuracy=dense,
     )
-    ax.set_xlabel(f"latency on {config['device_type']} (ms)")
-    ax.set_ylabel(f"accuracy ({config['accuracy_source']})")
-    ax.set_title(f"study {study.study_name}")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(rdir / "pareto.png", dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    nums = [t.number for t in complete]
-    ax.plot(nums, lat, ".", c="0.6", label="trial latency")
-    best, run = [], float("inf")
-    for v in lat:
-        run = min(run, v)
-        best.append(run)
-    ax.plot(nums, best, "-", c="tab:blue", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("latency (ms)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(rdir / "history.png", dpi=110)
-    plt.close(fig)
-
-    rows = [
-        "| layer | fused | rate | kernels alive | tuned (ms) | default config (ms) | speedup |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for d in config["layers"]:
-        dflt = d["default_latency_ms"]
-        sp = f"{dflt / d['latency_ms']:.2f}x" if dflt else "n/a"
-        ep = d["epilogue"]
-        fused = "+".join(k for k in ("batchnorm", "relu", "maxpool") if ep.get(k)) or "-"
-        rows.append(
-            f"| {d['name']} | {fused} | {d['rate']} | {d['kernels_alive']}/{d['kernels_total']} | "
-            f"{d['latency_ms']:.4f} | {dflt if dflt is None else f'{dflt:.4f}'} | {sp} |"
-        )
-    text = [
-        f"# pattune export: study {study.study_name}, trial {chosen.number}",
-        "",
-        f"- device type: {config['device_type']} (target {config['target']['name']})",
-        f"- patterns: {len(config['pattern_set']['patterns'])}",
-        f"- total latency: {config['total_latency_ms']:.4f} ms "
-        f"(default configs at the same pruning: {config['default_total_latency_ms']:.4f} ms; "
-        f"layers run by torch: {_ms(config['untouched_latency_ms'])}, "
-        f"{config.get('untouched_method') or 'not timed'} at "
-        f"{config.get('untouched_torch_threads') or '-'} torch thread(s))",
-        f"- accuracy: {config['accuracy']:.4f} (dense {config['dense_accuracy']:.4f}, "
-        f"source: {config['accuracy_source']})",
-        f"- trials complete: {len(complete)}",
-        "",
-        *rows,
-        "",
-        "![Pareto front](pareto.png)",
-        "![History](history.png)",
-        "",
-        f"Generated by `{' '.join(shlex.quote(a) for a in ['pattune', *sys.argv[1:]])}`.",
-    ]
-    (rdir / "report.md").write_text("\n".join(text) + "\n")
 
 
-__all__ = ["OPTIONS_ATTR", "OWNER_ATTR", "export_study", "pick_trial"]
+__all__ = ["OPTIONS_ATTR", "OWNER_ATTR", "ExportResult", "export_study", "pick_trial"]

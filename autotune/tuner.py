@@ -1,13 +1,15 @@
 """The joint tuner: one outer trial = prune, tune every layer's kernel, estimate accuracy.
 
-For a :class:`~search_spaces.space.Candidate` the tuner plans the pruning
+For a :class:`~search_spaces.space.Candidate` the tuner plans the pruning once
 (pattern set, per-layer rates), builds the one-shot :class:`PrunedLayer` of each
 3x3 conv (with the BatchNorm, ReLU and 2x2 max-pool that follow it fused in, as
 the generated kernel computes them: :mod:`search_spaces.fusion`), runs one
 :class:`~autotune.task.KernelTask` per layer on the device
 type (results shared through the records database by every trial, study and
 process that meets the same key), sums the tuned per-layer medians plus the
-untouched layers, and asks the accuracy source for the candidate's accuracy.
+untouched layers, and asks the accuracy source for the candidate's accuracy
+(of the same plan). What a trial found is a :class:`~autotune.results.TrialResult`
+of :class:`~autotune.results.LayerResult` s, stored in the trial's attributes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from autotune.cost_model.manager import CostModelManager
 from autotune.measurers import FarmMeasurer
+from autotune.results import STUDY_ATTRS, LayerResult, TrialResult
 from autotune.session import TuneSession
 from autotune.strategies import TaskContext
 from autotune.study import TrialOutcome
@@ -30,7 +33,7 @@ from autotune.untouched import UntouchedTime, rest_time_ms
 from codegen import config_space
 from search_spaces.fusion import Epilogue, find_epilogues
 from search_spaces.layers import PrunedLayer
-from search_spaces.pruning import PruneConfig, plan_pruning
+from search_spaces.pruning import plan_pruning
 from search_spaces.space import Candidate
 
 log = logging.getLogger(__name__)
@@ -168,10 +171,10 @@ class Tuner:
 
     def _tune_all(
         self, layers: list[PrunedLayer], budget: int | None
-    ) -> tuple[list[dict[str, Any]], float, float]:
+    ) -> tuple[list[LayerResult], float, float]:
+        """Tune every layer; return its records, the tuned and the default sums (ms)."""
         st = self.stats
         per_layer = []
-        total_s = default_total_s = 0.0
         for i, layer in enumerate(layers):
             res = self.tune_layer(layer, seed=self.session.options.seed + i, budget=budget)
             st.measured += res.measured
@@ -180,54 +183,41 @@ class Tuner:
             st.failed += res.failed
             st.per_layer_tasks += 1
             self.on_progress(st)
-            if res.best is None or res.best_s is None:
-                raise RuntimeError(f"layer {layer.spec.name}: every kernel config failed")
-            total_s += res.best_s
-            default_total_s += res.default_s if res.default_s is not None else np.nan
-            per_layer.append(
-                {
-                    "name": layer.spec.name,
-                    "key": res.key,
-                    "weights_hash": layer.weights_hash,
-                    "epilogue": self.epilogues.get(
-                        layer.spec.name, Epilogue(layer.spec.name)
-                    ).to_dict(),
-                    "config": res.best.to_dict(),
-                    "latency_ms": res.best_s * 1e3,
-                    "default_config": res.default.to_dict(),
-                    "default_latency_ms": None if res.default_s is None else res.default_s * 1e3,
-                    "configs_measured": res.measured + res.reused + res.failed,
-                    "nonzeros": layer.nonzeros,
-                    "kernels_alive": layer.kernels_alive,
-                    "kernels_total": layer.kernels_total,
-                }
-            )
-        return per_layer, total_s, default_total_s
+            epilogue = self.epilogues.get(layer.spec.name, Epilogue(layer.spec.name))
+            per_layer.append(LayerResult.from_task(layer, res, epilogue))
+        tuned_ms = sum(r.latency_ms for r in per_layer)
+        default_ms = sum(
+            np.nan if r.default_latency_ms is None else r.default_latency_ms for r in per_layer
+        )
+        return per_layer, tuned_ms, default_ms
 
     def evaluate(self, cand: Candidate, trial_number: int) -> TrialOutcome:
         """Latency (ms) and accuracy of one candidate.
 
-        Each layer's task gets the space's ``budget``; when the candidate lands
-        on the Pareto front of (latency, accuracy) of the trials so far, its
-        tasks are topped up to ``refine_budget``: the export comes from the
-        front, so that is where tuning effort pays.
+        The candidate's pruning is planned once: the same plan gives the
+        accuracy estimate its pruned model and the kernel tasks their one-shot
+        pruned layers. Each layer's task gets the space's ``budget``; when the
+        candidate lands on the Pareto front of (latency, accuracy) of the trials
+        so far, its tasks are topped up to ``refine_budget``: the export comes
+        from the front, so that is where tuning effort pays.
         """
         st = self.stats
+        s = self.session
         t1 = time.perf_counter()
-        accuracy, pruned = self.session.accuracy.estimate(cand.pattern_set, prune_config(cand))
-        del pruned
+        plan = plan_pruning(s.model, s.input_shape, cand.pattern_set, cand.prune_config())
+        accuracy, _ = s.accuracy.estimate(plan)
         st.accuracy_s += time.perf_counter() - t1
         t0 = time.perf_counter()
-        layers = candidate_layers(self.session, cand)
-        per_layer, total_s, default_total_s = self._tune_all(layers, None)
+        layers = plan.pruned_layers(s.model, fuse=True)
+        per_layer, tuned_ms, default_ms = self._tune_all(layers, None)
         untouched = self.untouched_ms()
-        latency_ms = total_s * 1e3 + (untouched or 0.0)
+        latency_ms = tuned_ms + (untouched or 0.0)
         refined = False
         if len(self.known) >= self.refine_after and self._on_front(latency_ms, accuracy):
-            kernel = self.session.space.kernel
+            kernel = s.space.kernel
             if kernel.refine_budget > kernel.budget:
-                per_layer, total_s, default_total_s = self._tune_all(layers, kernel.refine_budget)
-                latency_ms = total_s * 1e3 + (untouched or 0.0)
+                per_layer, tuned_ms, default_ms = self._tune_all(layers, kernel.refine_budget)
+                latency_ms = tuned_ms + (untouched or 0.0)
                 refined = True
         self.known.append((latency_ms, accuracy))
         st.task_s += time.perf_counter() - t0
@@ -237,29 +227,18 @@ class Tuner:
         if st.best_accuracy is None or accuracy > st.best_accuracy:
             st.best_accuracy = accuracy
         self.on_progress(st)
-        return TrialOutcome(
+        u = self._untouched
+        result = TrialResult(
             latency_ms=latency_ms,
             accuracy=accuracy,
-            attrs={
-                "pattune:layers": per_layer,
-                "pattune:tuned_ms": total_s * 1e3,
-                "pattune:default_ms": default_total_s * 1e3,
-                "pattune:untouched_ms": untouched,
-                "pattune:untouched_method": None if self._untouched is None
-                else self._untouched.method,
-                "pattune:untouched_threads": None if self._untouched is None
-                else self._untouched.threads,
-                "pattune:refined": refined,
-            },
+            layers=tuple(per_layer),
+            tuned_ms=tuned_ms,
+            default_ms=default_ms,
+            untouched_ms=untouched,
+            untouched_method=None if u is None else u.method,
+            untouched_threads=None if u is None else u.threads,
+            refined=refined,
         )
-
-
-def prune_config(cand: Candidate) -> PruneConfig:
-    """The pruning engine's config for a candidate's per-layer rates."""
-    return PruneConfig(connectivity=0.0, layer_rates=dict(cand.rates))
-
-
-def candidate_layers(session: TuneSession, cand: Candidate) -> list[PrunedLayer]:
-    """One-shot pruned 3x3 layers of a candidate, epilogues fused (same candidate, same hashes)."""
-    plan = plan_pruning(session.model, session.input_shape, cand.pattern_set, prune_config(cand))
-    return plan.pruned_layers(session.model, fuse=True)
+        # The study records the trial's two values itself.
+        attrs = {k: v for k, v in result.to_attrs().items() if k not in STUDY_ATTRS}
+        return TrialOutcome(latency_ms=latency_ms, accuracy=accuracy, attrs=attrs)

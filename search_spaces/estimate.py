@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -95,15 +95,44 @@ def estimate_accuracy(
     prune: PruneConfig | None = None,
     config: EstimateConfig | None = None,
 ) -> tuple[Estimate, nn.Module, PruningPlan]:
-    """Prune a copy one-shot, fine-tune it briefly with masks, evaluate it.
+    """Plan the pruning of ``model``, then :func:`estimate_plan` it.
 
     Returns:
-        ``(estimate, pruned copy with masks attached, plan)``.
+        ``(estimate, pruned copy with masks attached, plan)``; the estimate's
+        ``seconds`` include the planning.
+    """
+    t0 = time.perf_counter()
+    plan = plan_pruning(model, input_shape, pattern_set, prune)
+    est, pruned = estimate_plan(model, plan, train_data, eval_data, config=config)
+    return replace(est, seconds=time.perf_counter() - t0), pruned, plan
+
+
+def estimate_plan(
+    model: nn.Module,
+    plan: PruningPlan,
+    train_data: Split,
+    eval_data: Split,
+    *,
+    config: EstimateConfig | None = None,
+) -> tuple[Estimate, nn.Module]:
+    """Prune a copy of ``model`` by ``plan``, fine-tune it briefly with masks, evaluate it.
+
+    The plan is taken as given (a tuner plans each candidate once and hands the
+    same plan to the accuracy estimate and to its kernel tasks).
+
+    Args:
+        model: The dense model ``plan`` was planned on; not modified.
+        plan: Which weights survive.
+        train_data: What the BatchNorm re-estimation and the fine-tune draw from.
+        eval_data: What the estimate is evaluated on.
+        config: The budget (default :class:`EstimateConfig`).
+
+    Returns:
+        ``(estimate, pruned copy with masks attached)``.
     """
     config = config or EstimateConfig()
     t0 = time.perf_counter()
     pruned = copy.deepcopy(model)
-    plan = plan_pruning(pruned, input_shape, pattern_set, prune)
     masks = attach_masks(pruned, plan.masks())
     data = train_data.subset(
         max(config.samples, config.bn_batches * config.batch_size), seed=config.seed
@@ -122,4 +151,4 @@ def estimate_accuracy(
         samples=config.samples,
         seconds=time.perf_counter() - t0,
     )
-    return est, pruned, plan
+    return est, pruned

@@ -37,6 +37,7 @@ from typing import Any
 from pattune_common import Record, UserInputError, stable_hash
 from search_spaces.patterns import Pattern, PatternSet
 from search_spaces.projection import parse_connectivity
+from search_spaces.pruning import PruneConfig
 
 DEFAULT_K = (4, 6, 8, 12)
 DEFAULT_RATES = ("1x", "2x", "3.6x", "5x")
@@ -74,6 +75,15 @@ class Candidate(Record):
     def rate_of(self, layer: str) -> str:
         """The rate of one layer (``"1x"`` for layers the candidate does not list)."""
         return dict(self.rates).get(layer, "1x")
+
+    def prune_config(self) -> PruneConfig:
+        """The pruning engine's config: this candidate's rate for each layer it lists.
+
+        Layers it does not list keep every kernel (``connectivity=0``), so the
+        model's first conv and depthwise convs stay whole unless the space gave
+        them rate choices, as the study's layer list decides.
+        """
+        return PruneConfig(connectivity=0.0, layer_rates=dict(self.rates))
 
     def to_dict(self) -> dict[str, Any]:
         return {"pattern_set": self.pattern_set.to_dict(), "rates": [list(r) for r in self.rates]}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,8 +14,9 @@ from rich.table import Table
 from pattune.cli._app import app, bench_app, devices_app, fail
 
 if TYPE_CHECKING:
-    from device_farm import MeasureJob, Measurement
-    from device_farm.jobs_io import ResultsFile
+    from rich.progress import TaskID
+
+    from pattune import MeasureProgress, MeasureResult
 
 _err = Console(stderr=True)
 _out = Console()
@@ -165,60 +164,61 @@ def measure(
     lease_ttl_s: Annotated[float, typer.Option(help="Lease expiry after a crash.")] = 60.0,
 ) -> None:
     """Measure every job on every healthy device of one type; rerun to resume."""
-    from device_farm import (
-        DEFAULT_DB_URL,
-        Farm,
-        FarmConfig,
-        LeaseStore,
-        ProtocolConfig,
-        load_inventory,
-    )
-    from device_farm.jobs_io import ResultsFile, read_jobs
+    import pattune
 
-    inv = load_inventory(inventory)
-    protocol = ProtocolConfig(warmup=warmup, min_repeats=min_repeats, min_total_s=min_total_s,
-                              max_cv=max_cv, remeasure=remeasure, cooldown_s=cooldown_s,
-                              thermal_limit_c=thermal_limit_c)
-    config = FarmConfig(max_attempts=max_attempts, quarantine_after=quarantine_after)
-    devices = inv.of_type(device_type, protocol)
-    all_jobs = read_jobs(str(jobs))
-    results = ResultsFile(str(out))
-    leases = LeaseStore(db or DEFAULT_DB_URL, ttl_s=lease_ttl_s)  # last: bad input creates no db
-    if results.skipped_lines:
-        _err.print(f"{out}: ignored {results.skipped_lines} unreadable line(s); those jobs rerun")
-    todo = [j for j in all_jobs if j.job_id not in results.done]
-    _err.print(f"{len(all_jobs)} jobs, {len(all_jobs) - len(todo)} already in {out}, "
-               f"{len(todo)} to measure on {len(devices)} device(s) of type {device_type}")
-    started = time.monotonic()
-    progress = Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.description}"), console=_err)
-    with progress:
-        task = progress.add_task("", total=len(todo))
-
-        def on_result(m: Measurement) -> None:
-            results.append(m)
-            progress.update(task, advance=1, description=f"last: {m.job_id} {m.status.value}")
-
-        farm = Farm(devices, leases=leases, config=config, on_result=on_result,
-                    on_event=lambda s: progress.console.print(f"[yellow]{s}[/yellow]"))
-        measured = farm.run(todo) if todo else []
-    for d in devices:
-        d.close()
-    _summary(all_jobs, results, measured, time.monotonic() - started)
+    bar = _MeasureBar(out)
+    try:
+        result = pattune.measure(
+            jobs=jobs, out=out, inventory=inventory, device_type=device_type, db=db or None,
+            warmup=warmup, min_repeats=min_repeats, min_total_s=min_total_s, max_cv=max_cv,
+            remeasure=remeasure, cooldown_s=cooldown_s, thermal_limit_c=thermal_limit_c,
+            max_attempts=max_attempts, quarantine_after=quarantine_after,
+            lease_ttl_s=lease_ttl_s, progress=bar.update,
+        )
+    finally:
+        bar.stop()
+    _summary(result)
 
 
-def _summary(all_jobs: list[MeasureJob], results: ResultsFile, measured: list[Measurement],
-             wall_s: float) -> None:
-    latest = results.latest
-    counts = Counter(latest[j.job_id].status.value for j in all_jobs if j.job_id in latest)
-    per_device = Counter(m.device or "(none)" for m in measured)
+class _MeasureBar:
+    """The batch's opening lines, then a progress bar with the farm's notices above it."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.progress = Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.description}"),
+                                 console=_err)
+        self.task: TaskID | None = None
+
+    def update(self, p: MeasureProgress) -> None:
+        if self.task is None:  # the first event: the batch is about to start
+            if p.skipped_lines:
+                _err.print(f"{self.out}: ignored {p.skipped_lines} unreadable line(s); "
+                           "those jobs rerun")
+            _err.print(f"{p.jobs} jobs, {p.already_done} already in {self.out}, "
+                       f"{p.to_measure} to measure on {p.devices} device(s) of type "
+                       f"{p.device_type}")
+            self.progress.start()
+            self.task = self.progress.add_task("", total=p.to_measure)
+        if p.last is not None:
+            self.progress.update(self.task, advance=1,
+                                 description=f"last: {p.last.job_id} {p.last.status.value}")
+        if p.event is not None:
+            self.progress.console.print(f"[yellow]{p.event}[/yellow]")
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+
+def _summary(result: MeasureResult) -> None:
     table = Table("status", "jobs", title="pattune measure summary")
-    for status, n in sorted(counts.items()):
+    for status, n in result.statuses.items():
         table.add_row(status, str(n))
     _out.print(table)
-    rate = len(measured) / wall_s if wall_s > 0 else 0.0
-    _out.print(f"measured now: {len(measured)} in {wall_s:.1f} s ({rate:.2f} jobs/s); by device: "
-               + ", ".join(f"{k}={v}" for k, v in sorted(per_device.items())))
+    _out.print(f"measured now: {len(result.measured)} in {result.wall_s:.1f} s "
+               f"({result.jobs_per_s:.2f} jobs/s); by device: "
+               + ", ".join(f"{k}={v}" for k, v in result.by_device.items()))
 
 
 @bench_app.command("farm")

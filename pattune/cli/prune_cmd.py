@@ -1,20 +1,24 @@
 """``pattune prune``, ``pattune patterns`` and ``pattune bench accuracy``.
 
-The commands are thin: they parse flags into :mod:`search_spaces` objects and
-print. Every user error surfaces as a ``PattuneError``/``ValueError`` that
-:func:`pattune.cli._app.main` turns into one line and exit code 2.
+The commands are thin: ``prune`` calls :func:`pattune.prune` and prints what it
+returns; ``patterns`` asks :mod:`search_spaces` directly. Every user error
+surfaces as a ``PattuneError``/``ValueError`` that :func:`pattune.cli._app.main`
+turns into one line and exit code 2.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from pattune.cli._app import app, bench_app
+
+if TYPE_CHECKING:
+    from pattune import PruneResult
 
 OUT_HELP = "Directory for the pruned state_dict, per-layer JSON/NPZ and the report."
 
@@ -23,18 +27,6 @@ def _console() -> Console:
     # A pipe gets 80 columns by default, too narrow for the per-layer table.
     c = Console()
     return c if c.is_terminal else Console(width=140)
-
-
-def _layer_rates(values: list[str]) -> dict[str, str]:
-    rates = {}
-    for v in values:
-        name, sep, rate = v.partition("=")
-        if not sep or not name or not rate:
-            raise ValueError(
-                f"--layer-rate must look like NAME=RATE (such as features.3=0.5 or features.3=2x); got {v!r}"
-            )
-        rates[name.strip()] = rate.strip()
-    return rates
 
 
 @app.command("prune")
@@ -108,71 +100,42 @@ def prune(
     ] = None,
 ) -> None:
     """Pattern- and connectivity-prune a model; print the per-layer report; write the files."""
-    from search_spaces.admm import ADMMConfig
-    from search_spaces.estimate import EstimateConfig
-    from search_spaces.example import ExampleRecipe
-    from search_spaces.loading import parse_input_shape
-    from search_spaces.pipeline import PruneJob, run_prune
-    from search_spaces.pruning import PruneConfig
-    from search_spaces.training import TrainConfig, configure_threads
+    import pattune
 
-    if admm and method not in (None, "admm"):
-        raise ValueError(f"--admm contradicts --method {method}; give one of them")
-    config = PruneConfig(
-        connectivity=connectivity,
-        layer_rates=_layer_rates(layer_rate or []),
-        input_layer_connectivity=input_layer_connectivity,
-        depthwise_connectivity=depthwise_connectivity,
-        other_connectivity=other_connectivity,
-    )
-    job = PruneJob(
-        model=model,
-        input_shape=parse_input_shape(input_shape) if input_shape else None,
-        patterns=patterns,
-        pattern_set=pattern_set,
-        prune=config,
-        method="admm" if admm else method,
-        estimate=EstimateConfig(samples=finetune_samples),
-        admm=ADMMConfig(
-            admm=TrainConfig(epochs=admm_epochs, lr=0.01, schedule="constant"),
-            retrain=TrainConfig(epochs=retrain_epochs, lr=0.01),
-        ),
-        evaluate=evaluate,
-        out=out,
-        data_dir=data_dir,
-        cache_dir=cache_dir,
-        recipe=ExampleRecipe(epochs=train_epochs, train_samples=train_samples),
-        test_samples=test_samples,
-    )
-    configure_threads(threads)
     console = _console()
     with console.status("pruning") as status:
-        outcome = run_prune(job, progress=lambda msg: status.update(msg))
-    _print_outcome(console, outcome, out, json_out)
+        result = pattune.prune(
+            model=model, out=out, patterns=patterns, pattern_set=pattern_set,
+            connectivity=connectivity, layer_rate=layer_rate,
+            input_layer_connectivity=input_layer_connectivity,
+            depthwise_connectivity=depthwise_connectivity,
+            other_connectivity=other_connectivity, method=method, admm=admm,
+            admm_epochs=admm_epochs, retrain_epochs=retrain_epochs,
+            finetune_samples=finetune_samples, input_shape=input_shape, evaluate=evaluate,
+            data_dir=data_dir, cache_dir=cache_dir, train_epochs=train_epochs,
+            train_samples=train_samples, threads=threads, test_samples=test_samples,
+            progress=lambda msg: status.update(msg),
+        )  # fmt: skip
+    _print_result(console, result, json_out)
 
 
-def _print_outcome(console: Console, outcome: Any, out: Path | None, json_out: Path | None) -> None:
+def _print_result(console: Console, result: PruneResult, json_out: Path | None) -> None:
     """The per-layer table, the pattern set, one summary line; the summary JSON if asked."""
-    console.print(outcome.report.rich_table())
-    m = outcome.metrics
+    console.print(result.report.rich_table())
+    m = result.metrics
     accs = ", ".join(
         f"{k} {m[k]:.4f}" for k in ("dense_acc", "oneshot_acc", "pruned_acc") if k in m
     )
-    console.print(f"patterns:\n{outcome.plan.pattern_set}", highlight=False)
+    console.print(f"patterns:\n{result.pattern_set}", highlight=False)
     console.print(
-        f"{outcome.report.conv_compression:.2f}x fewer conv weights; "
-        f"{accs or 'no evaluator given'}; method {m['method']}, {m['seconds']} s"
+        f"{result.conv_compression:.2f}x fewer conv weights; "
+        f"{accs or 'no evaluator given'}; method {result.method}, {m['seconds']} s"
     )
-    if out is not None:
-        console.print(f"wrote {out}/ (manifest.json, state_dict.pt, layers/, report.json)")
+    if result.out is not None:
+        console.print(f"wrote {result.out}/ (manifest.json, state_dict.pt, layers/, report.json)")
     if json_out is not None:
-        summary = {
-            "metrics": m,
-            "report": outcome.report.to_dict(),
-            "pattern_set": outcome.plan.pattern_set.to_dict(),
-        }
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(summary, indent=1, sort_keys=True))
+        json_out.write_text(json.dumps(result.to_dict(), indent=1, sort_keys=True))
 
 
 @app.command("patterns")

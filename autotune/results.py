@@ -1,0 +1,182 @@
+"""What a tuning trial leaves in its study: one record per tuned layer, one per trial.
+
+The tuner builds a :class:`LayerResult` from each kernel task's
+:class:`~autotune.task.TaskResult` and a :class:`TrialResult` from those; the
+trial result goes into the Optuna trial's user attributes through its JSON form
+(:meth:`TrialResult.to_attrs`), and the export reads it back as records
+(:meth:`TrialResult.from_attrs`), never by dict key.
+
+The JSON form is exactly what earlier versions stored as plain dicts (the
+``pattune:layers`` list and the ``pattune:tuned_ms``, ``pattune:default_ms``,
+... attributes), so studies they wrote still export, and
+``optuna-dashboard`` still shows one attribute per figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from autotune.task import TaskResult
+from codegen import KernelConfig
+from pattune_common import Record
+from search_spaces.fusion import Epilogue
+from search_spaces.layers import PrunedLayer
+
+#: Prefix of every trial attribute pattune writes.
+ATTR_PREFIX = "pattune:"
+#: The two attributes the outer study writes itself (the trial's values).
+STUDY_ATTRS = ("pattune:latency_ms", "pattune:accuracy")
+
+
+@dataclass(frozen=True)
+class LayerResult(Record):
+    """One pruned layer's kernel tuning, as a trial recorded it (milliseconds).
+
+    Attributes:
+        name: The conv's module name.
+        key: The kernel task's key, ``device_type/signature/weights-hash``.
+        weights_hash: The pruned (and epilogue-fused) layer's weights hash.
+        epilogue: What its generated kernel computes besides the conv; None in
+            studies written before epilogues were fused.
+        config: The fastest KernelConfig found.
+        latency_ms: Its median latency.
+        default_config: The layer's default KernelConfig.
+        default_latency_ms: Its median latency, or None if it failed.
+        configs_measured: Configs with a result (measured, reused or failed).
+        nonzeros: Non-zero weights of the pruned layer.
+        kernels_alive: 3x3 kernels left after connectivity pruning.
+        kernels_total: 3x3 kernels of the dense layer.
+    """
+
+    name: str
+    key: str
+    weights_hash: str
+    epilogue: Epilogue | None
+    config: KernelConfig
+    latency_ms: float
+    default_config: KernelConfig
+    default_latency_ms: float | None
+    configs_measured: int
+    nonzeros: int
+    kernels_alive: int
+    kernels_total: int
+
+    schema = "layer_result"
+
+    @classmethod
+    def from_task(
+        cls, layer: PrunedLayer, result: TaskResult, epilogue: Epilogue
+    ) -> LayerResult:
+        """The record of one finished kernel task.
+
+        Raises:
+            RuntimeError: Every config of the task failed (the trial fails with
+                this message; a failing trial is a record of the study).
+        """
+        if result.best is None or result.best_s is None:
+            raise RuntimeError(f"layer {layer.spec.name}: every kernel config failed")
+        return cls(
+            name=layer.spec.name,
+            key=result.key,
+            weights_hash=layer.weights_hash,
+            epilogue=epilogue,
+            config=result.best,
+            latency_ms=result.best_s * 1e3,
+            default_config=result.default,
+            default_latency_ms=None if result.default_s is None else result.default_s * 1e3,
+            configs_measured=result.measured + result.reused + result.failed,
+            nonzeros=layer.nonzeros,
+            kernels_alive=layer.kernels_alive,
+            kernels_total=layer.kernels_total,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if self.epilogue is None:
+            del d["epilogue"]  # as studies written before epilogues were fused stored it
+        else:
+            # The epilogue's JSON form leaves out the conv's name, which is ``name`` here.
+            d["epilogue"] = self.epilogue.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LayerResult:
+        d = dict(data)
+        epilogue = d.pop("epilogue", None)
+        d["config"] = KernelConfig.from_dict(d["config"])
+        d["default_config"] = KernelConfig.from_dict(d["default_config"])
+        d["epilogue"] = None if epilogue is None else Epilogue(conv=d["name"], **epilogue)
+        return super().from_dict(d)
+
+
+@dataclass(frozen=True)
+class TrialResult(Record):
+    """One completed trial of a tuning study (milliseconds).
+
+    Attributes:
+        latency_ms: Whole-model latency: ``tuned_ms`` plus ``untouched_ms``.
+        accuracy: The candidate's accuracy estimate in [0, 1].
+        layers: One record per generated layer, in model order.
+        tuned_ms: Sum of the layers' tuned latencies.
+        default_ms: Sum of the layers' default-config latencies (NaN if one failed).
+        untouched_ms: What torch runs besides the generated kernels, or None
+            where not known (remote device types).
+        untouched_method: How that was timed (``torchscript`` or ``eager``), or None.
+        untouched_threads: At how many torch threads, or None.
+        refined: Whether the layers' tasks were topped up to the refine budget.
+    """
+
+    latency_ms: float
+    accuracy: float
+    layers: tuple[LayerResult, ...]
+    tuned_ms: float
+    default_ms: float
+    untouched_ms: float | None
+    untouched_method: str | None
+    untouched_threads: int | None
+    refined: bool
+
+    schema = "trial_result"
+
+    @property
+    def default_total_ms(self) -> float:
+        """Whole-model latency with every layer at its default config."""
+        return self.default_ms + (self.untouched_ms or 0.0)
+
+    def layer(self, name: str) -> LayerResult | None:
+        """The record of the layer called ``name``, or None."""
+        return next((x for x in self.layers if x.name == name), None)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialResult:
+        d = dict(data)
+        d["layers"] = tuple(LayerResult.from_dict(x) for x in d["layers"])
+        return cls(**d)
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The trial user attributes that store this record, one per field."""
+        return {ATTR_PREFIX + k: v for k, v in self.to_dict().items()}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> TrialResult:
+        """Read the record back from a trial's user attributes.
+
+        Attributes a study written by an earlier version lacks take their
+        "not known" value (None, or False for ``refined``).
+
+        Raises:
+            KeyError: The trial holds no tuning result (it did not complete).
+        """
+        optional = {"untouched_ms": None, "untouched_method": None,
+                    "untouched_threads": None, "refined": False}  # fmt: skip
+        data = {
+            name: attrs[ATTR_PREFIX + name] if name not in optional
+            else attrs.get(ATTR_PREFIX + name, optional[name])
+            for name in (f.name for f in fields(cls))
+        }  # fmt: skip
+        return cls.from_dict(data)
+
+
+__all__ = ["ATTR_PREFIX", "STUDY_ATTRS", "LayerResult", "TrialResult"]

@@ -316,7 +316,7 @@ def tune(
             by ``max_accuracy_drop``).
         max_accuracy_drop: Allowed accuracy drop (0.01 = 1 point); needed by ``latency``.
         space: Search-space TOML (see ``examples/space.toml``), or None for the default.
-        strategy: Kernel search: ``filtered``, ``tpe`` or ``random``.
+        strategy: Kernel search: ``filtered``, ``tpe``, ``random`` or ``hillclimb``.
         input_shape: N,C,H,W of a user model, as ``"1,3,224,224"`` or a sequence.
         evaluate: ``package.module:function(model) -> accuracy``.
         target: Compile target name or TOML file (default: from the device type's arch).

@@ -99,7 +99,7 @@ def tune(
         str | None, typer.Option(help="Search-space TOML (see examples/space.toml).")
     ] = None,
     strategy: Annotated[
-        str, typer.Option(help="Kernel search: filtered, tpe or random.")
+        str, typer.Option(help="Kernel search: filtered, tpe, random or hillclimb.")
     ] = "filtered",
     input_shape: Annotated[
         str | None, typer.Option("--input-shape", help="N,C,H,W of a user model.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +15,14 @@ from autotune.records import RecordsDB
 from pattune_common import UserInputError
 from pattune_common.storage import SCHEMA_VERSION, redact_url
 from search_spaces import LayerSpec, PatternSet, all_patterns, random_pruned_layer
-from tests.support.pg import PostgresServer, postgres_server
+
+pytest_plugins = ["tests.support.storages"]
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    with postgres_server() as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'records.db'}"
-    server: PostgresServer = request.getfixturevalue("pg")
-    return server.create_database(f"t_{uuid.uuid4().hex[:10]}")
+@pytest.fixture()
+def url(storage_url: str) -> str:
+    """Every storage (tests.support.storages): a fresh SQLite file, a fresh PostgreSQL database."""
+    return storage_url
 
 
 def _layer(seed: int = 0):  # type: ignore[no-untyped-def]

@@ -11,22 +11,16 @@ from __future__ import annotations
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
-import pytest
 import sqlalchemy as sa
 
 from benchmarks.harness.sshd import SshdFarm
-from tests.support.pg import PostgresServer, postgres_server
+from tests.support.pg import PostgresServer
 from tests.tune.support import popen, tune_args
 
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    with postgres_server() as server:
-        yield server
+pytest_plugins = ["tests.support.storages"]
 
 
 def write_inventory(path: Path, farm: SshdFarm) -> str:
@@ -43,8 +37,8 @@ def write_inventory(path: Path, farm: SshdFarm) -> str:
     return str(path)
 
 
-def test_two_tuners_share_study_and_farm(tmp_path: Path, pg: PostgresServer) -> None:
-    url = pg.create_database(f"t_{uuid.uuid4().hex[:8]}")
+def test_two_tuners_share_study_and_farm(tmp_path: Path, pg_server: PostgresServer) -> None:
+    url = pg_server.create_database(f"t_{uuid.uuid4().hex[:8]}")
     farm = SshdFarm(str(tmp_path / "sshd"), 2)
     try:
         inv = write_inventory(tmp_path / "inv.toml", farm)

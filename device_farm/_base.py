@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from device_farm._checks import check_env
 from device_farm._errors import DeviceFault
 from device_farm._protocol import ProtocolConfig, measure_job
 from device_farm._records import Artifact, MeasureJob, Measurement, RunResult
@@ -78,7 +79,7 @@ class Device(abc.ABC):
         self.arch = arch
         self.threads = threads
         self.cpu_affinity = tuple(cpu_affinity)
-        self.env = dict(env or {})
+        self.env = dict(check_env("env", dict(env or {})))
         self.compiler = compiler
         self.build = build  # "host": cross-compile on this machine; "device": on the device
         self.protocol = protocol or ProtocolConfig()

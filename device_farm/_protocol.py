@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from device_farm._checks import check_number
 from device_farm._errors import DeviceFault, StagedFilesLost
 from device_farm._records import Artifact, MeasureJob, Measurement, MeasureStatus, RunResult, Verify
 
@@ -83,15 +84,24 @@ class ProtocolConfig:
     thermal_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.warmup < 0 or self.remeasure < 0:
-            raise ValueError("warmup and remeasure must be >= 0")
-        if not 1 <= self.min_repeats <= self.max_repeats:
+        # Every limit finite: NaN compares false with everything, so a NaN max_cv would
+        # accept any spread and a NaN thermal limit would wait out every timeout.
+        for name in ("warmup", "remeasure"):
+            check_number(name, getattr(self, name), low=0, high=1000, integer=True)
+        check_number("min_repeats", self.min_repeats, low=1, integer=True)
+        check_number("max_repeats", self.max_repeats, low=1, high=1_000_000, integer=True)
+        if self.min_repeats > self.max_repeats:
             raise ValueError(
                 f"repeats must satisfy 1 <= min_repeats <= max_repeats; got "
                 f"{self.min_repeats}, {self.max_repeats}"
             )
-        if self.min_total_s < 0 or self.cooldown_s < 0 or self.max_cv <= 0:
-            raise ValueError("min_total_s and cooldown_s must be >= 0 and max_cv > 0")
+        check_number("min_total_s", self.min_total_s, low=0, high=3600)
+        check_number("cooldown_s", self.cooldown_s, low=0, high=3600)
+        check_number("max_cv", self.max_cv, low=0, low_open=True)
+        if self.thermal_limit_c is not None:
+            check_number("thermal_limit_c", self.thermal_limit_c, low=-50, high=200)
+        check_number("thermal_timeout_s", self.thermal_timeout_s, low=0, high=86400)
+        check_number("thermal_poll_s", self.thermal_poll_s, low=0, low_open=True, high=3600)
 
 
 def parse_report(stdout: str) -> dict[str, Any] | None:

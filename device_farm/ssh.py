@@ -26,6 +26,7 @@ from typing import Any
 import paramiko
 
 from device_farm._base import Device
+from device_farm._checks import check_env, check_texts
 from device_farm._errors import DeviceFault, StagedFilesLost
 from device_farm._records import Artifact, RunResult, file_sha256
 from device_farm._ssh_connect import SSHTarget, close_client, connect
@@ -40,13 +41,13 @@ _WRAPPER = (
 )
 _PID = re.compile(rb"@PATTUNE pid (\d+)\n")
 _TRAILER = re.compile(rb"\n@PATTUNE t (\S*) (\S*) (\d+)\n$")
-_SAFE_DIR = re.compile(r"^/[A-Za-z0-9._+@%=:/-]*$")
+_SAFE_DIR = re.compile(r"/[A-Za-z0-9._+@%=:/-]*")  # matched whole: no trailing newline
 
 
 def validate_work_dir(path: str) -> str:
     """Return the normalised remote work dir, or raise ValueError naming the rule."""
     norm = posixpath.normpath(path)
-    if not _SAFE_DIR.match(path) or ".." in path.split("/") or norm.count("/") < 2:
+    if not isinstance(path, str) or not _SAFE_DIR.fullmatch(path) or ".." in path.split("/") or norm.count("/") < 2:
         raise ValueError(
             "work_dir must be an absolute path at least two levels deep (e.g. "
             "/data/local/tmp/pattune) of letters, digits and ._+@%=:-, without '..'; "
@@ -153,6 +154,10 @@ class SSHDevice(Device):
         """Run ``argv`` on the device under a deadline; kill its process group on timeout."""
         if not argv:
             raise ValueError("argv must not be empty")
+        # Names are checked here too, not only in the inventory: a key such as "-S..."
+        # would be read by `env` as an option, and a Python caller can pass any mapping.
+        check_env("env", dict(env or {}))
+        check_texts("argv", list(argv))
         words = ["env", *(f"{k}={v}" for k, v in (env or {}).items()), *argv] if env else [*argv]
         command = " ".join(
             ["exec", "sh", "-c", shlex.quote(_WRAPPER), "sh", shlex.quote(cwd or "")]

@@ -103,7 +103,7 @@ def test_bad_jobs_files(tmp_path):
     good["timeout_s"] = -1
     bad.write_text(json.dumps(good) + "\n")
     assert one_line_error(pattune("measure", "--jobs", str(bad), "--out", "o.jsonl")) == (
-        f"pattune: error: jobs file {bad} line 1: timeout_s must be > 0 seconds; got -1.0")
+        f"pattune: error: jobs file {bad} line 1: timeout_s must be > 0 seconds; got -1")
     bad.write_text("\n")
     assert one_line_error(pattune("measure", "--jobs", str(bad), "--out", "o.jsonl")) == (
         f"pattune: error: jobs file {bad} has no jobs; write one MeasureJob JSON per line")

@@ -94,7 +94,10 @@ class Device(abc.ABC):
     def stage(self, artifact: Artifact) -> str:
         """Make the artifact's files present on the device; return their directory.
 
-        Files are content-addressed by sha256, so each crosses to a device once.
+        The files are there at the latest when the first :meth:`execute` with the
+        returned directory as ``cwd`` runs (an SSH device sends a new build with
+        that command instead of in a round trip of its own). Files are
+        content-addressed by sha256, so each is stored once per device.
 
         Raises:
             DeviceFault: The files could not be placed (connection lost, disk full).

@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("PATTUNE_LOG_LEVEL", "WARNING").upper(),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # paramiko logs every refused channel and lost connection at ERROR, with
+        # tracebacks; pattune reports those itself, once, in the job's record.
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     from pattune.cli import _register  # noqa: F401  (registers every command group)
 
     try:

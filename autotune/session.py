@@ -23,6 +23,7 @@ from autotune.records import RecordsDB
 from codegen import LocalBuilder, Target, aarch64_target, get_target, host_target
 from device_farm import Device, Farm, LeaseStore, LocalDevice, ProtocolConfig, load_inventory
 from pattune_common import DEFAULT_STORAGE, ConfigError, UserInputError
+from pattune_common.files import check_output_dir
 from search_spaces.data import load_split
 from search_spaces.estimate import EstimateConfig
 from search_spaces.example import trained_example
@@ -81,11 +82,15 @@ class TuneSession:
 
     def __init__(self, options: TuneOptions) -> None:
         self.options = options
+        # Cheap checks of what the user gave first, the database last of them: bad input
+        # must neither create a database nor wait for a model to load.
         self.space = JointSpace.from_toml(options.space) if options.space else JointSpace()
-        self.records = RecordsDB(options.storage)
+        if options.work_dir:
+            check_output_dir(options.work_dir, "--work-dir")
         self.work_dir = Path(options.work_dir or tempfile.mkdtemp(prefix="pattune-"))
         self.devices = self._devices()
         self.target = self._target()
+        self.records = RecordsDB(options.storage)
         self.model, self.input_shape, self.accuracy = self._model()
         convs = conv_layers(self.model, self.input_shape)
         self.layers = [c for c in convs if c.is_3x3]
@@ -175,7 +180,13 @@ class TuneSession:
             raise UserInputError(
                 f"--model {o.model!r} does not say its input size: pass --input-shape N,C,H,W"
             )
-        assert shape is not None
+        if shape[0] != 1:
+            # Tuning times kernels that compute one image (batch 1); a latency tuned
+            # that way would be silently wrong for N images at once.
+            raise UserInputError(
+                f"--input-shape must have batch N = 1 (the generated kernels compute one "
+                f"image at a time); got {','.join(map(str, shape))}"
+            )
         model = loaded.model.eval()
         with torch.no_grad():
             try:

@@ -340,7 +340,8 @@ class RunResult:
 
     Attributes:
         exit_code: The exit status, or None when the command was killed at its timeout.
-        stdout: Standard output (the head, at most ``Device.max_output`` bytes).
+        stdout: Standard output, at most ``Device.max_output`` bytes: its head and,
+            when longer, its last 64 KiB (where the report is).
         stderr: Standard error (the tail, at most ``Device.max_output`` bytes).
         wall_s: Seconds the command ran, measured on the device where it can be.
         timed_out: Whether the command was killed at its deadline.

@@ -21,6 +21,7 @@ from device_farm._ssh_connect import SSHTarget, default_known_hosts
 from device_farm.local import LocalDevice
 from device_farm.ssh import SSHDevice, validate_work_dir
 from pattune_common import UserInputError
+from pattune_common.files import read_input
 
 __all__ = ["DeviceSpec", "Inventory", "load_inventory"]
 
@@ -221,12 +222,11 @@ def load_inventory(path: str | os.PathLike[str] | None) -> Inventory:
         return Inventory(devices=())
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        data = tomllib.loads(read_input(path, "inventory", max_bytes=16 << 20).decode())
     except FileNotFoundError:
         raise UserInputError(f"inventory {path} does not exist; pass --inventory with a TOML "
                              "file like examples/devices.toml") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserInputError(f"inventory {path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise UserInputError(f"inventory {path} cannot be read: {exc.strerror}") from None

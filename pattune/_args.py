@@ -8,6 +8,7 @@ keyword (``--max-accuracy-drop`` is ``max_accuracy_drop=``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ def parse_duration(value: float | str | None) -> float | None:
     if value is None:
         return None
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise UserInputError(f"--timeout must be a finite number of seconds; got {value}")
         if value < 0:
             raise UserInputError(f"--timeout must be >= 0 seconds; got {value}")
         return float(value)

@@ -27,6 +27,7 @@ from device_farm import (
     load_inventory,
 )
 from device_farm.jobs_io import ResultsFile, read_jobs
+from pattune_common import OutputError
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,13 @@ def measure(
 
     Raises:
         UserInputError: An unreadable inventory or jobs file, an unknown device
-            type, an unusable lease database.
+            type, an unusable lease database, a results file that cannot be written
+            (all before anything is measured).
         ValueError: Protocol or fault settings out of range.
+        OutputError: Some results could not be written to ``out`` even at the end
+            (a full disk); the message says how many, and ``exc.result`` is the
+            :class:`MeasureResult` with every measurement of this call. A rerun
+            measures exactly those jobs again.
     """
     inv = load_inventory(inventory)
     protocol = ProtocolConfig(warmup=warmup, min_repeats=min_repeats, min_total_s=min_total_s,
@@ -187,7 +193,7 @@ def measure(
         for d in devices:
             d.close()
     latest = results.latest
-    return MeasureResult(
+    result = MeasureResult(
         out=Path(out),
         jobs=len(all_jobs),
         already_done=start.already_done,
@@ -199,6 +205,13 @@ def measure(
         wall_s=time.monotonic() - started,
         skipped_lines=results.skipped_lines,
     )
+    lost = results.flush_unsaved()
+    if lost:
+        raise OutputError(
+            f"{len(lost)} of {len(measured)} result(s) could not be written to {out} "
+            f"({results.write_error}); they are not saved: free space and rerun the same "
+            "command to measure them again", result=result)
+    return result
 
 
 __all__ = ["MeasureProgress", "MeasureResult", "measure"]

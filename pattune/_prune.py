@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from pattune_common import UserInputError
+from pattune_common.files import check_output_dir
 from search_spaces.admm import ADMMConfig
 from search_spaces.estimate import EstimateConfig
 from search_spaces.example import ExampleRecipe
@@ -156,11 +157,14 @@ def prune(
 
     Raises:
         UserInputError: An unloadable model, a missing input shape or dataset, a
-            training method for a model without data, contradicting arguments.
+            training method for a model without data, contradicting arguments, an
+            ``out`` that is a file or not writable (checked before any work).
         ValueError: Rates, K or budgets out of range; a model with no 3x3 conv.
     """
     if admm and method not in (None, "admm"):
         raise UserInputError(f"--admm contradicts --method {method}; give one of them")
+    if out is not None:  # before the pruning (minutes to hours), not after it
+        check_output_dir(out, "--out")
     config = PruneConfig(
         connectivity=connectivity,
         layer_rates=layer_rates(layer_rate or []),

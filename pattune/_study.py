@@ -8,6 +8,7 @@ Nothing here prints; ``pattune status`` and ``pattune export`` render these.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,11 @@ from autotune.export import OPTIONS_ATTR, ExportResult, export_study
 from autotune.records import RecordsDB
 from autotune.session import TuneOptions, TuneSession
 from pattune_common import DEFAULT_STORAGE, UserInputError
-from pattune_common.storage import redact_url
+from pattune_common.files import check_output_dir
+from pattune_common.storage import redact_url, require_existing
 from search_spaces.space import Candidate
 
+_OPTION_NAMES = {f.name for f in dataclasses.fields(TuneOptions)}
 #: Rows of :attr:`StudyStatus.best`, as ``pattune status`` shows them.
 BEST_SHOWN = 10
 
@@ -91,6 +94,7 @@ def status(*, storage: str = DEFAULT_STORAGE, study: str = "pattune") -> StudySt
         UserInputError: No study of that name in ``storage`` (the message lists
             the studies there), or an unusable storage URL.
     """
+    require_existing(storage)
     records = RecordsDB(storage)
     s = _load(records, storage, study)
     by_state: dict[str, int] = {}
@@ -111,8 +115,9 @@ def status(*, storage: str = DEFAULT_STORAGE, study: str = "pattune") -> StudySt
     )
 
 
-def _session_of(storage: str, study: str) -> TuneSession:
-    """The session a study was tuned with, rebuilt from the options it stored."""
+def _options_of(storage: str, study: str) -> TuneOptions:
+    """The options a study was tuned with, as it stored them (quick: no model loaded)."""
+    require_existing(storage)
     records = RecordsDB(storage)
     try:
         s = optuna.load_study(study_name=study, storage=records.url)
@@ -126,7 +131,8 @@ def _session_of(storage: str, study: str) -> TuneSession:
     # The export needs the model, target and records, not the search space: the space
     # file may be gone from where the tuning run read it.
     stored.update(storage=storage, study=study, space=None)
-    return TuneSession(TuneOptions(**stored))
+    stored = {k: v for k, v in stored.items() if k in _OPTION_NAMES}
+    return TuneOptions(**stored)
 
 
 def export(
@@ -154,7 +160,9 @@ def export(
         UserInputError: No such study or trial, a study not made by ``tune``,
             no complete trial yet, or a model other than the one tuned.
     """
-    session = _session_of(storage, study)
+    options = _options_of(storage, study)
+    check_output_dir(out, "--out")  # before loading, regenerating and fine-tuning, not after
+    session = TuneSession(options)
     return export_study(session, out=Path(out), trial=trial, max_drop=max_accuracy_drop)
 
 

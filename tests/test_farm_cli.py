@@ -194,7 +194,9 @@ def test_jobs_no_device_could_run_are_retried_by_a_rerun(tmp_path, make_farm):
     assert r.returncode == 0, r.stderr
     first = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["status"] for x in first] == ["device_fault", "device_fault"]
-    assert first[0]["error"] == "farm: no healthy device of type loop could run it"
+    assert first[0]["error"] == (
+        "farm: no healthy device of type loop could run it; devices left out: ssh device dev0: "
+        f"cannot connect to 127.0.0.1:{farm.servers[0].port}: Connection refused")
     assert "device_fault" in r.stdout
     farm.servers[0].start()
     r = pattune(*args)

@@ -101,7 +101,10 @@ def prune(
 ) -> None:
     """Pattern- and connectivity-prune a model; print the per-layer report; write the files."""
     import pattune
+    from pattune_common.files import check_output_file
 
+    if json_out is not None:
+        check_output_file(json_out, "--json")
     console = _console()
     with console.status("pruning") as status:
         result = pattune.prune(
@@ -134,8 +137,10 @@ def _print_result(console: Console, result: PruneResult, json_out: Path | None) 
     if result.out is not None:
         console.print(f"wrote {result.out}/ (manifest.json, state_dict.pt, layers/, report.json)")
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result.to_dict(), indent=1, sort_keys=True))
+        from pattune_common.files import json_safe, write_text
+
+        write_text(json_out, json.dumps(json_safe(result.to_dict()), indent=1, sort_keys=True),
+                   what="the prune summary")
 
 
 @app.command("patterns")
@@ -156,8 +161,11 @@ def patterns_cmd(
     ] = False,
 ) -> None:
     """List the candidate patterns, or a model's most frequent natural patterns."""
+    from pattune_common import UserInputError
     from search_spaces.patterns import PatternSet, all_patterns
 
+    if top < 1:
+        raise UserInputError(f"--top must be >= 1; got {top}")
     console = _console()
     if model is None:
         pats = all_patterns(3, n, keep_centre=keep_centre)
@@ -230,15 +238,17 @@ def bench_accuracy(
 ) -> None:
     """Dense vs one-shot vs ADMM-pruned example accuracy (8 patterns, 3.6x) on the 10k test set."""
     from benchmarks.accuracy import AccuracyBenchConfig, run_accuracy_bench
+    from pattune_common.files import check_output_file, json_safe, write_text
 
+    check_output_file(json_path, "--json")
     config = AccuracyBenchConfig.quick() if quick else AccuracyBenchConfig.full()
     console = _console()
     with console.status("accuracy benchmark") as status:
         result = run_accuracy_bench(
             config, cache_dir=cache_dir, data_dir=data_dir, threads=threads, progress=status.update
         )
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=1, sort_keys=True))
+    write_text(json_path, json.dumps(json_safe(result), indent=1, sort_keys=True),
+               what="the benchmark result")
     keys = (
         "dense_acc",
         "oneshot_acc",

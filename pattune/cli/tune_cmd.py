@@ -123,7 +123,10 @@ def tune(
     Re-running the same command resumes the study; Ctrl-C stops cleanly.
     """
     import pattune
+    from pattune_common.files import check_output_file, json_safe, write_text
 
+    if summary_json is not None:  # before the hours of tuning, not after
+        check_output_file(summary_json, "--summary-json")
     with _Screen(f"preparing {model} for device type {device_type} ...") as screen:
         summary = pattune.tune(
             model=model, device_type=device_type, inventory=inventory, trials=trials,
@@ -134,7 +137,8 @@ def tune(
             progress=screen.update,
         )  # fmt: skip
     if summary_json:
-        summary_json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        doc = json.dumps(json_safe(summary.to_dict()), indent=2, allow_nan=False)
+        write_text(summary_json, doc + "\n", what="the run summary")
     if summary.interrupted:
         _err.print("pattune: stopped; nothing measured is lost. Run the same command to resume.")
         raise typer.Exit(130)

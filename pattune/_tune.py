@@ -282,7 +282,9 @@ def _open_study(
         dense_accuracy=dense, seed=o.seed,
     )  # fmt: skip
     # What export needs to rebuild the session; never a secret (the inventory is a path).
-    stored = {k: v for k, v in dataclasses.asdict(o).items() if k != "extra"}
+    # Not the storage URL: it may hold the database password, and export is given the
+    # URL anyway. Overwriting the attribute also scrubs what an older pattune stored.
+    stored = {k: v for k, v in dataclasses.asdict(o).items() if k not in ("extra", "storage")}
     outer.study.set_user_attr(OPTIONS_ATTR, stored)
     outer.study.set_user_attr(DENSE_ATTR, dense)
     return outer

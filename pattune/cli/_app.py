@@ -15,6 +15,7 @@ import sys
 import typer
 
 from pattune_common import OutputError, PattuneError
+from pattune_common.redaction import redact_text
 
 app = typer.Typer(
     name="pattune",
@@ -46,8 +47,9 @@ def fail(message: str) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    """The first line of the error's text."""
-    text = str(exc).strip()
+    """The first line of the error's text, any URL password hidden (messages may quote a
+    driver's error, which may quote the URL)."""
+    text = redact_text(str(exc)).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -100,7 +102,7 @@ def _run(argv: list[str] | None) -> int:
     except _ClickException as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
             return EXIT_USAGE  # click has already printed the help
-        msg = exc.format_message()  # type: ignore[attr-defined]
+        msg = redact_text(exc.format_message())  # type: ignore[attr-defined]
         print(f"pattune: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     except OutputError as exc:
@@ -111,7 +113,8 @@ def _run(argv: list[str] | None) -> int:
         return EXIT_USAGE
     except OSError as exc:  # a file the user named: missing, a directory, unreadable
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"pattune: error: {where}{exc.strerror or _one_line(exc)}", file=sys.stderr)
+        print(f"pattune: error: {redact_text(where)}{exc.strerror or _one_line(exc)}",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("pattune: interrupted", file=sys.stderr)

@@ -124,6 +124,7 @@ def tune(
     """
     import pattune
     from pattune_common.files import check_output_file, json_safe, write_text
+    from pattune_common.storage import redact_url
 
     if summary_json is not None:  # before the hours of tuning, not after
         check_output_file(summary_json, "--summary-json")
@@ -148,7 +149,8 @@ def tune(
     _err.print(
         f"pattune: {summary.trials_this_run} trials in {summary.wall_s:.0f} s; "
         f"best latency {summary.best_latency_ms} ms. Export with: pattune export --study "
-        f"{study} --storage {storage} --out DIR"
+        f"{study} --storage {redact_url(storage)} --out DIR",
+        soft_wrap=True, highlight=False,  # one line, to copy as it is
     )
 
 

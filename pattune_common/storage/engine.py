@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pattune_common.errors import UserInputError
+from pattune_common.redaction import redact_text
 from pattune_common.storage.schema import upgrade
 from pattune_common.storage.urls import normalize_url, redact_url, unusable_url
 
@@ -119,7 +120,7 @@ def open_storage(url: str, *, name: str = "storage", fix: str = "") -> sa.Engine
         upgrade(engine)
     except sa.exc.DBAPIError as exc:  # unreachable, refused, not a database, permissions
         engine.dispose()
-        reason = str(exc.orig or exc).strip().splitlines()[0]
+        reason = redact_text(str(exc.orig or exc)).strip().splitlines()[0]
         hint = f" ({fix})" if fix else ""
         raise UserInputError(
             f"cannot open {name} {redact_url(str(engine.url))}: {reason}{hint}"

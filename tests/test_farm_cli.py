@@ -167,9 +167,9 @@ def test_trust_records_an_unknown_key_and_refuses_a_changed_one(tmp_path, make_f
     s.regenerate_host_key()
     s.start()
     err = one_line_error(pattune("devices", "trust", "dev0", "-i", inv))
-    assert err.startswith(f"pattune: error: {kh} has a different ssh-ed25519 key for "
-                          f"[127.0.0.1]:{port} (SHA256:")
-    assert err.endswith("); pass --replace to trust the new one")
+    assert err.startswith(f"pattune: error: {kh} has another key for [127.0.0.1]:{port} "
+                          "(ssh-ed25519 SHA256:")
+    assert err.endswith("Check it on the device and pass --replace to trust it instead")
     r = pattune("devices", "trust", "dev0", "-i", inv, "--replace")
     assert r.returncode == 0 and r.stdout.strip().endswith(f": replaced in {kh}")
 

@@ -42,7 +42,8 @@ def test_changed_host_key_is_refused(make_farm):
     server.regenerate_host_key()
     server.start()
     with pytest.raises(DeviceFault, match=r"^ssh device dev0: host key of \[127\.0\.0\.1\]:\d+ "
-                       r"CHANGED \(SHA256:.*refusing to connect.*devices trust dev0 --replace`$"):
+                       r"CHANGED \(it offers ssh-ed25519 SHA256:.*refusing to connect.*"
+                       r"devices trust dev0 --replace`$"):
         ssh_device(farm, server).execute(["true"], timeout_s=5)
 
 

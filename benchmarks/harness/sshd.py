@@ -100,11 +100,16 @@ class SshdServer:
                 pass
         self.proc = None
 
-    def regenerate_host_key(self) -> None:
-        """Replace the host key (a reinstalled device, or a man in the middle)."""
+    def regenerate_host_key(self, kind: str = "ed25519") -> None:
+        """Replace the host key (a reinstalled device, or a man in the middle).
+
+        Args:
+            kind: The new key's type (``ed25519``, ``ecdsa``, ``rsa``); the server then
+                offers only that type.
+        """
         for suffix in ("", ".pub"):
             os.unlink(self.host_key + suffix)
-        keygen(self.host_key)
+        keygen(self.host_key, kind)
 
 
 class SshdFarm:

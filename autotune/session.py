@@ -24,6 +24,7 @@ from codegen import LocalBuilder, Target, aarch64_target, get_target, host_targe
 from device_farm import Device, Farm, LeaseStore, LocalDevice, ProtocolConfig, load_inventory
 from pattune_common import DEFAULT_STORAGE, ConfigError, UserInputError
 from pattune_common.files import check_output_dir
+from pattune_common.storage import normalize_url
 from search_spaces.data import load_split
 from search_spaces.estimate import EstimateConfig
 from search_spaces.example import trained_example
@@ -90,7 +91,7 @@ class TuneSession:
         self.work_dir = Path(options.work_dir or tempfile.mkdtemp(prefix="pattune-"))
         self.devices = self._devices()
         self.target = self._target()
-        self.records = RecordsDB(options.storage)
+        normalize_url(options.storage)  # a URL that cannot be one fails before the model loads
         self.model, self.input_shape, self.accuracy = self._model()
         convs = conv_layers(self.model, self.input_shape)
         self.layers = [c for c in convs if c.is_3x3]
@@ -114,6 +115,8 @@ class TuneSession:
                 f"of the model; they are {', '.join(c.name for c in self.layers)}"
             )
         self._natural: dict[int, PatternSet] = {}
+        # Last: a database is created (or migrated) only for input that passed every check.
+        self.records = RecordsDB(options.storage)
 
     # -- resolution ---------------------------------------------------------
 

@@ -27,6 +27,7 @@ from device_farm import (
     load_inventory,
 )
 from device_farm.jobs_io import ResultsFile, read_jobs
+from pattune._args import in_range
 from pattune_common import OutputError
 
 
@@ -167,6 +168,9 @@ def measure(
             :class:`MeasureResult` with every measurement of this call. A rerun
             measures exactly those jobs again.
     """
+    in_range("--lease-ttl-s", lease_ttl_s, low=0, low_open=True, high=86400)
+    in_range("--max-attempts", max_attempts, low=1)
+    in_range("--quarantine-after", quarantine_after, low=1)
     inv = load_inventory(inventory)
     protocol = ProtocolConfig(warmup=warmup, min_repeats=min_repeats, min_total_s=min_total_s,
                               max_cv=max_cv, remeasure=remeasure, cooldown_s=cooldown_s,

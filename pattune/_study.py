@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial
 from autotune.export import OPTIONS_ATTR, ExportResult, export_study
 from autotune.records import RecordsDB
 from autotune.session import TuneOptions, TuneSession
+from pattune._args import in_range
 from pattune_common import DEFAULT_STORAGE, UserInputError
 from pattune_common.files import check_output_dir
 from pattune_common.storage import redact_url, require_existing
@@ -160,6 +161,7 @@ def export(
         UserInputError: No such study or trial, a study not made by ``tune``,
             no complete trial yet, or a model other than the one tuned.
     """
+    in_range("--max-accuracy-drop", max_accuracy_drop, low=0, high=1)
     options = _options_of(storage, study)
     check_output_dir(out, "--out")  # before loading, regenerating and fine-tuning, not after
     session = TuneSession(options)

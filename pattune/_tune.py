@@ -33,7 +33,7 @@ from autotune.session import TuneOptions, TuneSession
 from autotune.strategies import strategy_names
 from autotune.study import OBJECTIVES, OuterStudy, TrialOutcome, TrialsFailing
 from autotune.tuner import Tuner, TunerStats
-from pattune._args import one_of, parse_duration, path_text, shape_text
+from pattune._args import in_range, one_of, parse_duration, path_text, shape_text
 from pattune_common import DEFAULT_STORAGE, Record, UserInputError
 from search_spaces.loading import parse_input_shape
 
@@ -248,15 +248,14 @@ class _Run:
 
 def _check(
     *, trials: int, objective: str, strategy: str, max_accuracy_drop: float | None,
-    timeout: float | str | None, input_shape: str | None, estimate_samples: int,
+    timeout: float | str | None, input_shape: str | None, estimate_samples: int, seed: int,
 ) -> float | None:
     """Check the arguments before any work starts; return the timeout in seconds."""
     if trials < 1:
         raise UserInputError(f"--trials must be >= 1; got {trials}")
-    if estimate_samples < 1:
-        raise UserInputError(f"--estimate-samples must be >= 1; got {estimate_samples}")
-    if max_accuracy_drop is not None and not 0 <= max_accuracy_drop <= 1:  # NaN fails too
-        raise UserInputError(f"--max-accuracy-drop must lie in 0..1; got {max_accuracy_drop}")
+    in_range("--estimate-samples", estimate_samples, low=1)
+    in_range("--max-accuracy-drop", max_accuracy_drop, low=0, high=1)
+    in_range("--seed", seed, low=0, high=2**32 - 1)  # numpy's and Optuna's seed range
     if input_shape is not None and parse_input_shape(input_shape)[0] != 1:
         raise UserInputError(
             "--input-shape must have batch N = 1 (the generated kernels compute one image at "
@@ -348,7 +347,7 @@ def tune(
     timeout_s = _check(trials=trials, objective=objective, strategy=strategy,
                        max_accuracy_drop=max_accuracy_drop, timeout=timeout,
                        input_shape=shape_text(input_shape),
-                       estimate_samples=estimate_samples)  # fmt: skip
+                       estimate_samples=estimate_samples, seed=seed)  # fmt: skip
     options = TuneOptions(
         model=model, input_shape=shape_text(input_shape), evaluate=evaluate,
         device_type=device_type, inventory=path_text(inventory), target=target,

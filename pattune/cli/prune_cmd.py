@@ -166,6 +166,11 @@ def patterns_cmd(
 
     if top < 1:
         raise UserInputError(f"--top must be >= 1; got {top}")
+    if not 1 <= n <= 9:
+        raise UserInputError(f"--n must lie in 1..9 (non-zeros of a 3x3 kernel); got {n}")
+    if model is not None and n != 4:
+        raise UserInputError(f"--n {n} lists candidate patterns; a model's natural patterns "
+                             "have 4 non-zeros, so drop --n or --model")
     console = _console()
     if model is None:
         pats = all_patterns(3, n, keep_centre=keep_centre)

@@ -30,7 +30,7 @@ BUILD_PLACES = ("host", "device")
 # Every rule is matched whole (fullmatch): "dev1\n" is not a name.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Host names, addresses ([::1] too) and ssh_config aliases; never an option ("-o...").
-_HOST = re.compile(r"[A-Za-z0-9_\[][A-Za-z0-9_.:%\[\]-]{0,253}")
+_HOST = re.compile(r"[A-Za-z0-9_\[:][A-Za-z0-9_.:%\[\]-]{0,253}")  # ::1 and [::1] too
 _USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}")
 _JUMP = re.compile(r"(?:[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}@)?" + _HOST.pattern)
 # A command name or an absolute path, passed to the device as one argument.

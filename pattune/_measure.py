@@ -196,6 +196,7 @@ def measure(
     finally:
         for d in devices:
             d.close()
+        results.flush_unsaved()  # one more try for what a full disk held back (Ctrl-C too)
     latest = results.latest
     result = MeasureResult(
         out=Path(out),

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from device_farm._checks import check_env
+from device_farm._checks import check_env, device_int
 from device_farm._errors import DeviceFault
 from device_farm._protocol import ProtocolConfig, measure_job
 from device_farm._records import Artifact, MeasureJob, Measurement, RunResult
@@ -150,9 +150,9 @@ class Device(abc.ABC):
         temp = lines[3].strip()
         return dataclasses.replace(
             base, reachable=True, arch=lines[0].strip(),
-            cores=int(lines[1]) if lines[1].strip().isdigit() else 0,
+            cores=max(0, device_int(lines[1]) or 0),
             compiler=lines[2].strip(),
-            thermal_c=int(temp) / 1000.0 if temp.lstrip("-").isdigit() else None,
+            thermal_c=None if (milli := device_int(temp)) is None else milli / 1000.0,
             rtt_ms=round(statistics.median(rtts), 3),
         )
 

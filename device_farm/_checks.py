@@ -24,6 +24,7 @@ __all__ = [
     "check_number",
     "check_text",
     "check_texts",
+    "device_int",
     "is_real",
 ]
 
@@ -106,6 +107,19 @@ def check_name(field: str, value: Any, pattern: re.Pattern[str], rule: str) -> s
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ValueError(f"{field} must be {rule}; got {value!r}")
     return value
+
+
+_SMALL_INT = re.compile(r"-?[0-9]{1,9}")
+
+
+def device_int(text: str) -> int | None:
+    """An integer a device printed (a core count, millidegrees), or None if it is not one.
+
+    ``str.isdigit`` accepts "³" and 5000-digit numbers, on which ``int`` raises; a
+    device's answer is taken only as plain ASCII digits of a sane length.
+    """
+    text = text.strip()
+    return int(text) if _SMALL_INT.fullmatch(text) else None
 
 
 def check_env(field: str, items: Any) -> tuple[tuple[str, str], ...]:

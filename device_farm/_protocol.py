@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from device_farm._checks import check_number, is_real
+from device_farm._checks import check_number, device_int, is_real
 from device_farm._errors import DeviceFault, StagedFilesLost
 from device_farm._records import Artifact, MeasureJob, Measurement, MeasureStatus, RunResult, Verify
 
@@ -282,12 +282,12 @@ def _thermal_wait(device: Device, cfg: ProtocolConfig) -> None:
     script = 'cat $1 2>/dev/null | sort -n | tail -n1'
     while True:
         r = device.execute(["sh", "-c", script, "sh", cfg.thermal_glob], timeout_s=10)
-        text = r.stdout.strip()
-        if not text.lstrip("-").isdigit() or int(text) / 1000.0 < cfg.thermal_limit_c:
+        milli = device_int(r.stdout)
+        if milli is None or milli / 1000.0 < cfg.thermal_limit_c:
             return
         if time.monotonic() > deadline:
             _log.warning("%s: still %.1f C after %g s; measuring anyway",
-                         device.label, int(text) / 1000.0, cfg.thermal_timeout_s)
+                         device.label, milli / 1000.0, cfg.thermal_timeout_s)
             return
         time.sleep(cfg.thermal_poll_s)
 

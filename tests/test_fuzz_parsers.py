@@ -301,3 +301,13 @@ def test_any_storage_url_is_normalised_or_refused_in_one_line(text: str) -> None
         assert "\n" not in str(exc)
         return
     assert url.startswith(("sqlite", "postgresql+psycopg://"))
+
+
+@settings(FAST, max_examples=500)
+@given(text=st.one_of(st.text(max_size=30), st.from_regex(r"-?[0-9]{1,12}", fullmatch=True),
+                      st.sampled_from(["³", "٣", "9" * 5000, "45000\n", " 38000 "])))
+def test_a_number_a_device_prints_is_read_or_ignored(text: str) -> None:
+    from device_farm._checks import device_int
+
+    value = device_int(text)
+    assert value is None or (isinstance(value, int) and abs(value) < 10**9)

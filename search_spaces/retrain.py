@@ -107,6 +107,8 @@ class RetrainResult:
         history: Every epoch, in order (those before a resume included).
         resumed_at: The first epoch this call ran, as ``(phase, epoch)``, when it
             resumed a checkpoint; else None.
+        residuals: ADMM's relative constraint residual before and after each of its
+            updates (empty without ADMM).
     """
 
     model: nn.Module
@@ -114,6 +116,7 @@ class RetrainResult:
     accuracy: float
     history: list[EpochRecord] = field(default_factory=list)
     resumed_at: tuple[str, int] | None = None
+    residuals: tuple[float, ...] = ()
 
 
 Progress = Callable[[EpochRecord, int], None]
@@ -218,6 +221,7 @@ class _Retraining:
         self.prune, self.workload, self.cfg = prune, workload, cfg
         self.checkpoint, self.progress = checkpoint, progress
         self.history: list[EpochRecord] = []
+        self.residuals: tuple[float, ...] = ()
         self.total = (cfg.admm_epochs if cfg.method == "admm" else 0) + cfg.retrain_epochs
 
     def _epoch(self, phase: str, epoch: int, opt: torch.optim.Optimizer,
@@ -251,6 +255,7 @@ class _Retraining:
                                   "admm": _admm_state(admm), "plan": None,
                                   "history": [r.to_dict() for r in self.history]})
             self._report(rec)
+        self.residuals = tuple(admm.history)
 
     def retrain(self, plan: PruningPlan, start: int, saved: dict[str, Any] | None) -> MaskHandle:
         cfg = self.cfg
@@ -327,7 +332,7 @@ def retrain(
     model.eval()
     accuracy = run.history[-1].accuracy if run.history and config.method != "none" \
         else float(workload.evaluator(model))
-    return RetrainResult(model, plan, accuracy, run.history, resumed_at)
+    return RetrainResult(model, plan, accuracy, run.history, resumed_at, run.residuals)
 
 
 def plan_state_hash(plan: PruningPlan) -> str:

@@ -20,6 +20,7 @@ same result. The checkpoint holds only tensors and plain values, so it loads wit
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +54,8 @@ class RetrainConfig(Record):
             (masked retraining of the one-shot pruning) or ``none``.
         admm_epochs: Epochs of the ADMM phase (``admm`` only).
         retrain_epochs: Epochs of masked retraining.
-        lr: Learning rate (constant in the ADMM phase, cosine to 0 in retraining).
+        lr: Learning rate (constant in the ADMM phase; in retraining it decays to 0
+            by a per-step cosine).
         momentum: SGD momentum (Nesterov).
         weight_decay: L2 weight decay.
         rho: ADMM's initial penalty weight; ``rho_growth`` and ``rho_max`` as in
@@ -162,6 +164,43 @@ def plan_from_state(state: Sequence[dict[str, Any]], model: nn.Module,
     return PruningPlan(pattern_set=pattern_set, config=config, layers=layers)
 
 
+class _Cosine:
+    """Per-step cosine decay of the learning rate to 0 over a phase, driven by the optimizer.
+
+    Steps per epoch come from the workload when it knows them; otherwise epoch 0
+    runs at the base rate while its steps are counted, and the cosine spans the
+    remaining epochs.
+    """
+
+    def __init__(self, opt: torch.optim.Optimizer, base: float, epochs: int,
+                 steps_per_epoch: int | None) -> None:
+        self.opt, self.base, self.epochs = opt, base, epochs
+        self.per_epoch = steps_per_epoch
+        self.counted: int | None = None  # epoch 0's steps, when they had to be counted
+        self.step = 0
+
+    def __call__(self, *_: object) -> None:
+        self.step += 1
+        if self.per_epoch is None:
+            return
+        start = self.counted or 0
+        total = max(1, self.per_epoch * self.epochs - start)
+        frac = min(1.0, (self.step - start) / total)
+        for group in self.opt.param_groups:
+            group["lr"] = self.base * 0.5 * (1 + math.cos(math.pi * frac))
+
+    def end_epoch(self) -> None:
+        """After epoch 0 of an unknown length: its step count fixes the schedule."""
+        if self.per_epoch is None:
+            self.per_epoch = self.counted = self.step
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "per_epoch": self.per_epoch, "counted": self.counted}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.per_epoch, self.counted = state["step"], state["per_epoch"], state["counted"]
+
+
 class _Checkpoint:
     """The retraining's state on disk: written atomically after every epoch."""
 
@@ -261,14 +300,15 @@ class _Retraining:
         cfg = self.cfg
         masks = attach_masks(self.model, plan.masks())
         opt = _sgd(self.model, cfg)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.retrain_epochs))
+        sched = _Cosine(opt, cfg.lr, cfg.retrain_epochs, self.workload.steps_per_epoch)
         if saved is not None and saved.get("optimizer") is not None:
             opt.load_state_dict(saved["optimizer"])
             sched.load_state_dict(saved["scheduler"])
         opt.register_step_post_hook(lambda *_: masks.reapply())
+        opt.register_step_post_hook(sched)
         for epoch in range(start, cfg.retrain_epochs):
             rec = self._epoch("retrain", epoch, opt, _LossMeter())
-            sched.step()
+            sched.end_epoch()
             self.checkpoint.save({"phase": "retrain", "epoch": epoch + 1, "model":
                                   self.model.state_dict(), "optimizer": opt.state_dict(),
                                   "scheduler": sched.state_dict(), "plan": plan_state(plan),

@@ -48,11 +48,14 @@ class Workload:
         trainer: One epoch of training (see the module docstring).
         evaluator: Accuracy in [0, 1].
         name: Where they come from (``fashion-mnist``, ``--data mod:fn``, ...), for reports.
+        steps_per_epoch: Optimizer steps in one epoch when known (learning-rate
+            schedules use it), else None.
     """
 
     trainer: Trainer
     evaluator: Evaluator
     name: str
+    steps_per_epoch: int | None = None
 
 
 def split_workload(
@@ -76,7 +79,8 @@ def split_workload(
             loss.backward()
             optimizer.step()
 
-    return Workload(trainer, lambda m: evaluate(m, held_out), "fashion-mnist")
+    steps = -(-len(train) // batch_size)
+    return Workload(trainer, lambda m: evaluate(m, held_out), "fashion-mnist", steps)
 
 
 def _loader(data: Any, *, batch_size: int, shuffle: bool, seed: int, what: str) -> DataLoader[Any]:
@@ -127,7 +131,7 @@ def dataset_workload(
             raise UserInputError(f"{name}: the validation data is empty")
         return right / total
 
-    return Workload(trainer, evaluator, name)
+    return Workload(trainer, evaluator, name, len(train_loader))
 
 
 def _check_signature(fn: Any, n_args: int, flag: str, spec: str, shape: str) -> None:
@@ -210,4 +214,5 @@ def load_workload(
         evaluator = base.evaluator
     name = " ".join(f"--{k} {v}" for k, v in (("data", data), ("train", train),
                                               ("evaluate", evaluate)) if v)
-    return Workload(trainer=trainer, evaluator=evaluator, name=name)
+    steps = base.steps_per_epoch if base is not None and train is None else None
+    return Workload(trainer=trainer, evaluator=evaluator, name=name, steps_per_epoch=steps)

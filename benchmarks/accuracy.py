@@ -72,7 +72,7 @@ class AccuracyBenchConfig:
         return cls(
             recipe=ExampleRecipe(),
             train_samples=None,
-            retrain=RetrainConfig(admm_epochs=4, retrain_epochs=3, lr=0.01, update_every=100),
+            retrain=RetrainConfig(admm_epochs=4, retrain_epochs=6, lr=0.01, update_every=100),
         )
 
     @classmethod

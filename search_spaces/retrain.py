@@ -19,6 +19,7 @@ same result. The checkpoint holds only tensors and plain values, so it loads wit
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -61,6 +62,10 @@ class RetrainConfig(Record):
         rho: ADMM's initial penalty weight; ``rho_growth`` and ``rho_max`` as in
             :class:`~search_spaces.admm.ADMMConfig`.
         update_every: Optimizer steps between ADMM's Z/Y and dual updates.
+        distill: Weight of knowledge distillation from the dense model in both
+            phases (0: plain cross-entropy); the loss is ``(1 - distill) * CE +
+            distill * T^2 * KL(dense || model)`` at temperature ``temperature``.
+        temperature: The distillation temperature.
     """
 
     method: str = "admm"
@@ -73,6 +78,8 @@ class RetrainConfig(Record):
     rho_growth: float = 1.5
     rho_max: float = 1.0
     update_every: int = 100
+    distill: float = 0.0
+    temperature: float = 4.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -83,6 +90,9 @@ class RetrainConfig(Record):
             )
         if not self.lr > 0:
             raise ValueError(f"the learning rate must be > 0; got {self.lr}")
+        if not 0 <= self.distill <= 1 or not self.temperature > 0:
+            raise ValueError(f"distill must lie in [0, 1] and temperature be > 0; got "
+                             f"{self.distill}, {self.temperature}")
         ADMMConfig(rho=self.rho, rho_growth=self.rho_growth, rho_max=self.rho_max,
                    update_every=self.update_every)  # validates those
 
@@ -124,16 +134,59 @@ class RetrainResult:
 Progress = Callable[[EpochRecord, int], None]
 
 
-class _LossMeter:
-    """The criterion pattune hands the trainer: cross-entropy (+ a penalty), mean tracked."""
+class _Teacher:
+    """The dense model as a distillation teacher for the student being retrained.
 
-    def __init__(self, penalty: Callable[[], torch.Tensor] | None = None) -> None:
-        self.penalty, self.total, self.count = penalty, 0.0, 0
+    The criterion sees only ``(output, target)``; a forward pre-hook on the student
+    keeps the input of its latest training forward, so the teacher's logits for the
+    same batch are at hand, whatever loop the user's trainer runs.
+    """
+
+    def __init__(self, dense: nn.Module, student: nn.Module, temperature: float) -> None:
+        self.dense = copy.deepcopy(dense).eval()
+        for p in self.dense.parameters():
+            p.requires_grad_(False)
+        self.temperature = temperature
+        self.x: torch.Tensor | None = None
+        self.handle = student.register_forward_pre_hook(self._keep)
+
+    def _keep(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if module.training and args and isinstance(args[0], torch.Tensor):
+            self.x = args[0]
+
+    def loss(self, output: torch.Tensor) -> torch.Tensor | None:
+        """T^2 KL(teacher || student) at temperature T for the latest batch, or None."""
+        if self.x is None or self.x.shape[0] != output.shape[0]:
+            return None
+        with torch.no_grad():
+            soft = F.softmax(self.dense(self.x) / self.temperature, dim=1)
+        log_p = F.log_softmax(output / self.temperature, dim=1)
+        return F.kl_div(log_p, soft, reduction="batchmean") * self.temperature**2
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+class _LossMeter:
+    """The criterion pattune hands the trainer: cross-entropy, distillation, a penalty.
+
+    ``(1 - a) * CE + a * KD`` (``a`` = the distillation weight, 0 without a teacher)
+    plus the penalty (ADMM's); the mean of the plain cross-entropy is tracked.
+    """
+
+    def __init__(self, penalty: Callable[[], torch.Tensor] | None = None,
+                 teacher: _Teacher | None = None, distill: float = 0.0) -> None:
+        self.penalty, self.teacher, self.distill = penalty, teacher, distill
+        self.total, self.count = 0.0, 0
 
     def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(output, target)
-        self.total += float(loss.detach()) * int(target.shape[0])
+        ce = F.cross_entropy(output, target)
+        self.total += float(ce.detach()) * int(target.shape[0])
         self.count += int(target.shape[0])
+        loss = ce
+        kd = self.teacher.loss(output) if self.teacher is not None and self.distill else None
+        if kd is not None:
+            loss = (1 - self.distill) * ce + self.distill * kd
         return loss + self.penalty() if self.penalty is not None else loss
 
     def mean(self) -> float:
@@ -261,6 +314,7 @@ class _Retraining:
         self.checkpoint, self.progress = checkpoint, progress
         self.history: list[EpochRecord] = []
         self.residuals: tuple[float, ...] = ()
+        self.teacher: _Teacher | None = None
         self.total = (cfg.admm_epochs if cfg.method == "admm" else 0) + cfg.retrain_epochs
 
     def _epoch(self, phase: str, epoch: int, opt: torch.optim.Optimizer,
@@ -288,7 +342,8 @@ class _Retraining:
             opt.load_state_dict(saved["optimizer"])
         opt.register_step_post_hook(lambda *_: admm.step(self.model))
         for epoch in range(start, cfg.admm_epochs):
-            rec = self._epoch("admm", epoch, opt, _LossMeter(lambda: admm.penalty(self.model)))
+            rec = self._epoch("admm", epoch, opt, _LossMeter(
+                lambda: admm.penalty(self.model), self.teacher, self.cfg.distill))
             self.checkpoint.save({"phase": "admm", "epoch": epoch + 1, "model":
                                   self.model.state_dict(), "optimizer": opt.state_dict(),
                                   "admm": _admm_state(admm), "plan": None,
@@ -307,7 +362,8 @@ class _Retraining:
         opt.register_step_post_hook(lambda *_: masks.reapply())
         opt.register_step_post_hook(sched)
         for epoch in range(start, cfg.retrain_epochs):
-            rec = self._epoch("retrain", epoch, opt, _LossMeter())
+            rec = self._epoch("retrain", epoch, opt,
+                              _LossMeter(None, self.teacher, self.cfg.distill))
             sched.end_epoch()
             self.checkpoint.save({"phase": "retrain", "epoch": epoch + 1, "model":
                                   self.model.state_dict(), "optimizer": opt.state_dict(),
@@ -349,6 +405,8 @@ def retrain(
                        "plan": None if plan is None else plan_state_hash(plan)})
     store = _Checkpoint(None if checkpoint is None else Path(checkpoint), key)
     run = _Retraining(model, input_shape, pattern_set, prune, workload, config, store, progress)
+    if config.distill and config.method != "none":
+        run.teacher = _Teacher(model, model, config.temperature)  # the dense model, as given
     saved = store.load()
     phase, start = ("admm" if config.method == "admm" else "retrain"), 0
     resumed_at: tuple[str, int] | None = None
@@ -369,6 +427,8 @@ def retrain(
         attach_masks(model, plan.masks())
     else:
         run.retrain(plan, start, saved if phase == "retrain" else None)
+    if run.teacher is not None:
+        run.teacher.remove()
     model.eval()
     accuracy = run.history[-1].accuracy if run.history and config.method != "none" \
         else float(workload.evaluator(model))

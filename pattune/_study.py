@@ -145,7 +145,7 @@ def export(
     max_accuracy_drop: float = 0.01,
     retrain: str = "admm",
     admm_epochs: int = 4,
-    retrain_epochs: int = 3,
+    retrain_epochs: int = 6,
     lr: float = 0.01,
     data: str | None = None,
     train: str | None = None,

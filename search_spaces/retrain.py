@@ -70,7 +70,7 @@ class RetrainConfig(Record):
 
     method: str = "admm"
     admm_epochs: int = 4
-    retrain_epochs: int = 3
+    retrain_epochs: int = 6
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4

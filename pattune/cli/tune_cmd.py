@@ -189,7 +189,7 @@ def export(
         str, typer.Option(help="admm (ADMM + masked retraining), finetune or none.")
     ] = "admm",
     admm_epochs: Annotated[int, typer.Option(help="Epochs of ADMM training.")] = 4,
-    retrain_epochs: Annotated[int, typer.Option(help="Epochs of masked retraining.")] = 3,
+    retrain_epochs: Annotated[int, typer.Option(help="Epochs of masked retraining.")] = 6,
     lr: Annotated[float, typer.Option(help="Learning rate of the retraining.")] = 0.01,
     data: Annotated[
         str | None, typer.Option(help="module:function() -> (train, validation) of your model.")

@@ -304,8 +304,11 @@ def tune(
     strategy: str = "filtered",
     input_shape: str | Sequence[int] | None = None,
     evaluate: str | None = None,
+    data: str | None = None,
+    train: str | None = None,
     target: str | None = None,
     estimate_samples: int = 2000,
+    estimate_epochs: int = 1,
     seed: int = 0,
     work_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[TuneProgress], None] | None = None,
@@ -330,8 +333,13 @@ def tune(
         strategy: Kernel search: ``filtered``, ``tpe``, ``random`` or ``hillclimb``.
         input_shape: N,C,H,W of a user model, as ``"1,3,224,224"`` or a sequence.
         evaluate: ``package.module:function(model) -> accuracy``.
+        data: ``package.module:function() -> (train, validation)`` torch datasets or
+            loaders of a user model (:mod:`search_spaces.workload`).
+        train: ``package.module:function(model, optimizer, criterion, epoch)``, one
+            epoch of the user's own training (NNI's trainer convention).
         target: Compile target name or TOML file (default: from the device type's arch).
-        estimate_samples: Fine-tune examples per accuracy estimate.
+        estimate_samples: Fine-tune examples per accuracy estimate (the example).
+        estimate_epochs: Epochs of the user's training per estimate (``data``/``train``).
         seed: Seed of every sampler.
         work_dir: Scratch directory (default: a new temporary one).
         progress: Called with a :class:`TuneProgress` as tuning goes.
@@ -349,8 +357,8 @@ def tune(
                        input_shape=shape_text(input_shape),
                        estimate_samples=estimate_samples, seed=seed)  # fmt: skip
     options = TuneOptions(
-        model=model, input_shape=shape_text(input_shape), evaluate=evaluate,
-        device_type=device_type, inventory=path_text(inventory), target=target,
+        model=model, input_shape=shape_text(input_shape), evaluate=evaluate, data=data,
+        train=train, estimate_epochs=estimate_epochs, device_type=device_type, inventory=path_text(inventory), target=target,
         storage=storage, study=study, space=path_text(space), strategy=strategy,
         estimate_samples=estimate_samples, seed=seed, work_dir=path_text(work_dir),
     )  # fmt: skip

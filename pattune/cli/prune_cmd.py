@@ -240,14 +240,37 @@ def bench_accuracy(
     ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache of the trained example.")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch threads (default: all CPUs).")] = None,
+    ranking: Annotated[
+        bool, typer.Option(help="Rank configurations by the estimate and by retraining.")
+    ] = False,
+    configurations: Annotated[
+        int, typer.Option(help="--ranking: configurations to compare (>= 2).")
+    ] = 8,
 ) -> None:
-    """Dense vs one-shot vs ADMM-pruned example accuracy (8 patterns, 3.6x) on the 10k test set."""
-    from benchmarks.accuracy import AccuracyBenchConfig, run_accuracy_bench
+    """Dense vs one-shot vs retrained example accuracy (8 patterns, 3.6x) on the 10k test set.
+
+    With --ranking: how well the tuning-time estimate ranks configurations against
+    the accuracy after the export's retraining (Spearman, mean gap).
+    """
+    from benchmarks.accuracy import AccuracyBenchConfig, run_accuracy_bench, run_ranking_bench
+    from pattune_common import UserInputError
     from pattune_common.files import check_output_file, json_safe, write_text
 
     check_output_file(json_path, "--json")
     config = AccuracyBenchConfig.quick() if quick else AccuracyBenchConfig.full()
     console = _console()
+    if ranking:
+        if configurations < 2:
+            raise UserInputError(f"--configurations must be >= 2; got {configurations}")
+        with console.status("ranking benchmark") as status:
+            doc = run_ranking_bench(config, configurations=configurations, cache_dir=cache_dir,
+                                    data_dir=data_dir, threads=threads, progress=status.update)
+        write_text(json_path, json.dumps(json_safe(doc), indent=1, sort_keys=True),
+                   what="the benchmark result")
+        console.print(f"estimate_spearman={doc['estimate_spearman']} "
+                      f"estimate_gap_points={doc['estimate_gap_points']} total {doc['seconds']} s")
+        console.print(f"wrote {json_path}")
+        return
     with console.status("accuracy benchmark") as status:
         result = run_accuracy_bench(
             config, cache_dir=cache_dir, data_dir=data_dir, threads=threads, progress=status.update

@@ -28,7 +28,7 @@ from autotune.accuracy import (
 from autotune.records import RecordsDB
 from codegen import LocalBuilder, Target, aarch64_target, get_target, host_target
 from device_farm import Device, Farm, LeaseStore, LocalDevice, ProtocolConfig, load_inventory
-from pattune_common import DEFAULT_STORAGE, ConfigError, UserInputError
+from pattune_common import DEFAULT_STORAGE, ESTIMATE_SAMPLES, ConfigError, UserInputError
 from pattune_common.files import check_output_dir
 from pattune_common.storage import normalize_url
 from search_spaces.data import load_split
@@ -85,7 +85,7 @@ class TuneOptions:
     study: str = "pattune"
     space: str | None = None
     strategy: str = "filtered"
-    estimate_samples: int = 2000
+    estimate_samples: int = ESTIMATE_SAMPLES
     eval_samples: int = 2000
     min_total_s: float = 0.02
     seed: int = 0

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from pattune_common import ESTIMATE_SAMPLES
 from search_spaces.data import load_split
 from search_spaces.estimate import EstimateConfig, estimate_accuracy, estimate_plan
 from search_spaces.example import EXAMPLE_INPUT_SHAPE, ExampleRecipe, trained_example
@@ -215,7 +216,7 @@ def run_ranking_bench(
     """Does the tuning-time estimate rank configurations as the export's retraining does?
 
     For each configuration: the estimate exactly as ``pattune tune`` computes it
-    (``estimate``, default ``pattune tune``'s: 2000 fine-tune examples, on
+    (``estimate``, default ``pattune tune``'s: ``ESTIMATE_SAMPLES`` fine-tune examples, on
     ``eval_samples`` held-out test images) and the accuracy
     after ``config.retrain`` (on the whole test set). Summary: ``estimate_spearman``
     (Spearman correlation over the configurations) and ``estimate_gap_points``
@@ -233,7 +234,7 @@ def run_ranking_bench(
     ex = trained_example(config.recipe, cache=cache_dir, train_split=train_full, test_split=test)
     held = test.subset(eval_samples, seed=seed)
     workload = split_workload(train, test, batch_size=config.batch_size)
-    estimate = estimate or EstimateConfig(samples=2000, seed=seed)
+    estimate = estimate or EstimateConfig(samples=ESTIMATE_SAMPLES, seed=seed)
     rows: list[dict[str, Any]] = []
     est_acc: list[float] = []
     final: list[float] = []

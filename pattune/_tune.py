@@ -34,7 +34,7 @@ from autotune.strategies import strategy_names
 from autotune.study import OBJECTIVES, OuterStudy, TrialOutcome, TrialsFailing
 from autotune.tuner import Tuner, TunerStats
 from pattune._args import in_range, one_of, parse_duration, path_text, shape_text
-from pattune_common import DEFAULT_STORAGE, Record, UserInputError
+from pattune_common import DEFAULT_STORAGE, ESTIMATE_SAMPLES, Record, UserInputError
 from search_spaces.loading import parse_input_shape
 
 OPTIONS_ATTR = "pattune:options"
@@ -307,7 +307,7 @@ def tune(
     data: str | None = None,
     train: str | None = None,
     target: str | None = None,
-    estimate_samples: int = 2000,
+    estimate_samples: int = ESTIMATE_SAMPLES,
     estimate_epochs: int = 1,
     seed: int = 0,
     work_dir: str | os.PathLike[str] | None = None,

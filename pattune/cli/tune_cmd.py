@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pattune.cli._app import app
-from pattune_common import DEFAULT_STORAGE
+from pattune_common import DEFAULT_STORAGE, ESTIMATE_SAMPLES
 
 if TYPE_CHECKING:
     from pattune import TuneProgress
@@ -117,7 +117,7 @@ def tune(
     target: Annotated[str | None, typer.Option(help="Compile target name or TOML file.")] = None,
     estimate_samples: Annotated[
         int, typer.Option(help="Fine-tune examples per accuracy estimate (the example).")
-    ] = 2000,
+    ] = ESTIMATE_SAMPLES,
     estimate_epochs: Annotated[
         int, typer.Option(help="Epochs of your --train/--data training per estimate.")
     ] = 1,

@@ -13,4 +13,6 @@ python3 -m pip install -q --disable-pip-version-check -e .
 export OMP_WAIT_POLICY=passive
 mkdir -p out
 pattune tune --trials 8 --study quickstart --storage sqlite:///out/pattune.db
-pattune export --study quickstart --storage sqlite:///out/pattune.db --out out/quickstart
+# A short retraining schedule (2 epochs of ADMM, 2 of masked retraining); the default is 4 + 6.
+pattune export --study quickstart --storage sqlite:///out/pattune.db --out out/quickstart \
+  --admm-epochs 2 --retrain-epochs 2

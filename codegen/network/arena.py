@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from codegen.network.graph import Graph
 from pattune_common import Record
@@ -69,6 +70,13 @@ class ArenaPlan(Record):
     aliases: tuple[tuple[str, str], ...] = ()
 
     schema = "arena_plan"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArenaPlan:
+        """Inverse of :meth:`to_dict`."""
+        return cls(buffers=tuple(Buffer.from_dict(b) for b in data["buffers"]),
+                   offsets=tuple(data["offsets"]), floats=int(data["floats"]),
+                   aliases=tuple((str(a), str(b)) for a, b in data.get("aliases", ())))
 
     @property
     def bytes(self) -> int:

@@ -21,6 +21,7 @@ to torch.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +102,13 @@ class Graph:
         raise KeyError(f"no op named {name!r}")
 
 
+# torch.fx's symbolic tracer patches nn.Module.__call__ and torch functions process-wide
+# while it traces, so a trace and any module call in another thread break each other
+# ("module is not installed as a submodule", NameError inside the tracer). Our traces and
+# our trace-time forward passes take turns; other threads' torch calls cannot be guarded.
+_TRACE_LOCK = threading.Lock()
+
+
 def _trace(model: nn.Module, x: torch.Tensor) -> tuple[torch.fx.GraphModule, dict[str, Any]]:
     if isinstance(model, torch.jit.ScriptModule):
         raise NetworkError("network: TorchScript modules cannot be traced by torch.fx; "
@@ -124,6 +132,12 @@ def _trace(model: nn.Module, x: torch.Tensor) -> tuple[torch.fx.GraphModule, dic
     return gm, values
 
 
+def _trace_locked(model: nn.Module, x: torch.Tensor) -> tuple[torch.fx.GraphModule,
+                                                               dict[str, Any]]:
+    with _TRACE_LOCK:
+        return _trace(model, x)
+
+
 def _check_args(model: nn.Module, input_shape: tuple[int, ...]) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -143,7 +157,10 @@ class _Lowering:
         self.model, self.gm, self.values = model, gm, values
         self.modules = dict(model.named_modules())
         self.patterns = patterns
-        self.epilogues = find_epilogues(model) if patterns else {}
+        self.epilogues: dict[str, Epilogue] = {}
+        if patterns:
+            with _TRACE_LOCK:  # find_epilogues traces the model too
+                self.epilogues = find_epilogues(model)
         self.steps: dict[str, Step] = {}
         self.alias: dict[str, str] = {}
         self.done: set[str] = set()
@@ -357,7 +374,7 @@ def build_graph(model: nn.Module, input_shape: tuple[int, ...], *,
     shape = tuple(int(d) for d in input_shape)
     _check_args(model, shape)
     x = torch.from_numpy(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
-    gm, values = _trace(model, x)
+    gm, values = _trace_locked(model, x)
     low = _Lowering(model, gm, values, dict(pattern_layers or {}))
     inp, out = low.run()
     shapes = {inp: shape, **{op.output: op.out_shape for op in low.ops}}

@@ -1,0 +1,87 @@
+"""Every built-in model, pattern-pruned as the tuner prunes it, runs as one network equal to torch.
+
+The host runs the shared library in this process; aarch64 runs ``run_model`` under
+qemu, at reduced width or input size (qemu is slow). ResNet-18 and VGG-16 also run at
+full ImageNet size on the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+from codegen import Target, aarch64_target, host_target
+from codegen.network import NetworkBuild, build_graph
+from tests.network_support import build, build_all, model_case, prune, run_and_compare
+
+REDUCED = ("example", "vgg16_narrow", "vgg16_narrow_imagenet_head", "resnet18@32",
+           "resnet50@32", "mobilenet_v2@32")
+HOST_ONLY = ("resnet18_cifar@32", "mobilenet_v2_cifar@32", "resnet50@64")
+FULL = ("resnet18@224", "vgg16@224")
+
+
+def _builds(target: Target, names: tuple[str, ...], root: Path
+            ) -> dict[str, tuple[nn.Module, NetworkBuild]]:
+    cases = {}
+    for name in names:
+        model, shape = model_case(name)
+        cases[name] = (model, shape, prune(model, shape))
+
+    def job(name: str) -> Callable[[], NetworkBuild]:
+        model, shape, patterns = cases[name]
+        return lambda: build(model, shape, patterns, target, root / name.replace("@", "-"),
+                             root / "cache")
+
+    builds = build_all({name: job(name) for name in names})
+    return {name: (cases[name][0], b) for name, b in builds.items()}
+
+
+@pytest.fixture(scope="module", params=["host", "aarch64"])
+def reduced(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> dict[str, tuple[nn.Module, NetworkBuild]]:
+    target = host_target() if request.param == "host" else aarch64_target()
+    names = REDUCED + (HOST_ONLY if request.param == "host" else ())
+    return _builds(target, names, tmp_path_factory.mktemp(f"models-{request.param}"))
+
+
+@pytest.mark.parametrize("name", REDUCED + HOST_ONLY)
+def test_model_matches_torch(reduced: dict[str, tuple[nn.Module, NetworkBuild]],
+                             name: str) -> None:
+    if name not in reduced:
+        pytest.skip("host only (the aarch64 suite runs the reduced forms under qemu)")
+    model, b = reduced[name]
+    assert run_and_compare(b, model) <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FULL)
+def test_full_size_model_matches_torch_on_the_host(name: str, tmp_path: Path) -> None:
+    [(model, b)] = _builds(host_target(), (name,), tmp_path).values()
+    assert run_and_compare(b, model) <= 1e-4
+    assert run_and_compare(b, model, threads=2) <= 1e-4
+
+
+def test_every_pattern_layer_of_a_model_runs_as_a_pattern_op() -> None:
+    """Each pruned 3x3 conv becomes one pattern op; the modules its kernel fuses are gone."""
+    model, shape = model_case("resnet18@32")
+    patterns = prune(model, shape)
+    graph = build_graph(model, shape, pattern_layers=patterns)
+    ops = {op.module: op for op in graph.ops}
+    assert {m for m, op in ops.items() if getattr(op, "pattern", False)} == set(patterns)
+    kinds = [op.kind for op in graph.ops]
+    # 7x7 stem + 3 downsamples are dense; 16 pattern 3x3 convs; the max-pool; 8 adds; fc.
+    assert kinds.count("conv2d") == 20 and kinds.count("add") == 8
+    assert kinds.count("pool2d") == 1 and kinds.count("linear") == 1
+    bn_folded = [op for op in graph.ops if op.kind == "conv2d" and not op.fused]  # type: ignore[attr-defined]
+    assert not bn_folded, "every ResNet conv folds its BatchNorm"
+
+
+def test_vgg_fused_pools_are_not_run_twice() -> None:
+    model, shape = model_case("vgg16_narrow")
+    patterns = prune(model, shape)
+    graph = build_graph(model, shape, pattern_layers=patterns)
+    pooled = [op for op in graph.ops if getattr(op, "maxpool", False)]
+    assert len(pooled) == 5 and not any(op.kind == "pool2d" for op in graph.ops)

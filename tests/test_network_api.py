@@ -124,7 +124,7 @@ def test_only_the_prefixed_api_is_exported(two: dict) -> None:
     names = {ln.split()[-1] for ln in nm.splitlines() if ln.strip()}
     assert names == {f"netb_model_{n}" for n in (
         "create_from_file", "create_from_memory", "input_shape", "output_shape", "input_size",
-        "output_size", "set_threads", "run", "last_error", "destroy")}
+        "output_size", "set_threads", "run", "op_seconds", "last_error", "destroy")}
 
 
 def test_two_static_libraries_link_into_one_c_program(two: dict, tmp_path: Path) -> None:
@@ -182,3 +182,17 @@ def test_makefile_builds_the_folder(two: dict, tmp_path: Path, cross: bool) -> N
     assert not res.error, res.error
     assert res.output is not None and rel_err(res.output, torch_out(model, x)) <= 1e-4
     assert json.loads((src / "model.json").read_text())["prefix"] == "neta"
+
+
+def test_op_seconds_accumulate_per_op(two: dict) -> None:
+    _, b = two["netb"]
+    with NetworkLibrary(b.shared_library, b.weights, prefix="netb") as lib:
+        x = _x(b, 8)
+        lib.op_seconds(reset=True)
+        for _ in range(3):
+            lib.run(x)
+        secs = lib.op_seconds()
+        ops = b.ops()
+        assert secs.shape == (len(ops),) and lib.op_seconds(reset=False).sum() == 0.0
+        timed = [s for s, op in zip(secs, ops, strict=True) if op["kind"] != "flatten"]
+        assert all(s > 0 for s in timed)

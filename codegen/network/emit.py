@@ -115,6 +115,7 @@ def _model_c(graph: Graph, target: Target, prefix: str, fingerprint: int, arena:
         f"#define PT_FINGERPRINT 0x{fingerprint:016x}ULL",
         f"#define PT_N_SECTIONS {len(sections)}",
         f"#define PT_N_LAYERS {n_layers}",
+        f"#define PT_N_OPS {len(graph.ops)}",
         f"#define PT_ARENA_FLOATS {arena.floats}LL",
         f"#define PT_IN_NDIM {len(graph.input_shape)}",
         f"#define PT_IN_DIMS {_dims(graph.input_shape)}",
@@ -129,6 +130,7 @@ def _model_c(graph: Graph, target: Target, prefix: str, fingerprint: int, arena:
         '#include "pt_network_runtime.h"',
         "",
     ]
+    head += list(dict.fromkeys(t for c in codes for t in c.tiles))  # each tile shape once
     head += [c.declarations for c in codes if c.declarations]
     body, calls = [], []
     for i, (op, code, p) in enumerate(zip(graph.ops, codes, ptrs, strict=True)):
@@ -140,12 +142,15 @@ def _model_c(graph: Graph, target: Target, prefix: str, fingerprint: int, arena:
                  "float* restrict A, const int nt) {",
                  "  (void)m; (void)A; (void)nt;", _indent(code.body(p)), "  return PT_OK;", "}",
                  ""]
-        calls.append(f"  if ((rc = pt_op_{i}(m, A, nt))) return rc;")
+        calls += ["  t0 = pt_now();",
+                  f"  if ((rc = pt_op_{i}(m, A, nt))) return rc;",
+                  f"  m->op_seconds[{i}] += pt_now() - t0;"]
     run = [
         "static int pt_net_run(struct PT_MODEL* m, const float* in, float* out) {",
         "  float* const A = m->arena;",
         "  const int nt = m->threads;",
         "  int rc;",
+        "  double t0;",
         f"  memcpy(A + {arena.offset(graph.input)}L, in, sizeof(float) * PT_IN_ELEMS);",
         *calls,
         f"  memcpy(out, A + {arena.offset(graph.output)}L, sizeof(float) * PT_OUT_ELEMS);",

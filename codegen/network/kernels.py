@@ -24,6 +24,7 @@ from codegen.network.ops import (
     Op,
     Pool2d,
 )
+from codegen.network.tiles import conv_tile, gemm_tile
 from codegen.target import Target
 
 ACT_C = {"none": "PT_ACT_NONE", "relu": "PT_ACT_RELU", "relu6": "PT_ACT_RELU6"}
@@ -62,6 +63,7 @@ class OpCode:
         unit: ``(file stem, C source)`` of a translation unit of its own, or None.
         declarations: C declarations ``model.c`` needs for it (prototypes).
         info: Blocking and layout choices, for ``model.json`` and the docs.
+        tiles: C of the generated tile functions it calls (:mod:`.tiles`).
     """
 
     sections: tuple[bytes, ...]
@@ -72,6 +74,24 @@ class OpCode:
     unit: tuple[str, str] | None = None
     declarations: str = ""
     info: dict[str, int | str] = field(default_factory=dict)
+    tiles: tuple[str, ...] = ()
+
+
+#: Floats per work item of the elementwise ops (``PT_CHUNK`` in ``pt_network_ops.h``).
+CHUNK = 4096
+
+
+def par(items: int, call: str) -> str:
+    """C: ``call`` (which uses ``i``) for every work item, across threads (``PT_PARALLEL``)."""
+    return f"PT_PARALLEL\nfor (int i = 0; i < {items}; ++i) {call};"
+
+
+def par_steps(*steps: tuple[int, str]) -> str:
+    """C: several :func:`par` loops in one parallel region, one after the other (the
+    implicit barrier of each ``omp for`` orders them): waking the threads once per op
+    instead of once per loop matters at a few microseconds per op."""
+    loops = [f"  PT_FOR\n  for (int i = 0; i < {n}; ++i) {call};" for n, call in steps]
+    return "PT_REGION\n{\n" + "\n".join(loops) + "\n}"
 
 
 def _f32(a: np.ndarray) -> bytes:
@@ -101,14 +121,7 @@ class ConvLayout:
     @classmethod
     def of(cls, op: Conv2d, vl: int, regs: int) -> ConvLayout:
         """Choose the register tile for ``op`` on vectors of ``vl`` floats and ``regs`` registers."""
-        coutpg = op.cout // op.groups
-        nxv = _ceil(op.out_w, vl)
-        if coutpg == 1:  # depthwise: one filter, all of its row
-            nv = min(nxv, max(1, regs // 2 - 2), 8)
-            ocb = 1
-        else:
-            nv = min(nxv, 4 if regs >= 32 else 2)
-            ocb = min(coutpg, max(1, (regs - nv - 2) // nv), 8 if regs >= 32 else 6)
+        ocb, nv = register_tile(op.cout // op.groups, op.out_w, vl, regs)
         s = op.stride
         wph = max(_ceil(op.w + 2 * op.padding, s),
                   _ceil(op.out_w, nv * vl) * nv * vl + (op.kw - 1) // s)
@@ -138,26 +151,43 @@ def direct_conv_body(op: Conv2d, lay: ConvLayout, act: str, x: str, y: str, w: s
                      scratch: str) -> str:
     """C statements: pad ``x`` into ``scratch``, convolve into ``y``."""
     hp = op.h + 2 * op.padding
-    return (
-        f"pt_pad_planes({x}, {scratch}, {op.cin}, {op.h}, {op.w}, {op.stride}, {op.padding}, "
-        f"{hp}, {lay.wph}, {lay.plane}, nt);\n"
-        f"pt_conv_direct({scratch}, {y}, {w}, {b}, {op.groups}, {op.cin // op.groups}, "
-        f"{op.cout // op.groups}, {op.out_h}, {op.out_w}, {op.kh}, {op.kw}, {op.stride}, "
-        f"{lay.wph}, {lay.plane}, {lay.ocb}, {lay.nv}, {ACT_C[act]}, nt);"
+    coutpg = op.cout // op.groups
+    blocks = op.groups * _ceil(coutpg, lay.ocb)
+    return par_steps(
+        (op.cin, f"pt_pad_planes({x}, {scratch}, i, {op.h}, {op.w}, {op.stride}, "
+                 f"{op.padding}, {hp}, {lay.wph}, {lay.plane})"),
+        (blocks, f"pt_conv_{lay.ocb}x{lay.nv}({scratch}, {y}, {w}, {b}, i, "
+                 f"{op.cin // op.groups}, {coutpg}, {op.out_h}, {op.out_w}, {op.kh}, "
+                 f"{op.kw}, {op.stride}, {lay.wph}, {lay.plane}, {ACT_C[act]})"),
     )
 
 
-def _gemm_blocking(m: int, n: int, vl: int, regs: int) -> tuple[int, int]:
-    nv = min(_ceil(n, vl), 3 if regs >= 32 else 2)
-    mr = min(m, max(1, (regs - nv - 2) // nv), 8 if regs >= 32 else 6)
-    return mr, nv
+def register_tile(rows: int, cols: int, vl: int, regs: int) -> tuple[int, int]:
+    """``(r, v)``: a tile of ``r`` filters x ``v`` vectors of ``vl`` columns for ``rows``
+    filters and ``cols`` columns on ``regs`` vector registers.
+
+    The tile's accumulators, its ``v`` loaded vectors and a broadcast must fit the
+    registers; among those tiles, the one with the most useful FMAs per load
+    (``r v / (r + v)`` times the share of computed lanes that are not padding: a 49-wide
+    row in tiles of 48 computes 96 columns, in one tile of 64 only 64) wins.
+    """
+    best, best_score = (1, 1), -1.0
+    for v in range(1, 5):
+        for r in range(1, 17):
+            if r * v + v + 2 > regs or r > rows:
+                continue
+            done = _ceil(rows, r) * r * _ceil(cols, v * vl) * v * vl
+            score = rows * cols / done * (r * v) / (r + v)
+            if score > best_score + 1e-9:
+                best, best_score = (r, v), score
+    return best
 
 
 def _conv(op: Conv2d, w: np.ndarray, b: np.ndarray, t: Target) -> OpCode:
     vl, regs = t.vector_floats, t.vector_registers
     if op.is_pointwise:
         m, k, n = op.cout, op.cin, op.out_h * op.out_w
-        mr, nv = _gemm_blocking(m, n, vl, regs)
+        mr, nv = register_tile(m, n, vl, regs)
         nmb = _ceil(m, mr)
         wp = np.zeros((nmb * mr, k), np.float32)
         wp[:m] = w.reshape(m, k)
@@ -168,14 +198,16 @@ def _conv(op: Conv2d, w: np.ndarray, b: np.ndarray, t: Target) -> OpCode:
 
         def gemm(p: Ptrs) -> str:
             x = p.scratch if strided else p.inputs[0]
-            pre = (f"pt_subsample({p.inputs[0]}, {p.scratch}, {op.cin}, {op.h}, {op.w}, "
-                   f"{op.stride}, {op.out_h}, {op.out_w}, nt);\n" if strided else "")
-            return pre + (f"pt_gemm({x}, {p.output}, {p.sections[0]}, {p.sections[1]}, {m}, "
-                          f"{k}, {n}, {mr}, {nv}, {ACT_C[op.act]}, nt);")
+            main = (nmb, f"pt_gemm_{mr}x{nv}({x}, {p.output}, {p.sections[0]}, "
+                         f"{p.sections[1]}, i, {m}, {k}, {n}, {ACT_C[op.act]})")
+            if not strided:
+                return par(*main)
+            return par_steps((op.cin, f"pt_subsample({p.inputs[0]}, {p.scratch}, i, {op.h}, "
+                                      f"{op.w}, {op.stride}, {op.out_h}, {op.out_w})"), main)
 
         return OpCode(sections=(_f32(packed), _f32(bp)),
                       scratch_floats=op.cin * n if strided else 0, body=gemm,
-                      info={"impl": "gemm", "mr": mr, "nv": nv})
+                      info={"impl": "gemm", "mr": mr, "nv": nv}, tiles=(gemm_tile(mr, nv),))
     lay = ConvLayout.of(op, vl, regs)
     wp, bp = pack_conv(w, b, op.groups, lay.ocb)
     return OpCode(
@@ -184,6 +216,7 @@ def _conv(op: Conv2d, w: np.ndarray, b: np.ndarray, t: Target) -> OpCode:
                                         p.sections[1], p.scratch),
         info={"impl": "depthwise" if op.is_depthwise else "direct", "ocb": lay.ocb,
               "nv": lay.nv},
+        tiles=(conv_tile(lay.ocb, lay.nv),),
     )
 
 
@@ -191,23 +224,24 @@ def _pool(op: Pool2d) -> OpCode:
     oh, ow = op.out_shape[2], op.out_shape[3]
     if op.mode == "max":
         def body(p: Ptrs) -> str:
-            return (f"pt_maxpool({p.inputs[0]}, {p.output}, {op.c}, {op.h}, {op.w}, {op.k}, "
-                    f"{op.stride}, {op.padding}, {oh}, {ow}, nt);")
+            return par(op.c, f"pt_maxpool({p.inputs[0]}, {p.output}, i, {op.h}, {op.w}, "
+                             f"{op.k}, {op.stride}, {op.padding}, {oh}, {ow})")
     else:
         def body(p: Ptrs) -> str:
-            return (f"pt_avgpool({p.inputs[0]}, {p.output}, {op.c}, {op.h}, {op.w}, {op.k}, "
-                    f"{op.stride}, {op.padding}, {oh}, {ow}, {int(op.count_include_pad)}, nt);")
+            return par(op.c, f"pt_avgpool({p.inputs[0]}, {p.output}, i, {op.h}, {op.w}, "
+                             f"{op.k}, {op.stride}, {op.padding}, {oh}, {ow}, "
+                             f"{int(op.count_include_pad)})")
     return OpCode(sections=(), scratch_floats=0, body=body, info={"impl": op.mode + "pool"})
 
 
 def _adaptive(op: AdaptiveAvgPool2d) -> OpCode:
     if op.is_global:
         def body(p: Ptrs) -> str:
-            return f"pt_global_avg({p.inputs[0]}, {p.output}, {op.c}, {op.h * op.w}, nt);"
+            return par(op.c, f"pt_global_avg({p.inputs[0]}, {p.output}, i, {op.h * op.w})")
     else:
         def body(p: Ptrs) -> str:
-            return (f"pt_adaptive_avg({p.inputs[0]}, {p.output}, {op.c}, {op.h}, {op.w}, "
-                    f"{op.oh}, {op.ow}, nt);")
+            return par(op.c, f"pt_adaptive_avg({p.inputs[0]}, {p.output}, i, {op.h}, {op.w}, "
+                             f"{op.oh}, {op.ow})")
     return OpCode(sections=(), scratch_floats=0, body=body,
                   info={"impl": "global_avg" if op.is_global else "adaptive_avg"})
 
@@ -225,24 +259,29 @@ def plan_op(op: Op, params: dict[str, tuple[np.ndarray, np.ndarray]], target: Ta
         return _pool(op)
     if isinstance(op, AdaptiveAvgPool2d):
         return _adaptive(op)
+    chunks = _ceil(op.out_elems, CHUNK)
     if isinstance(op, Add):
         return OpCode(sections=(), scratch_floats=0, info={"impl": "add"},
-                      body=lambda p: (f"pt_add({p.inputs[0]}, {p.inputs[1]}, {p.output}, "
-                                      f"{op.out_elems}L, {ACT_C[op.act]}, nt);"))
+                      body=lambda p: par(chunks, f"pt_add({p.inputs[0]}, {p.inputs[1]}, "
+                                                 f"{p.output}, i, {op.out_elems}L, "
+                                                 f"{ACT_C[op.act]})"))
     if isinstance(op, Activation):
         return OpCode(sections=(), scratch_floats=0, info={"impl": "activation"},
-                      body=lambda p: (f"pt_act({p.inputs[0]}, {p.output}, {op.out_elems}L, "
-                                      f"{ACT_C[op.act]}, nt);"))
+                      body=lambda p: par(chunks, f"pt_act({p.inputs[0]}, {p.output}, i, "
+                                                 f"{op.out_elems}L, {ACT_C[op.act]})"))
     if isinstance(op, Flatten):
         return OpCode(sections=(), scratch_floats=0, body=lambda p: "/* same memory */",
                       info={"impl": "alias"})
     if isinstance(op, Linear):
         w, b = params[op.name]
         return OpCode(sections=(_f32(w), _f32(b)), scratch_floats=0, info={"impl": "gemv"},
-                      body=lambda p: (f"pt_linear({p.inputs[0]}, {p.output}, {p.sections[0]}, "
-                                      f"{p.sections[1]}, {op.in_features}, {op.out_features}, "
-                                      f"{ACT_C[op.act]}, nt);"))
+                      body=lambda p: par(_ceil(op.out_features, 4),
+                                         f"pt_linear({p.inputs[0]}, {p.output}, "
+                                         f"{p.sections[0]}, {p.sections[1]}, i, "
+                                         f"{op.in_features}, {op.out_features}, "
+                                         f"{ACT_C[op.act]})"))
     raise TypeError(f"no C for op {op.name!r} of kind {op.kind!r}")
 
 
-__all__ = ["ACT_C", "ConvLayout", "OpCode", "Ptrs", "direct_conv_body", "pack_conv", "plan_op"]
+__all__ = ["ACT_C", "CHUNK", "ConvLayout", "OpCode", "Ptrs", "direct_conv_body", "pack_conv", "par", "par_steps", "plan_op",
+           "register_tile"]

@@ -19,8 +19,18 @@ from __future__ import annotations
 import numpy as np
 
 from codegen.config import KernelConfig
-from codegen.network.kernels import ACT_C, ConvLayout, OpCode, Ptrs, direct_conv_body, pack_conv
+from codegen.network.kernels import (
+    ACT_C,
+    CHUNK,
+    ConvLayout,
+    OpCode,
+    Ptrs,
+    direct_conv_body,
+    pack_conv,
+    par,
+)
 from codegen.network.ops import Conv2d
+from codegen.network.tiles import conv_tile
 from codegen.target import Target
 from search_spaces.layers import PrunedLayer
 
@@ -52,7 +62,7 @@ def _dense_stand_in(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, ta
     conv = direct_conv_body(op, lay, "relu" if layer.relu else "none", "x",
                             "c->full" if layer.maxpool else "y", "(const float*)c->blob",
                             f"(const float*)(c->blob + {boff})", "c->pad")
-    pool = (f"pt_maxpool(c->full, y, {op.cout}, {oh}, {ow}, 2, 2, 0, {oh // 2}, {ow // 2}, nt);"
+    pool = (par(op.cout, f"pt_maxpool(c->full, y, i, {oh}, {ow}, 2, 2, 0, {oh // 2}, {ow // 2})")
             if layer.maxpool else "")
     source = f"""/* pattune network: pattern layer {layer.spec.name!r} ({layer.weights_hash}) as a dense
    direct convolution on its masked weights{" + relu" if layer.relu else ""}\
@@ -63,6 +73,7 @@ def _dense_stand_in(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, ta
 #include "pt_network_ops.h"
 #define PT_KEXPORT __attribute__((visibility("default")))
 
+{conv_tile(lay.ocb, lay.nv)}
 typedef struct {p}_ctx {{ unsigned char* blob; float* pad; float* full; }} {p}_ctx;
 
 PT_KEXPORT void {p}_destroy({p}_ctx* c) {{
@@ -109,7 +120,8 @@ def plan_pattern(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, targe
                  f"if (rc) return pt_fail(m->err, PT_ERRLEN, PT_ERR_LAYER, \"layer {op.module}: "
                  f"kernel failed (code %d)\", rc);"]
         if post != "none":
-            lines.append(f"pt_act_inplace({ptr.output}, {op.out_elems}L, {ACT_C[post]}, nt);")
+            lines.append(par(-(-op.out_elems // CHUNK), f"pt_act({ptr.output}, {ptr.output}, i, "
+                                                         f"{op.out_elems}L, {ACT_C[post]})"))
         return "\n".join(lines)
 
     def create(ptr: Ptrs) -> str:

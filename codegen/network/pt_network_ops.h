@@ -79,340 +79,214 @@ PT_INLINE float pt_hsum(pt_vf v) {
   return s;
 }
 
-/* Zero-bordered copy of x (C x H x W) split into S phase planes per channel: plane ph
- * of channel c holds padded columns ph, ph + S, ... (rows HP, WPH floats each), so every
- * tap of a strided conv is a contiguous vector load. Columns and rows past the padded
- * input are zero too (the last vector of a row reads into them). */
-PT_INLINE void pt_pad_planes(const float* restrict x, float* restrict dst, const int C,
+/* Every op is a function of one work item (a channel, a block of filters, a chunk):
+ * the generated op function runs the items in an OpenMP loop (PT_PARALLEL) and calls
+ * the item function with literal shapes. The loop must be there, not in here: GCC
+ * outlines an OpenMP region before it inlines, so a region inside these functions
+ * would be one generic body shared by every call, shapes unknown. */
+#define PT_PARALLEL _Pragma("omp parallel for num_threads(nt) if (nt > 1) schedule(static)")
+/* Two loops of one op (pad, then convolve) share one region: one thread wake-up, not two. */
+#define PT_REGION _Pragma("omp parallel num_threads(nt) if (nt > 1)")
+#define PT_FOR _Pragma("omp for schedule(static)")
+
+/* Channel c of x (C x H x W), zero-bordered and split into S phase planes: plane ph
+ * holds padded columns ph, ph + S, ... (rows HP, WPH floats each), so every tap of a
+ * strided conv is a contiguous vector load. Columns and rows past the padded input are
+ * zero too (the last vector of a row reads into them). */
+PT_INLINE void pt_pad_planes(const float* restrict x, float* restrict dst, const int c,
                              const int H, const int W, const int S, const int P, const int HP,
-                             const int WPH, const int PLANE, const int nt) {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (int c = 0; c < C; ++c) {
-    const float* restrict src = x + (size_t)c * H * W;
-    for (int ph = 0; ph < S; ++ph) {
-      float* restrict pl = dst + ((size_t)c * S + ph) * PLANE;
-      int j0 = 0; /* first plane column inside the input */
-      while (j0 * S + ph - P < 0) ++j0;
-      int j1 = j0; /* one past the last */
-      while (j1 < WPH && j1 * S + ph - P < W) ++j1;
-      for (int r = 0; r < HP; ++r) {
-        float* restrict row = pl + (size_t)r * WPH;
-        const int sy = r - P;
-        if (sy < 0 || sy >= H) { memset(row, 0, sizeof(float) * WPH); continue; }
-        const float* restrict srow = src + (size_t)sy * W;
-        for (int j = 0; j < j0; ++j) row[j] = 0.0f;
-        if (S == 1) {
-          memcpy(row + j0, srow + (j0 - P), sizeof(float) * (j1 - j0));
-        } else {
-          for (int j = j0; j < j1; ++j) row[j] = srow[j * S + ph - P];
-        }
-        for (int j = j1; j < WPH; ++j) row[j] = 0.0f;
+                             const int WPH, const int PLANE) {
+  const float* restrict src = x + (size_t)c * H * W;
+  for (int ph = 0; ph < S; ++ph) {
+    float* restrict pl = dst + ((size_t)c * S + ph) * PLANE;
+    int j0 = 0; /* first plane column inside the input */
+    while (j0 * S + ph - P < 0) ++j0;
+    int j1 = j0; /* one past the last */
+    while (j1 < WPH && j1 * S + ph - P < W) ++j1;
+    for (int r = 0; r < HP; ++r) {
+      float* restrict row = pl + (size_t)r * WPH;
+      const int sy = r - P;
+      if (sy < 0 || sy >= H) { memset(row, 0, sizeof(float) * WPH); continue; }
+      const float* restrict srow = src + (size_t)sy * W;
+      for (int j = 0; j < j0; ++j) row[j] = 0.0f;
+      if (S == 1) {
+        memcpy(row + j0, srow + (j0 - P), sizeof(float) * (j1 - j0));
+      } else {
+        for (int j = j0; j < j1; ++j) row[j] = srow[j * S + ph - P];
       }
-      memset(pl + (size_t)HP * WPH, 0, sizeof(float) * (PLANE - (size_t)HP * WPH));
+      for (int j = j1; j < WPH; ++j) row[j] = 0.0f;
     }
+    memset(pl + (size_t)HP * WPH, 0, sizeof(float) * (PLANE - (size_t)HP * WPH));
   }
 }
 
-/* Direct convolution on the phase planes of pt_pad_planes, any KH x KW, stride, groups.
- * Register tile: OCB output channels x NV vectors of one output row; the weights are
- * packed [G][blocks of OCB filters][cin/G][KH][KW][OCB] (zero filters pad the last
- * block) and the bias [G][blocks][OCB], so each tap is NV loads, OCB broadcasts and
- * OCB x NV FMAs. Threads split the filter blocks. */
-PT_INLINE void pt_conv_direct(const float* restrict xp, float* restrict y,
-                              const float* restrict w, const float* restrict bias, const int G,
-                              const int CINPG, const int COUTPG, const int OH, const int OW,
-                              const int KH, const int KW, const int S, const int WPH,
-                              const int PLANE, const int OCB, const int NV, const int act,
-                              const int nt) {
-  const int NOB = (COUTPG + OCB - 1) / OCB;
-  const int NXB = (OW + NV * VL - 1) / (NV * VL);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (int gb = 0; gb < G * NOB; ++gb) {
-    const int g = gb / NOB, ob = gb % NOB;
-    const float* restrict wb = w + (size_t)gb * CINPG * KH * KW * OCB;
-    const float* restrict bb = bias + (size_t)gb * OCB;
-    const float* restrict xg = xp + (size_t)g * CINPG * S * PLANE;
-    for (int oy = 0; oy < OH; ++oy) {
-      for (int xb = 0; xb < NXB; ++xb) {
-        const int ox = xb * NV * VL;
-        pt_vf acc[OCB][NV];
-#pragma GCC unroll 16
-        for (int o = 0; o < OCB; ++o)
-#pragma GCC unroll 16
-          for (int j = 0; j < NV; ++j) acc[o][j] = PT_SPLAT(bb[o]);
-        for (int ic = 0; ic < CINPG; ++ic) {
-          for (int ky = 0; ky < KH; ++ky) {
-            const float* restrict row = xg + (size_t)ic * S * PLANE + (size_t)(oy * S + ky) * WPH + ox;
-            const float* restrict wk = wb + ((size_t)(ic * KH + ky) * KW) * OCB;
-#pragma GCC unroll 16
-            for (int kx = 0; kx < KW; ++kx) {
-              const float* restrict src = row + (size_t)(kx % S) * PLANE + kx / S;
-              pt_vf v[NV];
-#pragma GCC unroll 16
-              for (int j = 0; j < NV; ++j) v[j] = PT_LD(src + j * VL);
-#pragma GCC unroll 16
-              for (int o = 0; o < OCB; ++o) {
-                const pt_vf wv = PT_SPLAT(wk[kx * OCB + o]);
-#pragma GCC unroll 16
-                for (int j = 0; j < NV; ++j) acc[o][j] += wv * v[j];
-              }
-            }
-          }
-        }
-#pragma GCC unroll 16
-        for (int o = 0; o < OCB; ++o) {
-          if (ob * OCB + o >= COUTPG) break;
-          float* restrict dst = y + ((size_t)(g * COUTPG + ob * OCB + o) * OH + oy) * OW + ox;
-#pragma GCC unroll 16
-          for (int j = 0; j < NV; ++j) {
-            const int left = OW - ox - j * VL;
-            const pt_vf v = pt_act_v(acc[o][j], act);
-            if (left >= VL) PT_ST(dst + j * VL, v);
-            else if (left > 0) pt_store_part(dst + j * VL, v, left);
-          }
-        }
-      }
-    }
-  }
+/* The register-tiled convolution and matrix product are generated per tile shape
+ * (codegen/network/tiles.py): pt_conv_<O>x<N>, pt_gemm_<M>x<N>. */
+
+/* Channel c: every S-th pixel of every S-th row (a strided 1x1 conv's input). */
+PT_INLINE void pt_subsample(const float* restrict x, float* restrict y, const int c,
+                            const int H, const int W, const int S, const int OH, const int OW) {
+  for (int oy = 0; oy < OH; ++oy)
+    for (int ox = 0; ox < OW; ++ox)
+      y[((size_t)c * OH + oy) * OW + ox] = x[((size_t)c * H + oy * S) * W + ox * S];
 }
 
-/* Every S-th pixel of every S-th row (a strided 1x1 conv's input). */
-PT_INLINE void pt_subsample(const float* restrict x, float* restrict y, const int C,
-                            const int H, const int W, const int S, const int OH, const int OW,
-                            const int nt) {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (int c = 0; c < C; ++c)
-    for (int oy = 0; oy < OH; ++oy)
-      for (int ox = 0; ox < OW; ++ox)
-        y[((size_t)c * OH + oy) * OW + ox] = x[((size_t)c * H + oy * S) * W + ox * S];
-}
-
-/* 1x1 convolution as a matrix product: y[M][N] = w[M][K] x[K][N] + bias, N = H x W.
- * Register tile MR filters x NV vectors of pixels, over the whole K (no partial sums
- * in memory, the epilogue fused); w packed [M/MR][K][MR], bias [M/MR][MR], zero-padded.
- * The last pixel block reads up to one tile past row K-1 (the arena has slack there);
- * those lanes are never stored. Threads split the filter blocks. */
-PT_INLINE void pt_gemm(const float* restrict x, float* restrict y, const float* restrict w,
-                       const float* restrict bias, const int M, const int K, const int N,
-                       const int MR, const int NV, const int act, const int nt) {
-  const int NMB = (M + MR - 1) / MR;
-  const int NNB = (N + NV * VL - 1) / (NV * VL);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (int mb = 0; mb < NMB; ++mb) {
-    const float* restrict wb = w + (size_t)mb * K * MR;
-    for (int nb = 0; nb < NNB; ++nb) {
-      const int n0 = nb * NV * VL;
-      pt_vf acc[MR][NV];
-#pragma GCC unroll 16
-      for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
-        for (int j = 0; j < NV; ++j) acc[r][j] = PT_SPLAT(bias[mb * MR + r]);
-      const float* restrict xk = x + n0;
-      for (int k = 0; k < K; ++k) {
-        pt_vf v[NV];
-#pragma GCC unroll 16
-        for (int j = 0; j < NV; ++j) v[j] = PT_LD(xk + (size_t)k * N + j * VL);
-#pragma GCC unroll 16
-        for (int r = 0; r < MR; ++r) {
-          const pt_vf wv = PT_SPLAT(wb[(size_t)k * MR + r]);
-#pragma GCC unroll 16
-          for (int j = 0; j < NV; ++j) acc[r][j] += wv * v[j];
-        }
-      }
-#pragma GCC unroll 16
-      for (int r = 0; r < MR; ++r) {
-        if (mb * MR + r >= M) break;
-        float* restrict dst = y + (size_t)(mb * MR + r) * N + n0;
-#pragma GCC unroll 16
-        for (int j = 0; j < NV; ++j) {
-          const int left = N - n0 - j * VL;
-          const pt_vf v = pt_act_v(acc[r][j], act);
-          if (left >= VL) PT_ST(dst + j * VL, v);
-          else if (left > 0) pt_store_part(dst + j * VL, v, left);
-        }
-      }
-    }
-  }
-}
-
-/* Max pooling K x K / S, padding P (-inf), floor mode. Per output row the vertical max
- * of its input rows goes to a -inf-bordered row buffer, then the horizontal max is one
- * vector per VL outputs (stride 1: shifted loads; stride 2: even lanes of two loads). */
-PT_INLINE void pt_maxpool(const float* restrict x, float* restrict y, const int C,
-                          const int H, const int W, const int K, const int S, const int P,
-                          const int OH, const int OW, const int nt) {
+/* Channel c of a K x K / S max pooling, padding P (-inf), floor mode. Per output row the
+ * vertical max of its input rows goes to a -inf-bordered row buffer, then the horizontal
+ * max is one vector per VL outputs (stride 1: shifted loads; stride 2: the even lanes of
+ * two loads; other strides: scalar). */
+PT_INLINE void pt_maxpool(const float* restrict x, float* restrict y, const int c, const int H,
+                          const int W, const int K, const int S, const int P, const int OH,
+                          const int OW) {
   const int NXV = (OW + VL - 1) / VL;
   const int RW = S * NXV * VL + K + 2 * VL;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (int c = 0; c < C; ++c) {
-    float vrow[RW] __attribute__((aligned(64)));
-    for (int i = 0; i < RW; ++i) vrow[i] = PT_NEG_INF;
-    const float* restrict src = x + (size_t)c * H * W;
-    float* restrict dst = y + (size_t)c * OH * OW;
-    for (int oy = 0; oy < OH; ++oy) {
-      const int y0 = oy * S - P;
-      const int r0 = y0 < 0 ? 0 : y0, r1 = y0 + K > H ? H : y0 + K;
-      int i = 0;
-      for (; i + VL <= W; i += VL) {
-        pt_vf m = PT_LD(src + (size_t)r0 * W + i);
-        for (int r = r0 + 1; r < r1; ++r) m = PT_VMAX(m, PT_LD(src + (size_t)r * W + i));
-        PT_ST(vrow + P + i, m);
-      }
-      for (; i < W; ++i) {
-        float m = src[(size_t)r0 * W + i];
-        for (int r = r0 + 1; r < r1; ++r) m = src[(size_t)r * W + i] > m ? src[(size_t)r * W + i] : m;
-        vrow[P + i] = m;
-      }
-      float* restrict d = dst + (size_t)oy * OW;
-      if (S == 1 || S == 2) {
-        for (int xv = 0; xv < NXV; ++xv) {
-          const int ox = xv * VL;
-          pt_vf m = PT_SPLAT(PT_NEG_INF);
-          for (int kx = 0; kx < K; ++kx) {
-            pt_vf v;
-            if (S == 1) {
-              v = PT_LD(vrow + ox + kx);
-            } else {
-              const pt_vi even = PT_EVEN_LANES;
-              v = __builtin_shuffle(PT_LD(vrow + 2 * ox + kx), PT_LD(vrow + 2 * ox + kx + VL), even);
-            }
-            m = PT_VMAX(m, v);
-          }
-          if (ox + VL <= OW) PT_ST(d + ox, m);
-          else pt_store_part(d + ox, m, OW - ox);
-        }
-      } else {
-        for (int ox = 0; ox < OW; ++ox) {
-          float m = PT_NEG_INF;
-          for (int kx = 0; kx < K; ++kx) m = vrow[ox * S + kx] > m ? vrow[ox * S + kx] : m;
-          d[ox] = m;
-        }
-      }
-    }
-  }
-}
-
-/* Average pooling K x K / S, padding P, floor mode, torch's divisor rules. */
-PT_INLINE void pt_avgpool(const float* restrict x, float* restrict y, const int C,
-                          const int H, const int W, const int K, const int S, const int P,
-                          const int OH, const int OW, const int include_pad, const int nt) {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (int c = 0; c < C; ++c) {
-    const float* restrict src = x + (size_t)c * H * W;
-    for (int oy = 0; oy < OH; ++oy) {
-      for (int ox = 0; ox < OW; ++ox) {
-        int hs = oy * S - P, ws = ox * S - P;
-        int he = hs + K < H + P ? hs + K : H + P, we = ws + K < W + P ? ws + K : W + P;
-        const int pool = (he - hs) * (we - ws);
-        hs = hs < 0 ? 0 : hs; ws = ws < 0 ? 0 : ws;
-        he = he < H ? he : H; we = we < W ? we : W;
-        float s = 0.0f;
-        for (int r = hs; r < he; ++r)
-          for (int q = ws; q < we; ++q) s += src[(size_t)r * W + q];
-        const int div = include_pad ? pool : (he - hs) * (we - ws);
-        y[((size_t)c * OH + oy) * OW + ox] = s / (float)div;
-      }
-    }
-  }
-}
-
-/* Adaptive average pooling to OH x OW with torch's windows [floor(i H / OH), ceil((i+1) H / OH)). */
-PT_INLINE void pt_adaptive_avg(const float* restrict x, float* restrict y, const int C,
-                               const int H, const int W, const int OH, const int OW,
-                               const int nt) {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (int c = 0; c < C; ++c) {
-    const float* restrict src = x + (size_t)c * H * W;
-    for (int oy = 0; oy < OH; ++oy) {
-      const int hs = oy * H / OH, he = ((oy + 1) * H + OH - 1) / OH;
-      for (int ox = 0; ox < OW; ++ox) {
-        const int ws = ox * W / OW, we = ((ox + 1) * W + OW - 1) / OW;
-        float s = 0.0f;
-        for (int r = hs; r < he; ++r)
-          for (int q = ws; q < we; ++q) s += src[(size_t)r * W + q];
-        y[((size_t)c * OH + oy) * OW + ox] = s / (float)((he - hs) * (we - ws));
-      }
-    }
-  }
-}
-
-/* Global average pooling: one mean per channel. */
-PT_INLINE void pt_global_avg(const float* restrict x, float* restrict y, const int C,
-                             const int HW, const int nt) {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (int c = 0; c < C; ++c) {
-    const float* restrict src = x + (size_t)c * HW;
-    pt_vf a0 = PT_SPLAT(0.0f), a1 = PT_SPLAT(0.0f);
+  float vrow[RW] __attribute__((aligned(64)));
+  for (int i = 0; i < RW; ++i) vrow[i] = PT_NEG_INF;
+  const float* restrict src = x + (size_t)c * H * W;
+  float* restrict dst = y + (size_t)c * OH * OW;
+  for (int oy = 0; oy < OH; ++oy) {
+    const int y0 = oy * S - P;
+    const int r0 = y0 < 0 ? 0 : y0, r1 = y0 + K > H ? H : y0 + K;
     int i = 0;
-    for (; i + 2 * VL <= HW; i += 2 * VL) { a0 += PT_LD(src + i); a1 += PT_LD(src + i + VL); }
-    float s = pt_hsum(a0 + a1);
-    for (; i < HW; ++i) s += src[i];
-    y[c] = s / (float)HW;
-  }
-}
-
-/* y = act(a + b) over n floats; chunks of whole vectors per thread. */
-PT_INLINE void pt_add(const float* restrict a, const float* restrict b, float* restrict y,
-                      const long n, const int act, const int nt) {
-  const long nv = n / VL;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (long i = 0; i < nv; ++i)
-    PT_ST(y + i * VL, pt_act_v(PT_LD(a + i * VL) + PT_LD(b + i * VL), act));
-  for (long i = nv * VL; i < n; ++i) y[i] = pt_act_s(a[i] + b[i], act);
-}
-
-/* y = act(x) over n floats. */
-PT_INLINE void pt_act(const float* restrict x, float* restrict y, const long n, const int act,
-                      const int nt) {
-  const long nv = n / VL;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (long i = 0; i < nv; ++i) PT_ST(y + i * VL, pt_act_v(PT_LD(x + i * VL), act));
-  for (long i = nv * VL; i < n; ++i) y[i] = pt_act_s(x[i], act);
-}
-
-/* y = act(y) over n floats, in place (a pattern kernel's output, when the ReLU/ReLU6
- * after it is not the kernel's own). */
-PT_INLINE void pt_act_inplace(float* y, const long n, const int act, const int nt) {
-  const long nv = n / VL;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (long i = 0; i < nv; ++i) PT_ST(y + i * VL, pt_act_v(PT_LD(y + i * VL), act));
-  for (long i = nv * VL; i < n; ++i) y[i] = pt_act_s(y[i], act);
-}
-
-/* y[o] = act(w[o] . x + bias[o]); w row-major [OUT][IN] (torch's layout). Four rows at a
- * time share each loaded x vector; the weights stream once (memory bound at batch 1). */
-PT_INLINE void pt_linear(const float* restrict x, float* restrict y, const float* restrict w,
-                         const float* restrict bias, const int IN, const int OUT, const int act,
-                         const int nt) {
-  const int NB = (OUT + 3) / 4;
-  const int IV = IN / VL * VL;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-  for (int blk = 0; blk < NB; ++blk) {
-    const int o0 = blk * 4, rows = OUT - o0 < 4 ? OUT - o0 : 4;
-    if (rows == 4) {
-      const float* restrict w0 = w + (size_t)o0 * IN;
-      pt_vf a0 = PT_SPLAT(0.0f), a1 = a0, a2 = a0, a3 = a0;
-      for (int i = 0; i < IV; i += VL) {
-        const pt_vf xv = PT_LD(x + i);
-        a0 += PT_LD(w0 + i) * xv;
-        a1 += PT_LD(w0 + IN + i) * xv;
-        a2 += PT_LD(w0 + 2 * (size_t)IN + i) * xv;
-        a3 += PT_LD(w0 + 3 * (size_t)IN + i) * xv;
-      }
-      float s[4] = {pt_hsum(a0), pt_hsum(a1), pt_hsum(a2), pt_hsum(a3)};
-      for (int r = 0; r < 4; ++r) {
-        for (int i = IV; i < IN; ++i) s[r] += w0[(size_t)r * IN + i] * x[i];
-        y[o0 + r] = pt_act_s(s[r] + bias[o0 + r], act);
+    for (; i + VL <= W; i += VL) {
+      pt_vf m = PT_LD(src + (size_t)r0 * W + i);
+      for (int r = r0 + 1; r < r1; ++r) m = PT_VMAX(m, PT_LD(src + (size_t)r * W + i));
+      PT_ST(vrow + P + i, m);
+    }
+    for (; i < W; ++i) {
+      float m = src[(size_t)r0 * W + i];
+      for (int r = r0 + 1; r < r1; ++r) m = src[(size_t)r * W + i] > m ? src[(size_t)r * W + i] : m;
+      vrow[P + i] = m;
+    }
+    float* restrict d = dst + (size_t)oy * OW;
+    if (S == 1 || S == 2) {
+      for (int xv = 0; xv < NXV; ++xv) {
+        const int ox = xv * VL;
+        pt_vf m = PT_SPLAT(PT_NEG_INF);
+        for (int kx = 0; kx < K; ++kx) {
+          pt_vf v;
+          if (S == 1) {
+            v = PT_LD(vrow + ox + kx);
+          } else {
+            const pt_vi even = PT_EVEN_LANES;
+            v = __builtin_shuffle(PT_LD(vrow + 2 * ox + kx), PT_LD(vrow + 2 * ox + kx + VL), even);
+          }
+          m = PT_VMAX(m, v);
+        }
+        if (ox + VL <= OW) PT_ST(d + ox, m);
+        else pt_store_part(d + ox, m, OW - ox);
       }
     } else {
-      for (int r = 0; r < rows; ++r) {
-        const float* restrict wr = w + (size_t)(o0 + r) * IN;
-        pt_vf a = PT_SPLAT(0.0f);
-        for (int i = 0; i < IV; i += VL) a += PT_LD(wr + i) * PT_LD(x + i);
-        float s = pt_hsum(a);
-        for (int i = IV; i < IN; ++i) s += wr[i] * x[i];
-        y[o0 + r] = pt_act_s(s + bias[o0 + r], act);
+      for (int ox = 0; ox < OW; ++ox) {
+        float m = PT_NEG_INF;
+        for (int kx = 0; kx < K; ++kx) m = vrow[ox * S + kx] > m ? vrow[ox * S + kx] : m;
+        d[ox] = m;
       }
+    }
+  }
+}
+
+/* Channel c of a K x K / S average pooling, padding P, floor mode, torch's divisors. */
+PT_INLINE void pt_avgpool(const float* restrict x, float* restrict y, const int c, const int H,
+                          const int W, const int K, const int S, const int P, const int OH,
+                          const int OW, const int include_pad) {
+  const float* restrict src = x + (size_t)c * H * W;
+  for (int oy = 0; oy < OH; ++oy) {
+    for (int ox = 0; ox < OW; ++ox) {
+      int hs = oy * S - P, ws = ox * S - P;
+      int he = hs + K < H + P ? hs + K : H + P, we = ws + K < W + P ? ws + K : W + P;
+      const int pool = (he - hs) * (we - ws);
+      hs = hs < 0 ? 0 : hs; ws = ws < 0 ? 0 : ws;
+      he = he < H ? he : H; we = we < W ? we : W;
+      float s = 0.0f;
+      for (int r = hs; r < he; ++r)
+        for (int q = ws; q < we; ++q) s += src[(size_t)r * W + q];
+      const int div = include_pad ? pool : (he - hs) * (we - ws);
+      y[((size_t)c * OH + oy) * OW + ox] = s / (float)div;
+    }
+  }
+}
+
+/* Channel c of an adaptive average pooling to OH x OW, torch's windows
+ * [floor(i H / OH), ceil((i + 1) H / OH)). */
+PT_INLINE void pt_adaptive_avg(const float* restrict x, float* restrict y, const int c,
+                               const int H, const int W, const int OH, const int OW) {
+  const float* restrict src = x + (size_t)c * H * W;
+  for (int oy = 0; oy < OH; ++oy) {
+    const int hs = oy * H / OH, he = ((oy + 1) * H + OH - 1) / OH;
+    for (int ox = 0; ox < OW; ++ox) {
+      const int ws = ox * W / OW, we = ((ox + 1) * W + OW - 1) / OW;
+      float s = 0.0f;
+      for (int r = hs; r < he; ++r)
+        for (int q = ws; q < we; ++q) s += src[(size_t)r * W + q];
+      y[((size_t)c * OH + oy) * OW + ox] = s / (float)((he - hs) * (we - ws));
+    }
+  }
+}
+
+/* Channel c of a global average pooling. */
+PT_INLINE void pt_global_avg(const float* restrict x, float* restrict y, const int c,
+                             const int HW) {
+  const float* restrict src = x + (size_t)c * HW;
+  pt_vf a0 = PT_SPLAT(0.0f), a1 = PT_SPLAT(0.0f);
+  int i = 0;
+  for (; i + 2 * VL <= HW; i += 2 * VL) { a0 += PT_LD(src + i); a1 += PT_LD(src + i + VL); }
+  float s = pt_hsum(a0 + a1);
+  for (; i < HW; ++i) s += src[i];
+  y[c] = s / (float)HW;
+}
+
+/* Elementwise ops run in chunks of PT_CHUNK floats (a multiple of every VL). */
+#define PT_CHUNK 4096
+
+/* Chunk i of y = act(a + b) over n floats. */
+PT_INLINE void pt_add(const float* restrict a, const float* restrict b, float* restrict y,
+                      const long i, const long n, const int act) {
+  const long lo = i * PT_CHUNK, hi = lo + PT_CHUNK < n ? lo + PT_CHUNK : n;
+  long k = lo;
+  for (; k + VL <= hi; k += VL) PT_ST(y + k, pt_act_v(PT_LD(a + k) + PT_LD(b + k), act));
+  for (; k < hi; ++k) y[k] = pt_act_s(a[k] + b[k], act);
+}
+
+/* Chunk i of y = act(x) over n floats; x may be y (in place). */
+PT_INLINE void pt_act(const float* x, float* y, const long i, const long n, const int act) {
+  const long lo = i * PT_CHUNK, hi = lo + PT_CHUNK < n ? lo + PT_CHUNK : n;
+  long k = lo;
+  for (; k + VL <= hi; k += VL) PT_ST(y + k, pt_act_v(PT_LD(x + k), act));
+  for (; k < hi; ++k) y[k] = pt_act_s(x[k], act);
+}
+
+/* Rows 4 blk .. 4 blk + 3 of y[o] = act(w[o] . x + bias[o]); w row-major [OUT][IN]
+ * (torch's layout). Four rows share each loaded x vector; the weights stream once
+ * (memory bound at batch 1). */
+PT_INLINE void pt_linear(const float* restrict x, float* restrict y, const float* restrict w,
+                         const float* restrict bias, const int blk, const int IN, const int OUT,
+                         const int act) {
+  const int IV = IN / VL * VL;
+  const int o0 = blk * 4, rows = OUT - o0 < 4 ? OUT - o0 : 4;
+  if (rows == 4) {
+    const float* restrict w0 = w + (size_t)o0 * IN;
+    pt_vf a0 = PT_SPLAT(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    for (int i = 0; i < IV; i += VL) {
+      const pt_vf xv = PT_LD(x + i);
+      a0 += PT_LD(w0 + i) * xv;
+      a1 += PT_LD(w0 + IN + i) * xv;
+      a2 += PT_LD(w0 + 2 * (size_t)IN + i) * xv;
+      a3 += PT_LD(w0 + 3 * (size_t)IN + i) * xv;
+    }
+    float s[4] = {pt_hsum(a0), pt_hsum(a1), pt_hsum(a2), pt_hsum(a3)};
+    for (int r = 0; r < 4; ++r) {
+      for (int i = IV; i < IN; ++i) s[r] += w0[(size_t)r * IN + i] * x[i];
+      y[o0 + r] = pt_act_s(s[r] + bias[o0 + r], act);
+    }
+  } else {
+    for (int r = 0; r < rows; ++r) {
+      const float* restrict wr = w + (size_t)(o0 + r) * IN;
+      pt_vf a = PT_SPLAT(0.0f);
+      for (int i = 0; i < IV; i += VL) a += PT_LD(wr + i) * PT_LD(x + i);
+      float s = pt_hsum(a);
+      for (int i = IV; i < IN; ++i) s += wr[i] * x[i];
+      y[o0 + r] = pt_act_s(s + bias[o0 + r], act);
     }
   }
 }

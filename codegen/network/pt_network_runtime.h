@@ -1,7 +1,7 @@
 /* pattune network runtime: the C API of pattune_model.h over one generated network.
  *
  * Included once by the generated model.c after it defined the network's constants
- * (PT_PREFIX, PT_FINGERPRINT, PT_N_SECTIONS, PT_SECTION_BYTES, PT_N_LAYERS,
+ * (PT_PREFIX, PT_FINGERPRINT, PT_N_SECTIONS, PT_SECTION_BYTES, PT_N_LAYERS, PT_N_OPS,
  * PT_ARENA_FLOATS, PT_IN_NDIM/PT_IN_DIMS/PT_IN_ELEMS, PT_OUT_*) and before it defines
  * pt_net_create_layers, pt_net_destroy_layers and pt_net_run. Everything here is
  * static except the API; there is no mutable global state: a model is its struct.
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PT_CAT_(a, b) a##b
 #define PT_CAT(a, b) PT_CAT_(a, b)
@@ -30,8 +31,17 @@ struct PT_MODEL {
   float* arena;                                          /* every activation and scratch */
   void* layer[PT_N_LAYERS > 0 ? PT_N_LAYERS : 1];        /* pattern kernels' contexts */
   int threads;
+  double op_seconds[PT_N_OPS > 0 ? PT_N_OPS : 1];      /* per op, summed over runs */
   char err[PT_ERRLEN];
 };
+
+/* Per-op timing costs two clock reads per op (tens of ns against ops of microseconds
+ * to milliseconds), so it is always on: the benchmark's per-op breakdown reads it. */
+static double pt_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static int pt_net_create_layers(struct PT_MODEL* m);
 static void pt_net_destroy_layers(struct PT_MODEL* m);
@@ -260,6 +270,13 @@ PT_EXPORT_API int PT_API(run)(PT_MODEL* m, const float* in, float* out) {
   if (!in || !out)
     return pt_fail(m->err, PT_ERRLEN, PT_ERR_ARGUMENT, "input and output must not be NULL");
   return pt_net_run(m, in, out);
+}
+
+PT_EXPORT_API int PT_API(op_seconds)(PT_MODEL* m, double* seconds, int n, int reset) {
+  if (!m || (n > 0 && !seconds)) return -PT_ERR_ARGUMENT;
+  for (int i = 0; i < n && i < PT_N_OPS; ++i) seconds[i] = m->op_seconds[i];
+  if (reset) memset(m->op_seconds, 0, sizeof m->op_seconds);
+  return PT_N_OPS;
 }
 
 PT_EXPORT_API const char* PT_API(last_error)(const PT_MODEL* m) {

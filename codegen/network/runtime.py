@@ -49,7 +49,7 @@ class NetworkLibrary:
         self._lib = ctypes.CDLL(str(Path(library).resolve()))
         self._fn = {name: getattr(self._lib, f"{p}_model_{name}") for name in (
             "create_from_file", "create_from_memory", "input_shape", "output_shape", "run",
-            "set_threads", "last_error", "destroy")}
+            "set_threads", "op_seconds", "last_error", "destroy")}
         vp, cp = ctypes.c_void_p, ctypes.c_char_p
         sig = {
             "create_from_file": ([cp, ctypes.POINTER(vp), cp, ctypes.c_size_t], ctypes.c_int),
@@ -61,6 +61,8 @@ class NetworkLibrary:
                              ctypes.c_int),
             "run": ([vp, vp, vp], ctypes.c_int),
             "set_threads": ([vp, ctypes.c_int], ctypes.c_int),
+            "op_seconds": ([vp, ctypes.POINTER(ctypes.c_double), ctypes.c_int, ctypes.c_int],
+                           ctypes.c_int),
             "last_error": ([vp], cp),
             "destroy": ([vp], None),
         }
@@ -130,6 +132,14 @@ class NetworkLibrary:
         rc = self._fn["run"](self._handle(), x.ctypes.data, out.ctypes.data)
         if rc:
             raise self._error("run", rc)
+
+    def op_seconds(self, *, reset: bool = True) -> np.ndarray:
+        """Seconds spent in each op (``model.json``'s order) summed over the runs since the
+        last reset; ``reset`` starts the sums again."""
+        n = self._fn["op_seconds"](self._handle(), None, 0, 0)
+        out = (ctypes.c_double * max(n, 1))()
+        self._fn["op_seconds"](self._handle(), out, n, int(reset))
+        return np.array(out[:n], dtype=np.float64)
 
     def time(self, x: np.ndarray, *, warmup: int = 1, repeats: int = 5) -> list[float]:
         """Seconds per call of ``repeats`` calls after ``warmup`` untimed ones."""

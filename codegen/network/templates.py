@@ -88,6 +88,10 @@ size_t {p}_model_output_size(const {p}_model* model);
 int {p}_model_set_threads({p}_model* model, int threads);
 /* One inference: input (NCHW float32, batch 1) to output (float32). */
 int {p}_model_run({p}_model* model, const float* input, float* output);
+/* Seconds spent in each op (model.json's op order) summed over the runs so far: writes
+   min(n, op count) values, clears the sums when reset is non-zero; returns the op count
+   (a negative PT_ERR_* for a NULL model). */
+int {p}_model_op_seconds({p}_model* model, double* seconds, int n, int reset);
 /* The message of the model's most recent failed call ("" when none failed). */
 const char* {p}_model_last_error(const {p}_model* model);
 /* Free the model (NULL is fine). */

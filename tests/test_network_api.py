@@ -16,6 +16,9 @@ from codegen import aarch64_target, host_target
 from codegen.network import NetworkBuild, NetworkError, NetworkLibrary, run_network_executable
 from tests.network_support import build, model_case, prune, rel_err, torch_out
 
+# One worker builds this module's networks once (scripts/test.sh runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("network-api")
+
 TWO_MODELS_C = r"""
 #include <stdio.h>
 #include "a/pattune_model.h"

@@ -72,6 +72,8 @@ def test_bad_calls_are_refused() -> None:
     model, shape = model_case("example")
     with pytest.raises(ValueError, match=r"input_shape must be \(1, C, H, W\)"):
         build_graph(model, (2, 1, 28, 28))
+    with pytest.raises(NetworkError, match=r"rejects an input of shape \(1, 3, 28, 28\)"):
+        build_graph(model, (1, 3, 28, 28))
     with pytest.raises(NetworkError, match="training mode; call model.eval"):
         build_graph(model.train(), shape)
     model.eval()

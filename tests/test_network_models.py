@@ -17,9 +17,12 @@ from codegen import Target, aarch64_target, host_target
 from codegen.network import NetworkBuild, build_graph
 from tests.network_support import build, build_all, model_case, prune, run_and_compare
 
+# One worker builds this module's networks once (scripts/test.sh runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("network-models")
+
 REDUCED = ("example", "vgg16_narrow", "vgg16_narrow_imagenet_head", "resnet18@32",
            "resnet50@32", "mobilenet_v2@32")
-HOST_ONLY = ("resnet18_cifar@32", "mobilenet_v2_cifar@32", "resnet50@64")
+HOST_ONLY = ("resnet18_cifar@32", "mobilenet_v2_cifar@32")
 FULL = ("resnet18@224", "vgg16@224")
 
 

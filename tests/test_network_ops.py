@@ -18,6 +18,9 @@ from codegen import Target, aarch64_target, host_target
 from codegen.network import NetworkBuild, build_graph
 from tests.network_support import build, build_all, prune, randomise, run_and_compare
 
+# One worker builds this module's networks once (scripts/test.sh runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("network-ops")
+
 
 class _Fn(nn.Module):
     """A module whose forward is one function (to reach functional and method ops)."""

@@ -25,6 +25,9 @@ from codegen.network import (
 )
 from tests.network_support import build, model_case
 
+# One worker builds this module's networks once (scripts/test.sh runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("network-weights")
+
 SECTIONS = (b"\x01" * 5, b"", b"\x02" * 64, b"\x03" * 100)
 
 

@@ -127,8 +127,13 @@ def _trace(model: nn.Module, x: torch.Tensor) -> tuple[torch.fx.GraphModule, dic
             values[n.name] = out
             return out
 
-    with torch.no_grad():
-        _Record(gm).run(x)
+    try:
+        with torch.no_grad():
+            _Record(gm).run(x)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NetworkError(f"network: the model rejects an input of shape {tuple(x.shape)} "
+                           f"({first}); give the input shape it was built for") from None
     return gm, values
 
 

@@ -83,9 +83,14 @@ class Graph:
         }
 
     def fingerprint(self) -> int:
-        """64-bit hash of the op list and shapes: the weights file carries it, the C code
-        checks it, so a weights file of another network is refused."""
-        digest = hashlib.sha256(canonical_json(self.to_dict()).encode()).digest()
+        """64-bit hash of the op list, the shapes and each pattern layer's pruning and
+        config: the weights file carries it, the C code checks it, so the weights of
+        another network are refused. Dense weights are not in it (new values of the same
+        network load into the same library); a pattern kernel's code is specialised to
+        its layer's patterns, so those are."""
+        kernels = {name: [layer.weights_hash, None if cfg is None else cfg.stable_hash()]
+                   for name, (layer, cfg) in self.patterns.items()}
+        digest = hashlib.sha256(canonical_json([self.to_dict(), kernels]).encode()).digest()
         return int.from_bytes(digest[:8], "little")
 
     def tensor_shapes(self) -> dict[str, tuple[int, ...]]:

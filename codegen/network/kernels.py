@@ -86,6 +86,16 @@ def par(items: int, call: str) -> str:
     return f"PT_PARALLEL\nfor (int i = 0; i < {items}; ++i) {call};"
 
 
+#: Work items an op is cut into at least (where its filter blocks are fewer), so that up to
+#: 8 threads get even shares; one thread runs them in order at no extra cost.
+MIN_ITEMS = 16
+
+
+def split(blocks: int, parts: int) -> int:
+    """How many pieces to cut each of ``blocks`` filter blocks into (at most ``parts``)."""
+    return 1 if blocks >= MIN_ITEMS else max(1, min(parts, _ceil(MIN_ITEMS, blocks)))
+
+
 def par_steps(*steps: tuple[int, str]) -> str:
     """C: several :func:`par` loops in one parallel region, one after the other (the
     implicit barrier of each ``omp for`` orders them): waking the threads once per op
@@ -150,15 +160,17 @@ def pack_conv(w: np.ndarray, b: np.ndarray, groups: int, ocb: int) -> tuple[np.n
 def direct_conv_body(op: Conv2d, lay: ConvLayout, act: str, x: str, y: str, w: str, b: str,
                      scratch: str) -> str:
     """C statements: pad ``x`` into ``scratch``, convolve into ``y``."""
-    hp = op.h + 2 * op.padding
+    hp, oh = op.h + 2 * op.padding, op.out_h
     coutpg = op.cout // op.groups
     blocks = op.groups * _ceil(coutpg, lay.ocb)
+    k = split(blocks, oh)  # rows of a block in k shares: item i = block i / k, share i % k
     return par_steps(
         (op.cin, f"pt_pad_planes({x}, {scratch}, i, {op.h}, {op.w}, {op.stride}, "
                  f"{op.padding}, {hp}, {lay.wph}, {lay.plane})"),
-        (blocks, f"pt_conv_{lay.ocb}x{lay.nv}({scratch}, {y}, {w}, {b}, i, "
-                 f"{op.cin // op.groups}, {coutpg}, {op.out_h}, {op.out_w}, {op.kh}, "
-                 f"{op.kw}, {op.stride}, {lay.wph}, {lay.plane}, {ACT_C[act]})"),
+        (blocks * k, f"pt_conv_{lay.ocb}x{lay.nv}({scratch}, {y}, {w}, {b}, i / {k}, "
+                     f"{op.cin // op.groups}, {coutpg}, {oh}, {op.out_w}, {op.kh}, "
+                     f"{op.kw}, {op.stride}, {lay.wph}, {lay.plane}, {ACT_C[act]}, "
+                     f"i % {k} * {oh} / {k}, (i % {k} + 1) * {oh} / {k})"),
     )
 
 
@@ -189,6 +201,8 @@ def _conv(op: Conv2d, w: np.ndarray, b: np.ndarray, t: Target) -> OpCode:
         m, k, n = op.cout, op.cin, op.out_h * op.out_w
         mr, nv = register_tile(m, n, vl, regs)
         nmb = _ceil(m, mr)
+        nnb = _ceil(n, nv * vl)
+        ks = split(nmb, nnb)  # pixel blocks of a filter block in ks shares
         wp = np.zeros((nmb * mr, k), np.float32)
         wp[:m] = w.reshape(m, k)
         bp = np.zeros(nmb * mr, np.float32)
@@ -198,8 +212,9 @@ def _conv(op: Conv2d, w: np.ndarray, b: np.ndarray, t: Target) -> OpCode:
 
         def gemm(p: Ptrs) -> str:
             x = p.scratch if strided else p.inputs[0]
-            main = (nmb, f"pt_gemm_{mr}x{nv}({x}, {p.output}, {p.sections[0]}, "
-                         f"{p.sections[1]}, i, {m}, {k}, {n}, {ACT_C[op.act]})")
+            main = (nmb * ks, f"pt_gemm_{mr}x{nv}({x}, {p.output}, {p.sections[0]}, "
+                              f"{p.sections[1]}, i / {ks}, {m}, {k}, {n}, {ACT_C[op.act]}, "
+                              f"i % {ks} * {nnb} / {ks}, (i % {ks} + 1) * {nnb} / {ks})")
             if not strided:
                 return par(*main)
             return par_steps((op.cin, f"pt_subsample({p.inputs[0]}, {p.scratch}, i, {op.h}, "

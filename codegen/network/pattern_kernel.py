@@ -42,6 +42,12 @@ def pattern_unit(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, targe
     Returns:
         ``(source, blob)``: a translation unit exporting ``prefix_create``,
         ``prefix_run``, ``prefix_destroy``, and the blob ``prefix_create`` takes.
+
+    Once ``codegen.generate`` takes ``symbol_prefix``, this body becomes::
+
+        kernel = generate(layer, cfg or config_space(layer.spec, target).default(), target,
+                          symbol_prefix=prefix)
+        return kernel.source, kernel.weights
     """
     return _dense_stand_in(op, layer, cfg, target, prefix)
 

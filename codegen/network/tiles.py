@@ -6,12 +6,14 @@ bounds and full unrolling (measured: 3x slower than torch on a 3x3 conv). So the
 register-tiled kernels are emitted from here with one named variable per accumulator,
 once per tile shape a network uses:
 
-* ``pt_conv_<O>x<N>``: direct convolution, ``O`` filters x ``N`` vectors of one output row;
+* ``pt_conv_<O>x<N>``: direct convolution, ``O`` filters x ``N`` vectors of one output row,
+  for output rows ``oy0 .. oy1 - 1``;
 * ``pt_gemm_<M>x<N>``: the 1x1 convolution's matrix product, ``M`` filters x ``N`` vectors
-  of pixels, over the whole reduction.
+  of pixels over the whole reduction, for pixel blocks ``nb0 .. nb1 - 1``.
 
-Both are ``always_inline`` functions of one work item (a block of filters) taking the
-shapes as arguments; the generated call passes literals, so GCC specialises each call.
+Both are ``always_inline`` functions of one work item (a block of filters and a share of
+its rows or pixels) taking the shapes as arguments; the generated call passes literals,
+so GCC specialises each call.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def conv_tile(o: int, n: int) -> str:
         f"PT_INLINE void pt_conv_{o}x{n}(const float* restrict xp, float* restrict y,",
         "    const float* restrict w, const float* restrict bias, const int gb, const int CINPG,",
         "    const int COUTPG, const int OH, const int OW, const int KH, const int KW,",
-        "    const int S, const int WPH, const int PLANE, const int act) {",
+        "    const int S, const int WPH, const int PLANE, const int act, const int oy0,",
+        "    const int oy1) {",
         f"  const int NOB = (COUTPG + {o - 1}) / {o};",
         f"  const int NXB = (OW + {n} * VL - 1) / ({n} * VL);",
         "  const int g = gb / NOB, ob = gb % NOB;",
@@ -61,7 +64,7 @@ def conv_tile(o: int, n: int) -> str:
         f"  const float* restrict bb = bias + (size_t)gb * {o};",
         "  const float* restrict xg = xp + (size_t)g * CINPG * S * PLANE;",
         f"  const int OB0 = ob * {o}, LIMIT = COUTPG;",
-        "  for (int oy = 0; oy < OH; ++oy) {",
+        "  for (int oy = oy0; oy < oy1; ++oy) {",
         "   for (int xb = 0; xb < NXB; ++xb) {",
         f"    const int ox = xb * {n} * VL;",
         *("    " + a for a in _accs(o, n, "PT_SPLAT(bb[{i}])")),
@@ -100,11 +103,10 @@ def gemm_tile(m: int, n: int) -> str:
     body = [
         f"PT_INLINE void pt_gemm_{m}x{n}(const float* restrict x, float* restrict y,",
         "    const float* restrict w, const float* restrict bias, const int mb, const int M,",
-        "    const int K, const int N, const int act) {",
-        f"  const int NNB = (N + {n} * VL - 1) / ({n} * VL);",
+        "    const int K, const int N, const int act, const int nb0, const int nb1) {",
         f"  const float* restrict wb = w + (size_t)mb * K * {m};",
         f"  const int OB0 = mb * {m}, LIMIT = M;",
-        "  for (int nb = 0; nb < NNB; ++nb) {",
+        "  for (int nb = nb0; nb < nb1; ++nb) {",
         f"    const int n0 = nb * {n} * VL;",
         *("    " + a for a in _accs(m, n, f"PT_SPLAT(bias[mb * {m} + {{i}}])")),
         "    const float* restrict xk = x + n0;",

@@ -159,6 +159,7 @@ def _model_c(graph: Graph, target: Target, prefix: str, fingerprint: int, arena:
         "",
         "static int pt_net_create_layers(struct PT_MODEL* m) {",
         "  int rc = 0;",
+        "  (void)m;",
         *[_indent(c.create(p)) for c, p in zip(codes, ptrs, strict=True) if c.create],
         "  return rc;",
         "}",

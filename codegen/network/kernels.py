@@ -290,7 +290,7 @@ def plan_op(op: Op, params: dict[str, tuple[np.ndarray, np.ndarray]], target: Ta
     if isinstance(op, Linear):
         w, b = params[op.name]
         return OpCode(sections=(_f32(w), _f32(b)), scratch_floats=0, info={"impl": "gemv"},
-                      body=lambda p: par(_ceil(op.out_features, 4),
+                      body=lambda p: par(_ceil(op.out_features, 8),
                                          f"pt_linear({p.inputs[0]}, {p.output}, "
                                          f"{p.sections[0]}, {p.sections[1]}, i, "
                                          f"{op.in_features}, {op.out_features}, "

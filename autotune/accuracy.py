@@ -10,6 +10,9 @@ estimate and to the kernel tasks, so one candidate is never pruned twice:
   budget) evaluated on held-out real data (Fashion-MNIST for the example);
 * :class:`EvaluatorEstimate`: one-shot pruning with masks, then the user's
   ``--evaluate package.module:function`` (model -> float);
+* :class:`WorkloadEstimate`: the user's own data and training (``--data``,
+  ``--train``, ``--evaluate``; :mod:`search_spaces.workload`): one-shot pruning
+  with masks, ``epochs`` epochs of the user's trainer, then the evaluator;
 * :class:`ProxyEstimate`: with no data and no evaluator, the agreement of the
   pruned model's top-1 class with the dense model's on seeded random inputs
   (1.0 = same decisions), a label-free proxy in the spirit of "fidelity" scores.
@@ -29,6 +32,7 @@ from search_spaces.estimate import EstimateConfig, estimate_plan
 from search_spaces.masking import attach_masks
 from search_spaces.pruning import PruningPlan
 from search_spaces.training import evaluate
+from search_spaces.workload import Workload
 
 
 class AccuracySource(abc.ABC):
@@ -116,6 +120,44 @@ class EvaluatorEstimate(AccuracySource):
         pruned = copy.deepcopy(self.model)
         attach_masks(pruned, plan.masks())
         return float(self.evaluator(pruned)), pruned
+
+
+class WorkloadEstimate(AccuracySource):
+    """One-shot pruning with masks, a short masked training by the workload, its evaluator.
+
+    Args:
+        model: The trained dense model.
+        workload: The user's trainer and evaluator.
+        epochs: Epochs of the workload's trainer per estimate (0: one-shot only).
+        lr: Learning rate of the estimate's SGD.
+    """
+
+    name = "workload"
+
+    def __init__(self, *, model: nn.Module, workload: Workload, epochs: int = 1,
+                 lr: float = 0.01) -> None:
+        if epochs < 0:
+            raise ValueError(f"estimate epochs must be >= 0; got {epochs}")
+        self.model = model
+        self.workload = workload
+        self.epochs = epochs
+        self.lr = lr
+        self._dense: float | None = None
+
+    def dense(self) -> float:
+        if self._dense is None:
+            self._dense = float(self.workload.evaluator(self.model))
+        return self._dense
+
+    def estimate(self, plan: PruningPlan) -> tuple[float, nn.Module]:
+        pruned = copy.deepcopy(self.model)
+        masks = attach_masks(pruned, plan.masks())
+        if self.epochs:
+            opt = torch.optim.SGD(pruned.parameters(), lr=self.lr, momentum=0.9, nesterov=True)
+            opt.register_step_post_hook(lambda *_: masks.reapply())
+            for epoch in range(self.epochs):
+                self.workload.trainer(pruned, opt, torch.nn.functional.cross_entropy, epoch)
+        return float(self.workload.evaluator(pruned)), pruned
 
 
 class ProxyEstimate(AccuracySource):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import platform
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -38,6 +39,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.export_files import write_makefile, write_report
+from autotune.finalize import FinalModel, Remeasured, final_model, remeasure
 from autotune.results import LayerResult, TrialResult
 from autotune.session import TuneSession
 from autotune.study import OWNER_ATTR
@@ -49,6 +51,7 @@ from search_spaces.fusion import Epilogue, find_epilogues
 from search_spaces.layers import PrunedLayer
 from search_spaces.masking import pruned_state_dict
 from search_spaces.pruning import plan_pruning
+from search_spaces.retrain import EpochRecord, RetrainConfig
 from search_spaces.space import Candidate
 
 OPTIONS_ATTR = "pattune:options"
@@ -63,22 +66,30 @@ KERNELS_COMPUTE = (
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What an export wrote and the figures of the trial it exported.
+    """What an export wrote and the figures of the model it exported.
 
     Attributes:
         out: The export folder.
         config_json: ``config.json``.
         kernels_dir: The ``kernels/`` folder (sources, FKW weights, Makefile).
         weights: Each exported layer's FKW weight file, in model order.
-        checkpoint: ``pruned.pt``, the pruned and fine-tuned torch state_dict.
+        checkpoint: ``pruned.pt``, the pruned (and retrained) torch state_dict.
         report: ``report/report.md`` (the plots beside it).
         study: The study's name.
         trial: The exported trial's number.
-        latency_ms: Its whole-model latency on the device type (milliseconds).
-        default_latency_ms: The same pruning with default KernelConfigs (milliseconds).
-        accuracy: Its accuracy estimate from the study.
-        accuracy_at_export: The estimate of the model written to ``pruned.pt``.
-        dense_accuracy: The unpruned model's accuracy.
+        latency_ms: The exported model's latency on the device type (milliseconds):
+            its kernels measured again for the exported weights, or the tuning's
+            figure when they could not be (``latency_note`` says why).
+        latency_tuning_ms: The trial's latency as tuned (one-shot weights).
+        default_latency_ms: The same pruning with default KernelConfigs (at tuning).
+        accuracy: The exported model's accuracy (after retraining).
+        accuracy_estimate: The trial's tuning-time accuracy estimate.
+        dense_accuracy: The unpruned model's accuracy by the same evaluator as ``accuracy``.
+        drop_points: ``100 * (dense_accuracy - accuracy)``.
+        retrain: ``admm``, ``finetune`` or ``none``.
+        retrained: Whether the model was retrained (``note`` says why not).
+        note: What the export could not do as asked (no trial within the drop, no
+            training data, a device that did not answer), else "".
     """
 
     out: Path
@@ -90,10 +101,15 @@ class ExportResult:
     study: str
     trial: int
     latency_ms: float
+    latency_tuning_ms: float
     default_latency_ms: float
     accuracy: float
-    accuracy_at_export: float
+    accuracy_estimate: float
     dense_accuracy: float
+    drop_points: float
+    retrain: str
+    retrained: bool
+    note: str = ""
 
 
 def _versions() -> dict[str, str]:
@@ -106,14 +122,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def pick_trial(study: optuna.Study, *, trial: int | None, max_drop: float) -> FrozenTrial:
-    """The trial to export.
+def pick_trial(
+    study: optuna.Study, *, trial: int | None, max_drop: float, dense: float
+) -> tuple[FrozenTrial, str]:
+    """The trial to export, and a note when no trial met the accuracy bound.
 
-    ``trial`` picks one by number. Otherwise: for a single-objective study its
-    best feasible trial; for a Pareto study the fastest trial on the front whose
-    accuracy is within ``max_drop`` of the most accurate trial of the study (the
-    accuracy estimates are cheap and biased low, so the reference is the best
-    estimate, not the dense model).
+    ``trial`` picks one by number. Otherwise the fastest trial whose accuracy
+    estimate is within ``max_drop`` of ``dense`` (the unpruned model's accuracy by
+    the same estimate's evaluator: the meaning ``pattune tune --max-accuracy-drop``
+    gives it), among the Pareto front of a two-objective study or all complete
+    trials of a latency study. When none is, the most accurate of them is
+    exported and the note says so.
     """
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
@@ -123,17 +142,24 @@ def pick_trial(study: optuna.Study, *, trial: int | None, max_drop: float) -> Fr
     if trial is not None:
         for t in complete:
             if t.number == trial:
-                return t
+                return t, ""
         raise UserInputError(
             f"trial {trial} of study {study.study_name!r} is not complete; complete trials are "
             f"{', '.join(str(t.number) for t in complete[:20])}"
         )
-    if len(study.directions) == 1:
-        feasible = [t for t in complete if t.user_attrs.get("pattune:constraint", 0.0) <= 0]
-        return min(feasible or complete, key=lambda t: t.values[0])
-    top = max(t.values[1] for t in complete)
-    ok = [t for t in study.best_trials if top - t.values[1] <= max_drop]
-    return min(ok, key=lambda t: t.values[0])
+    pool = list(study.best_trials) if len(study.directions) > 1 else complete
+    ok = [t for t in pool if dense - _accuracy(t) <= max_drop + 1e-12]
+    if ok:
+        return min(ok, key=lambda t: t.values[0]), ""
+    best = max(pool, key=_accuracy)
+    note = (f"no trial's accuracy estimate is within {100 * max_drop:.2f} points of the dense "
+            f"{dense:.4f}; exported the most accurate, trial {best.number} "
+            f"({100 * (dense - _accuracy(best)):.2f} points below before retraining)")
+    return best, note
+
+
+def _accuracy(t: FrozenTrial) -> float:
+    return float(t.user_attrs.get("pattune:accuracy", t.values[-1]))
 
 
 def _matching(layer: PrunedLayer, tuned: LayerResult | None, epilogue: Epilogue) -> LayerResult:
@@ -174,12 +200,14 @@ def _write_kernels(
 def _config(
     session: TuneSession, chosen: FrozenTrial, cand: Candidate, result: TrialResult,
     written: list[tuple[LayerResult, str, bool]], epilogues: dict[str, Epilogue],
-    accuracy_at_export: float, dense: float,
+    final: FinalModel, latency: Remeasured, retrain_config: RetrainConfig, note: str,
 ) -> dict[str, Any]:
-    """The content of config.json (schema ``pattune.export/1``)."""
+    """The content of config.json (schema ``pattune.export/2``)."""
     opts = session.options
+    total = latency.total_ms
+    exported_ms = result.latency_ms if total is None else total + (result.untouched_ms or 0.0)
     return {
-        "schema": "pattune.export/1",
+        "schema": "pattune.export/2",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "study": opts.study,
         "storage": redact_url(opts.storage),
@@ -195,24 +223,37 @@ def _config(
         "layers": [
             {
                 **tuned.to_dict(),
+                "latency_ms_exported": ms,
                 "epilogue": epilogues.get(tuned.name, Epilogue(tuned.name)).to_dict(),
                 "rate": cand.rate_of(tuned.name),
                 "source": f"kernels/{stem}.c",
                 "weights": f"kernels/{stem}.fkw",
             }
-            for tuned, stem, _ in written
+            for (tuned, stem, _), ms in zip(written, latency.layer_ms, strict=True)
         ],
-        "total_latency_ms": result.latency_ms,
-        "tuned_layers_latency_ms": result.tuned_ms,
+        "total_latency_ms": exported_ms,
+        "total_latency_ms_tuning": result.latency_ms,
+        "latency_remeasured": total is not None,
+        "latency_note": latency.error or "",
+        "tuned_layers_latency_ms": result.tuned_ms if total is None else total,
         "default_total_latency_ms": result.default_total_ms,
         "default_layers_latency_ms": result.default_ms,
         "untouched_latency_ms": result.untouched_ms,
         "untouched_method": result.untouched_method,
         "untouched_torch_threads": result.untouched_threads,
-        "accuracy": result.accuracy,
-        "accuracy_at_export": accuracy_at_export,
-        "dense_accuracy": dense,
-        "accuracy_source": session.accuracy.name,
+        "accuracy": final.accuracy,
+        "accuracy_estimate": result.accuracy,
+        "dense_accuracy": final.dense_accuracy,
+        "accuracy_drop_points": 100 * (final.dense_accuracy - final.accuracy),
+        "accuracy_source": session.workload.name if final.retrained and session.workload
+        else session.accuracy.name,
+        "retrain": {
+            "method": final.method, "retrained": final.retrained, "note": final.note,
+            "config": retrain_config.to_dict(), "seconds": round(final.seconds, 1),
+            "resumed_at": list(final.resumed_at) if final.resumed_at else None,
+            "epochs": [r.to_dict() for r in final.history],
+        },
+        "note": note,
         "versions": _versions(),
     }
 
@@ -229,7 +270,9 @@ def _command(session: TuneSession, out: Path, trial: int | None, max_drop: float
 
 
 def export_study(
-    session: TuneSession, *, out: str | Path, trial: int | None = None, max_drop: float = 0.01
+    session: TuneSession, *, out: str | Path, trial: int | None = None, max_drop: float = 0.01,
+    retrain: RetrainConfig | None = None,
+    progress: Callable[[EpochRecord, int], None] | None = None,
 ) -> ExportResult:
     """Write the export of ``session``'s study to ``out``.
 
@@ -237,13 +280,19 @@ def export_study(
         session: The study's model, target and storage, resolved from its stored options.
         out: The export folder (created).
         trial: Export this trial instead of the best.
-        max_drop: Pareto studies: the fastest front trial within this accuracy drop.
+        max_drop: Pick the fastest trial whose accuracy estimate is within this of
+            the dense model's (as ``pattune tune --max-accuracy-drop`` counts).
+        retrain: How to retrain the chosen configuration (default: ADMM,
+            :class:`~search_spaces.retrain.RetrainConfig`).
+        progress: Called after every retraining epoch with the record and the total.
 
     Raises:
         UserInputError: No such study, no complete trial, no such trial, or a
             model other than the one the study tuned.
+        PattuneError: An exported kernel does not match torch.
     """
     opts = session.options
+    retrain = retrain or RetrainConfig()
     try:
         study = optuna.load_study(study_name=opts.study, storage=session.records.url)
     except KeyError:
@@ -251,27 +300,29 @@ def export_study(
             f"no study named {opts.study!r} in {redact_url(opts.storage)}: "
             "check --study and --storage"
         ) from None
-    dense = session.accuracy.dense()
-    chosen = pick_trial(study, trial=trial, max_drop=max_drop)
+    chosen, note = pick_trial(study, trial=trial, max_drop=max_drop,
+                              dense=session.accuracy.dense())
     cand = Candidate.from_dict(chosen.user_attrs["pattune:candidate"])
     result = TrialResult.from_attrs(chosen.user_attrs)
     out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
 
-    # One plan: the fine-tune masks by it, and the exported kernels carry the final
-    # (fine-tuned) weights with the same patterns and alive kernels as the tuned
-    # one-shot layers, so the tuned KernelConfigs and latencies hold.
+    # The one-shot plan the trial was tuned at; ADMM re-plans from its trained weights
+    # (same rates, so the same number of kernels per layer and the tuned configs hold).
     plan = plan_pruning(session.model, session.input_shape, cand.pattern_set, cand.prune_config())
-    accuracy, pruned_model = session.accuracy.estimate(plan)
-    epilogues = find_epilogues(pruned_model)
-    written = _write_kernels(
-        out_dir / "kernels", plan.pruned_layers(pruned_model, fuse=True), result, epilogues,
-        session,
-    )
+    final = final_model(session, cand, plan, retrain, out=out_dir, progress=progress)
+    epilogues = find_epilogues(final.model)
+    layers = final.plan.pruned_layers(final.model, fuse=True)
+    written = _write_kernels(out_dir / "kernels", layers, result, epilogues, session)
+    latency = remeasure(session, layers, [tuned.config for tuned, _, _ in written])
 
     import torch
 
-    torch.save(pruned_state_dict(pruned_model), out_dir / "pruned.pt")
-    config = _config(session, chosen, cand, result, written, epilogues, accuracy, dense)
+    torch.save(pruned_state_dict(final.model), out_dir / "pruned.pt")
+    notes = [n for n in (note, final.note, latency.error and f"latency not measured again: "
+                         f"{latency.error}") if n]
+    config = _config(session, chosen, cand, result, written, epilogues, final, latency,
+                     retrain, "; ".join(notes))
     path = out_dir / "config.json"
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     report = write_report(out_dir / "report", study, chosen.number, config,
@@ -285,11 +336,16 @@ def export_study(
         report=report,
         study=opts.study,
         trial=chosen.number,
-        latency_ms=result.latency_ms,
+        latency_ms=config["total_latency_ms"],
+        latency_tuning_ms=result.latency_ms,
         default_latency_ms=result.default_total_ms,
-        accuracy=result.accuracy,
-        accuracy_at_export=accuracy,
-        dense_accuracy=dense,
+        accuracy=final.accuracy,
+        accuracy_estimate=result.accuracy,
+        dense_accuracy=final.dense_accuracy,
+        drop_points=config["accuracy_drop_points"],
+        retrain=final.method,
+        retrained=final.retrained,
+        note="; ".join(notes),
     )
 
 

@@ -147,12 +147,17 @@ def write_report(
         f"- device type: {config['device_type']} (target {config['target']['name']})",
         f"- patterns: {len(config['pattern_set']['patterns'])}",
         f"- total latency: {config['total_latency_ms']:.4f} ms "
-        f"(default configs at the same pruning: {config['default_total_latency_ms']:.4f} ms; "
+        f"({'measured again for the exported weights' if config.get('latency_remeasured') else 'as tuned'}; "
+        f"at tuning {config.get('total_latency_ms_tuning', config['total_latency_ms']):.4f} ms; "
+        f"default configs at the same pruning: {config['default_total_latency_ms']:.4f} ms; "
         f"layers run by torch: {_ms(config['untouched_latency_ms'])}, "
         f"{config.get('untouched_method') or 'not timed'} at "
         f"{config.get('untouched_torch_threads') or '-'} torch thread(s))",
         f"- accuracy: {config['accuracy']:.4f} (dense {config['dense_accuracy']:.4f}, "
-        f"source: {config['accuracy_source']})",
+        f"drop {config.get('accuracy_drop_points', 0.0):.2f} points, source: "
+        f"{config['accuracy_source']}; retraining: {_retrain(config)}; tuning-time estimate "
+        f"{config.get('accuracy_estimate', config['accuracy']):.4f})",
+        *([f"- note: {config['note']}"] if config.get("note") else []),
         f"- trials complete: {len(complete)}",
         "",
         *rows,
@@ -165,6 +170,14 @@ def write_report(
     path = rdir / "report.md"
     path.write_text("\n".join(text) + "\n")
     return path
+
+
+def _retrain(config: dict[str, Any]) -> str:
+    r = config.get("retrain") or {}
+    if not r.get("retrained"):
+        return f"none ({r.get('note') or 'not asked'})"
+    epochs = r.get("epochs") or []
+    return f"{r['method']}, {len(epochs)} epochs, {r.get('seconds', 0):.0f} s"
 
 
 __all__ = ["write_makefile", "write_report"]

@@ -18,11 +18,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from autotune.accuracy import AccuracySource, DataEstimate, EvaluatorEstimate, ProxyEstimate
+from autotune.accuracy import (
+    AccuracySource,
+    DataEstimate,
+    EvaluatorEstimate,
+    ProxyEstimate,
+    WorkloadEstimate,
+)
 from autotune.records import RecordsDB
 from codegen import LocalBuilder, Target, aarch64_target, get_target, host_target
 from device_farm import Device, Farm, LeaseStore, LocalDevice, ProtocolConfig, load_inventory
 from pattune_common import DEFAULT_STORAGE, ConfigError, UserInputError
+from pattune_common.files import check_output_dir
+from pattune_common.storage import normalize_url
 from search_spaces.data import load_split
 from search_spaces.estimate import EstimateConfig
 from search_spaces.example import trained_example
@@ -31,6 +39,7 @@ from search_spaces.models import conv_layers
 from search_spaces.patterns import PatternSet
 from search_spaces.selection import select_pattern_set
 from search_spaces.space import JointSpace
+from search_spaces.workload import Workload, load_workload, split_workload
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,11 @@ class TuneOptions:
             name, ``package.module:factory`` or a TorchScript file.
         input_shape: ``"1,3,224,224"`` for user models.
         evaluate: ``package.module:function`` (model -> accuracy) or None.
+        data: ``package.module:function`` () -> (train, validation) datasets or loaders.
+        train: ``package.module:function`` (model, optimizer, criterion, epoch) -> None,
+            one epoch of the user's training (NNI's trainer convention).
+        estimate_epochs: Epochs of the user's training per accuracy estimate (with
+            ``data`` or ``train``).
         device_type: ``local`` (default) or a type of the inventory.
         inventory: Inventory TOML for SSH devices.
         target: Compile target name or file; default from the device type's arch.
@@ -61,6 +75,9 @@ class TuneOptions:
     model: str = "example"
     input_shape: str | None = None
     evaluate: str | None = None
+    data: str | None = None
+    train: str | None = None
+    estimate_epochs: int = 1
     device_type: str = "local"
     inventory: str | None = None
     target: str | None = None
@@ -81,11 +98,17 @@ class TuneSession:
 
     def __init__(self, options: TuneOptions) -> None:
         self.options = options
+        # Cheap checks of what the user gave first, the database last of them: bad input
+        # must neither create a database nor wait for a model to load.
         self.space = JointSpace.from_toml(options.space) if options.space else JointSpace()
-        self.records = RecordsDB(options.storage)
+        if options.work_dir:
+            check_output_dir(options.work_dir, "--work-dir")
         self.work_dir = Path(options.work_dir or tempfile.mkdtemp(prefix="pattune-"))
         self.devices = self._devices()
         self.target = self._target()
+        normalize_url(options.storage)  # a URL that cannot be one fails before the model loads
+        # What the export retrains with: the example's data, the user's hooks, or None.
+        self.workload: Workload | None = None
         self.model, self.input_shape, self.accuracy = self._model()
         convs = conv_layers(self.model, self.input_shape)
         self.layers = [c for c in convs if c.is_3x3]
@@ -109,6 +132,8 @@ class TuneSession:
                 f"of the model; they are {', '.join(c.name for c in self.layers)}"
             )
         self._natural: dict[int, PatternSet] = {}
+        # Last: a database is created (or migrated) only for input that passed every check.
+        self.records = RecordsDB(options.storage)
 
     # -- resolution ---------------------------------------------------------
 
@@ -150,40 +175,15 @@ class TuneSession:
 
     def _model(self) -> tuple[nn.Module, tuple[int, ...], AccuracySource]:
         o = self.options
-        est = EstimateConfig(samples=o.estimate_samples, seed=o.seed)
         if o.model == "example":
-            train = load_split("train")
-            test = load_split("test")
-            ex = trained_example(train_split=train, test_split=test)
-            held = test.subset(o.eval_samples, seed=o.seed)
-            return (
-                ex.model,
-                (1, 1, 28, 28),
-                DataEstimate(
-                    model=ex.model,
-                    input_shape=(1, 1, 28, 28),
-                    train=train,
-                    held_out=held,
-                    config=est,
-                ),
+            return self._example()
+        model, shape = self._user_model()
+        workload = load_workload(data=o.data, train=o.train, evaluate=o.evaluate, seed=o.seed)
+        self.workload = workload
+        if workload is not None:
+            return model, shape, WorkloadEstimate(
+                model=model, workload=workload, epochs=o.estimate_epochs
             )
-        loaded = load_model(o.model)
-        shape: tuple[int, ...] | None = loaded.input_shape
-        if o.input_shape:
-            shape = parse_input_shape(o.input_shape)
-        if shape is None:
-            raise UserInputError(
-                f"--model {o.model!r} does not say its input size: pass --input-shape N,C,H,W"
-            )
-        assert shape is not None
-        model = loaded.model.eval()
-        with torch.no_grad():
-            try:
-                model(torch.zeros(shape))
-            except Exception as exc:  # noqa: BLE001 - user model
-                raise UserInputError(
-                    f"--model {o.model!r} fails on input shape {shape}: {type(exc).__name__}: {exc}"
-                ) from None
         if o.evaluate:
             return (
                 model,
@@ -193,6 +193,52 @@ class TuneSession:
                 ),
             )
         return model, shape, ProxyEstimate(model=model, input_shape=shape, seed=o.seed)
+
+    def _example(self) -> tuple[nn.Module, tuple[int, ...], AccuracySource]:
+        """The bundled Fashion-MNIST example: estimates on a held-out subset; the
+        export's retraining on all training data, judged on the whole test set."""
+        o = self.options
+        if o.data or o.train:
+            raise UserInputError(
+                "--data and --train are for your own --model; the example brings Fashion-MNIST"
+            )
+        train = load_split("train")
+        test = load_split("test")
+        ex = trained_example(train_split=train, test_split=test)
+        held = test.subset(o.eval_samples, seed=o.seed)
+        self.workload = split_workload(train, test, seed=o.seed)
+        est = EstimateConfig(samples=o.estimate_samples, seed=o.seed)
+        shape = (1, 1, 28, 28)
+        return ex.model, shape, DataEstimate(
+            model=ex.model, input_shape=shape, train=train, held_out=held, config=est
+        )
+
+    def _user_model(self) -> tuple[nn.Module, tuple[int, ...]]:
+        o = self.options
+        loaded = load_model(o.model)
+        shape: tuple[int, ...] | None = loaded.input_shape
+        if o.input_shape:
+            shape = parse_input_shape(o.input_shape)
+        if shape is None:
+            raise UserInputError(
+                f"--model {o.model!r} does not say its input size: pass --input-shape N,C,H,W"
+            )
+        if shape[0] != 1:
+            # Tuning times kernels that compute one image (batch 1); a latency tuned
+            # that way would be silently wrong for N images at once.
+            raise UserInputError(
+                f"--input-shape must have batch N = 1 (the generated kernels compute one "
+                f"image at a time); got {','.join(map(str, shape))}"
+            )
+        model = loaded.model.eval()
+        with torch.no_grad():
+            try:
+                model(torch.zeros(shape))
+            except Exception as exc:  # noqa: BLE001 - user model
+                raise UserInputError(
+                    f"--model {o.model!r} fails on input shape {shape}: {type(exc).__name__}: {exc}"
+                ) from None
+        return model, shape
 
     # -- services -----------------------------------------------------------
 

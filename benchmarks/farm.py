@@ -73,6 +73,14 @@ def _build(workdir: str) -> ArtifactFile:
     return ArtifactFile.from_path(exe, executable=True)
 
 
+def _data_file(workdir: str) -> str:
+    """A 64 KiB input file every job of the new-build overhead shares (uploaded once)."""
+    path = os.path.join(workdir, "input.bin")
+    with open(path, "wb") as fh:
+        fh.write(os.urandom(64 * 1024))
+    return path
+
+
 def _ssh(farm: SshdFarm, i: int, port: int, protocol: ProtocolConfig) -> SSHDevice:
     s = farm.servers[i]
     target = SSHTarget(host="127.0.0.1", port=port, user=farm.user, identity_file=farm.client_key,
@@ -96,6 +104,45 @@ def _overhead(local: Device, remote: Device, job: MeasureJob, n: int) -> dict[st
     for _ in range(n):  # interleaved, so drifts in machine load hit both sides alike
         loc.append(_per_job_ms(local, job))
         rem.append(_per_job_ms(remote, job))
+    return {"local_median_ms": round(statistics.median(loc), 3),
+            "ssh_median_ms": round(statistics.median(rem), 3),
+            "overhead_ms": round(statistics.median(rem) - statistics.median(loc), 3)}
+
+
+def _variant(exe: ArtifactFile, directory: str, i: int) -> ArtifactFile:
+    """A copy of ``exe`` with a distinct sha256: a new build, as every tuned config is.
+
+    ELF loaders ignore bytes after the last segment, so a few trailing bytes make a
+    new file that runs exactly like the original.
+    """
+    path = os.path.join(directory, f"variant-{i:04d}")
+    shutil.copyfile(exe.local_path, path)
+    with open(path, "ab") as fh:
+        fh.write(f"pattune-variant-{i}-{time.time_ns()}".encode())
+    os.chmod(path, 0o755)
+    return ArtifactFile.from_path(path, name="bench_prog", executable=True)
+
+
+def fresh_job_overhead(local: Device, remote: Device, exe: ArtifactFile, data: ArtifactFile,
+                       directory: str, n: int) -> dict[str, float]:
+    """Per-job time when every job brings a new executable (and a data file already there).
+
+    This is what tuning does: each config is a new build, so a job uploads its
+    executable, links the artifact's files and runs it. The local device does the
+    same (a copy instead of an upload), interleaved, so the difference is what the
+    link and the remote commands cost.
+    """
+    def job(i: int) -> MeasureJob:
+        return MeasureJob(job_id=f"fresh-{i}", artifact=Artifact(
+            files=(_variant(exe, directory, i), data),
+            argv=("bench_prog", "{warmup}", "{repeats}", "spin", "20000")))
+
+    for dev in (local, remote):  # warm: connected, the data file uploaded
+        _per_job_ms(dev, job(10_000 + len(dev.name)))
+    loc, rem = [], []
+    for i in range(n):
+        loc.append(_per_job_ms(local, job(2 * i)))
+        rem.append(_per_job_ms(remote, job(2 * i + 1)))
     return {"local_median_ms": round(statistics.median(loc), 3),
             "ssh_median_ms": round(statistics.median(rem), 3),
             "overhead_ms": round(statistics.median(rem) - statistics.median(loc), 3)}
@@ -146,6 +193,10 @@ def run_farm_bench(*, jobs: int = 60, overhead_jobs: int = 50, wifi_delay_ms: fl
         log(f"overhead: through a {wifi_delay_ms:g} ms each-way delay proxy")
         wifi = _overhead(local, _ssh(farm, 0, proxies[0].port, fast), spin,
                          max(10, overhead_jobs // 5))
+        log(f"overhead, a new build per job: through the {wifi_delay_ms:g} ms proxy")
+        data = ArtifactFile.from_path(_data_file(root), name="input.bin")
+        fresh = fresh_job_overhead(local, _ssh(farm, 0, proxies[0].port, fast), exe, data,
+                                   root, max(10, overhead_jobs // 5))
         sleep_s = 0.01
         batch = [MeasureJob(job_id=f"nap-{i:03d}", artifact=Artifact(
             files=(exe,), argv=("bench_prog", "{warmup}", "{repeats}", "sleep", str(sleep_s))))
@@ -167,12 +218,17 @@ def run_farm_bench(*, jobs: int = 60, overhead_jobs: int = 50, wifi_delay_ms: fl
         "summary": {
             "overhead_ms": direct["overhead_ms"],
             "overhead_ms_wifi": wifi["overhead_ms"],
+            "overhead_ms_new_build_wifi": fresh["overhead_ms"],
             "scaling_3_over_1": sdirect["scaling_3_over_1"],
             "scaling_3_over_1_wifi": swifi["scaling_3_over_1"],
         },
-        "overhead": {"loopback": direct, "wifi": wifi, "jobs": overhead_jobs,
+        "overhead": {"loopback": direct, "wifi": wifi, "new_build_wifi": fresh,
+                     "jobs": overhead_jobs,
                      "job": "gcc -O2 C program, its own loop: 1 warmup + 5 repeats of 20000 "
-                            "divisions (CPU-bound, ~0.1 ms each); one exec per measurement"},
+                            "divisions (CPU-bound, ~0.1 ms each); one exec per measurement",
+                     "new_build_job": "the same run, but each job a new executable (its "
+                                      "sha256 differs) beside a 64 KiB input already on the "
+                                      "device: upload, link, run, as each tuned config is"},
         "scaling": {"loopback": sdirect, "wifi": swifi, "jobs": jobs, "rounds": rounds,
                     "job": f"same C program, 1 warmup + 5 repeats of nanosleep({sleep_s} s): "
                            "not CPU-bound, because this host has 2 cores for 3 'devices'"},

@@ -14,8 +14,9 @@ Compiled with ``-DPT_MAIN`` the same file is the standalone executable::
 
     kernel INPUT.bin WEIGHTS.bin WARMUP REPEATS [OUTPUT.bin]
 
-It prints one JSON line ``{"times_s": [...], "checksum": ..., ...}`` on stdout and
-needs nothing but libc (and libgomp when threaded).
+It prints one JSON line ``{"times_s": [...], "checksum": ..., "nonfinite": N, ...}``
+on stdout (the checksums are ``null`` when N outputs are NaN or infinite) and needs
+nothing but libc (and libgomp when threaded).
 """
 
 from __future__ import annotations
@@ -209,7 +210,12 @@ int main(int argc, char** argv) {
   }
   if (repeats < 1) pt_run(x, y);
   double sum = 0, asum = 0;
-  for (long i = 0; i < OUT_ELEMS; ++i) { sum += y[i]; asum += y[i] < 0 ? -y[i] : y[i]; }
+  long nonfinite = 0; /* by the exponent bits: -ffast-math may fold isnan/isinf away */
+  for (long i = 0; i < OUT_ELEMS; ++i) {
+    uint32_t bits; memcpy(&bits, &y[i], 4);
+    if ((bits & 0x7f800000u) == 0x7f800000u) { ++nonfinite; continue; }
+    sum += y[i]; asum += y[i] < 0 ? -y[i] : y[i];
+  }
   if (argc > 5) {
     FILE* fp = fopen(argv[5], "wb");
     if (!fp || fwrite(y, 4, (size_t)OUT_ELEMS, fp) != (size_t)OUT_ELEMS) {
@@ -219,8 +225,11 @@ int main(int argc, char** argv) {
   }
   printf("{\"times_s\": [");
   for (int r = 0; r < repeats; ++r) printf("%s%.9g", r ? ", " : "", times[r]);
-  printf("], \"checksum\": %.17g, \"abs_checksum\": %.17g, \"out_elems\": %ld, \"threads\": %d}\n",
-         sum, asum, OUT_ELEMS, NTHREADS);
+  /* JSON has no NaN or Infinity: with non-finite outputs the sums are null, and counted. */
+  if (nonfinite) printf("], \"checksum\": null, \"abs_checksum\": null");
+  else printf("], \"checksum\": %.17g, \"abs_checksum\": %.17g", sum, asum);
+  printf(", \"nonfinite\": %ld, \"out_elems\": %ld, \"threads\": %d}\n",
+         nonfinite, OUT_ELEMS, NTHREADS);
   pt_free();
   return 0;
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -143,6 +144,33 @@ def run_executable(executable: str | Path, weights: str | Path, x: np.ndarray, s
         if proc.returncode != 0:
             msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
             return ExecutableRun((), 0.0, None, f"run: exit code {proc.returncode}: {msg}")
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
-        out = np.fromfile(outp, dtype="<f4").reshape(output_shape(spec, maxpool=maxpool))
-        return ExecutableRun(tuple(data["times_s"]), float(data["checksum"]), out)
+        return _read_run(proc.stdout, outp, output_shape(spec, maxpool=maxpool))
+
+
+def _read_run(stdout: str, outp: Path, shape: tuple[int, ...]) -> ExecutableRun:
+    """The executable's report and output, or a ``run: ...`` error saying what is wrong."""
+    lines = stdout.strip().splitlines()
+    try:
+        data = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return ExecutableRun((), 0.0, None, "run: no JSON report on the last line of stdout")
+    if data.get("nonfinite"):
+        return ExecutableRun((), 0.0, None, f"run: the output holds {data['nonfinite']} NaN "
+                             "or infinite value(s)")
+    times, checksum = data.get("times_s"), data.get("checksum")
+    if not isinstance(times, list) or not all(_finite(t) for t in times) or not (
+            isinstance(checksum, int | float) and _finite(checksum)):
+        return ExecutableRun((), 0.0, None, "run: the report's times_s and checksum must be "
+                             f"finite numbers; got {lines[-1][:200]}")
+    try:
+        out = np.fromfile(outp, dtype="<f4").reshape(shape)
+    except (OSError, ValueError) as exc:
+        return ExecutableRun((), 0.0, None, f"run: cannot read the dumped output: {exc}")
+    return ExecutableRun(tuple(float(t) for t in times), float(checksum), out)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and (
+        math.isfinite(value))

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from device_farm._checks import check_env, device_int
 from device_farm._errors import DeviceFault
 from device_farm._protocol import ProtocolConfig, measure_job
 from device_farm._records import Artifact, MeasureJob, Measurement, RunResult
@@ -78,7 +79,7 @@ class Device(abc.ABC):
         self.arch = arch
         self.threads = threads
         self.cpu_affinity = tuple(cpu_affinity)
-        self.env = dict(env or {})
+        self.env = dict(check_env("env", dict(env or {})))
         self.compiler = compiler
         self.build = build  # "host": cross-compile on this machine; "device": on the device
         self.protocol = protocol or ProtocolConfig()
@@ -93,7 +94,10 @@ class Device(abc.ABC):
     def stage(self, artifact: Artifact) -> str:
         """Make the artifact's files present on the device; return their directory.
 
-        Files are content-addressed by sha256, so each crosses to a device once.
+        The files are there at the latest when the first :meth:`execute` with the
+        returned directory as ``cwd`` runs (an SSH device sends a new build with
+        that command instead of in a round trip of its own). Files are
+        content-addressed by sha256, so each is stored once per device.
 
         Raises:
             DeviceFault: The files could not be placed (connection lost, disk full).
@@ -146,9 +150,9 @@ class Device(abc.ABC):
         temp = lines[3].strip()
         return dataclasses.replace(
             base, reachable=True, arch=lines[0].strip(),
-            cores=int(lines[1]) if lines[1].strip().isdigit() else 0,
+            cores=max(0, device_int(lines[1]) or 0),
             compiler=lines[2].strip(),
-            thermal_c=int(temp) / 1000.0 if temp.lstrip("-").isdigit() else None,
+            thermal_c=None if (milli := device_int(temp)) is None else milli / 1000.0,
             rtt_ms=round(statistics.median(rtts), 3),
         )
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from device_farm._checks import check_number, device_int, is_real
 from device_farm._errors import DeviceFault, StagedFilesLost
 from device_farm._records import Artifact, MeasureJob, Measurement, MeasureStatus, RunResult, Verify
 
@@ -83,25 +84,39 @@ class ProtocolConfig:
     thermal_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.warmup < 0 or self.remeasure < 0:
-            raise ValueError("warmup and remeasure must be >= 0")
-        if not 1 <= self.min_repeats <= self.max_repeats:
+        # Every limit finite: NaN compares false with everything, so a NaN max_cv would
+        # accept any spread and a NaN thermal limit would wait out every timeout.
+        for name in ("warmup", "remeasure"):
+            check_number(name, getattr(self, name), low=0, high=1000, integer=True)
+        check_number("min_repeats", self.min_repeats, low=1, integer=True)
+        check_number("max_repeats", self.max_repeats, low=1, high=1_000_000, integer=True)
+        if self.min_repeats > self.max_repeats:
             raise ValueError(
                 f"repeats must satisfy 1 <= min_repeats <= max_repeats; got "
                 f"{self.min_repeats}, {self.max_repeats}"
             )
-        if self.min_total_s < 0 or self.cooldown_s < 0 or self.max_cv <= 0:
-            raise ValueError("min_total_s and cooldown_s must be >= 0 and max_cv > 0")
+        check_number("min_total_s", self.min_total_s, low=0, high=3600)
+        check_number("cooldown_s", self.cooldown_s, low=0, high=3600)
+        check_number("max_cv", self.max_cv, low=0, low_open=True)
+        if self.thermal_limit_c is not None:
+            check_number("thermal_limit_c", self.thermal_limit_c, low=-50, high=200)
+        check_number("thermal_timeout_s", self.thermal_timeout_s, low=0, high=86400)
+        check_number("thermal_poll_s", self.thermal_poll_s, low=0, low_open=True, high=3600)
 
 
 def parse_report(stdout: str) -> dict[str, Any] | None:
-    """Return the last stdout line that parses as a JSON object, or None."""
+    """Return the last stdout line that parses as a JSON object, or None.
+
+    ``NaN`` and ``Infinity`` (which Python's json reads, although JSON has neither)
+    parse as floats here so that the checks after name them; nothing non-finite
+    gets past :func:`verify_report` or :func:`report_times`.
+    """
     for line in reversed(stdout.splitlines()):
         line = line.strip()
         if line.startswith("{") and line.endswith("}"):
             try:
                 value = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(value, dict):
                 return value
@@ -112,16 +127,59 @@ def verify_report(report: dict[str, Any] | None, verify: Verify) -> str | None:
     """Return None when the report passes ``verify``, else the ``verify: ...`` reason."""
     if verify.checksum is None:
         return None
-    if report is None or not isinstance(report.get("checksum"), int | float):
+    got = report.get("checksum") if report is not None else None
+    if report is not None and "nonfinite" in report and not is_real(got):
+        # The codegen harness says how many outputs were NaN or infinite instead of
+        # printing a checksum JSON cannot hold.
+        return f"verify: the output holds {report['nonfinite']!r:.20} NaN or infinite value(s)"
+    if not isinstance(got, int | float) or isinstance(got, bool):
         return 'verify: no JSON report with a numeric "checksum" on stdout'
-    got = float(report["checksum"])
+    try:
+        value = float(got)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        return f"verify: checksum {value} is not finite"
     tol = verify.atol + verify.rtol * abs(verify.checksum)
-    if not math.isfinite(got) or abs(got - verify.checksum) > tol:
+    if abs(value - verify.checksum) > tol:
         return (
-            f"verify: checksum {got:.9g} differs from expected {verify.checksum:.9g} "
-            f"by {abs(got - verify.checksum):.3g} > tolerance {tol:.3g}"
+            f"verify: checksum {value:.9g} differs from expected {verify.checksum:.9g} "
+            f"by {abs(value - verify.checksum):.3g} > tolerance {tol:.3g}"
         )
     return None
+
+
+def report_times(times: Any, timeout_s: float) -> list[float] | str:
+    """The repeat times a program reported, or the ``verify: ...`` reason they are impossible.
+
+    Each time must be a finite number above zero, and together they must fit in
+    the run's ``timeout_s``: one run was killed at that limit, so longer repeats
+    cannot have happened (and 1e308 s would overflow the statistics).
+    """
+    if not isinstance(times, list) or not times or not all(is_real(t) for t in times):
+        return f'verify: "times_s" must be a non-empty list of numbers; got {times!r:.80}'
+    try:
+        values = [float(t) for t in times]
+    except OverflowError:
+        values = [math.inf]
+    bad = [t for t in values if not (math.isfinite(t) and 0 < t <= timeout_s)]
+    if bad:
+        return (f"verify: impossible repeat time {bad[0]!r} s in times_s (each must be a "
+                f"finite number of seconds > 0 and <= the run's limit timeout_s {timeout_s:g} s)")
+    total = math.fsum(values)
+    if total > timeout_s:
+        return (f"verify: impossible times_s: {len(values)} repeats add up to {total:.3g} s, "
+                f"more than the run's limit timeout_s {timeout_s:g} s")
+    return values
+
+
+def _cut_note(r: RunResult) -> str:
+    if not r.stdout_cut:
+        return ""
+    # what was kept, less the newline put between the head and the tail, plus what was cut
+    total = r.stdout_cut + len(r.stdout.encode("utf-8", "surrogateescape")) - 1
+    return (f" (stdout was {total:,} bytes; only its first "
+            "and last part were kept, so print less)")
 
 
 class _JobFailed(Exception):
@@ -172,17 +230,25 @@ class _Runner:
         report = parse_report(r.stdout)
         reason = verify_report(report, self.job.artifact.verify)
         if reason:
-            raise _JobFailed(MeasureStatus.WRONG_OUTPUT, reason, tail)
-        times = report.get("times_s") if report else None
-        if isinstance(times, list) and times and all(isinstance(t, int | float) for t in times):
-            if any(t < 0 or not math.isfinite(t) for t in times):
-                raise _JobFailed(MeasureStatus.WRONG_OUTPUT, f"verify: bad times_s {times[:5]}")
-            return [float(t) for t in times]
+            raise _JobFailed(MeasureStatus.WRONG_OUTPUT, reason + _cut_note(r), tail)
+        if report is not None and "times_s" in report:
+            times = report_times(report["times_s"], self.job.timeout_s)
+            if isinstance(times, str):
+                raise _JobFailed(MeasureStatus.WRONG_OUTPUT, times, tail)
+            return times
         if self.job.artifact.self_timed:
             raise _JobFailed(
                 MeasureStatus.WRONG_OUTPUT,
-                'verify: a program with {repeats} in its argv must print "times_s" on stdout',
+                'verify: a program with {repeats} in its argv must print "times_s" on stdout'
+                + _cut_note(r), tail,
             )
+        # The device's clock timed the run: it cannot be negative (the clock stepped back),
+        # nor longer than the limit the run was killed at (stepped forward).
+        if not (math.isfinite(r.wall_s) and 0 < r.wall_s <= self.job.timeout_s):
+            raise DeviceFault(
+                f"{self.device.label}: impossible run time {r.wall_s!r} s from the device's "
+                f"clock (must be > 0 and <= timeout_s {self.job.timeout_s:g} s); did its "
+                "clock step?")
         return [r.wall_s]
 
     def round(self) -> list[float]:
@@ -216,12 +282,12 @@ def _thermal_wait(device: Device, cfg: ProtocolConfig) -> None:
     script = 'cat $1 2>/dev/null | sort -n | tail -n1'
     while True:
         r = device.execute(["sh", "-c", script, "sh", cfg.thermal_glob], timeout_s=10)
-        text = r.stdout.strip()
-        if not text.lstrip("-").isdigit() or int(text) / 1000.0 < cfg.thermal_limit_c:
+        milli = device_int(r.stdout)
+        if milli is None or milli / 1000.0 < cfg.thermal_limit_c:
             return
         if time.monotonic() > deadline:
             _log.warning("%s: still %.1f C after %g s; measuring anyway",
-                         device.label, int(text) / 1000.0, cfg.thermal_timeout_s)
+                         device.label, milli / 1000.0, cfg.thermal_timeout_s)
             return
         time.sleep(cfg.thermal_poll_s)
 

@@ -15,6 +15,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from device_farm._checks import (
+    check_env,
+    check_name,
+    check_number,
+    check_text,
+    check_texts,
+    is_real,
+)
 from pattune_common import Record, stable_hash
 
 __all__ = [
@@ -27,9 +35,12 @@ __all__ = [
     "file_sha256",
 ]
 
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}$")
+# Matched whole (fullmatch): a name ending in a newline is not a name.
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}")
+#: The longest a single run of a program may be given (one day): a bigger limit is a typo.
+MAX_TIMEOUT_S = 86400.0
 # Placeholders an argv template may use; anything else in braces is an error.
 PLACEHOLDERS = ("{dir}", "{repeats}", "{warmup}")
 
@@ -60,13 +71,16 @@ class ArtifactFile(Record):
     executable: bool = False
 
     def __post_init__(self) -> None:
-        if not _FILE_NAME.match(self.name) or ".." in self.name:
+        if not isinstance(self.name, str) or not _FILE_NAME.fullmatch(self.name) or (
+                ".." in self.name):
             raise ValueError(
                 "artifact file name must be 1-128 characters of letters, digits, '.', '_', "
                 f"'+', '-' starting with a letter or digit, and contain no '..'; got {self.name!r}"
             )
-        if not _SHA256.match(self.sha256):
-            raise ValueError(f"sha256 must be 64 lowercase hex digits; got {self.sha256!r}")
+        check_name("sha256", self.sha256, _SHA256, "64 lowercase hex digits")
+        check_text("local_path", self.local_path, allow_empty=False)
+        if not isinstance(self.executable, bool):
+            raise ValueError(f"executable must be true or false; got {self.executable!r}")
 
     @classmethod
     def from_path(
@@ -97,8 +111,10 @@ class Verify(Record):
     atol: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.rtol < 0 or self.atol < 0:
-            raise ValueError(f"rtol and atol must be >= 0; got {self.rtol}, {self.atol}")
+        if self.checksum is not None:
+            check_number("verify checksum", self.checksum)
+        check_number("verify rtol", self.rtol, low=0)
+        check_number("verify atol", self.atol, low=0)
 
 
 @dataclass(frozen=True)
@@ -119,8 +135,14 @@ class Artifact(Record):
     env: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.argv:
-            raise ValueError("artifact argv must have at least one element")
+        if not isinstance(self.files, tuple) or not all(
+                isinstance(f, ArtifactFile) for f in self.files):
+            raise ValueError("artifact files must be a list of file objects")
+        check_texts("artifact argv", self.argv)
+        if not self.argv or not self.argv[0]:
+            raise ValueError("artifact argv must have at least one element, the program")
+        if not isinstance(self.verify, Verify):
+            raise ValueError(f"artifact verify must be an object; got {self.verify!r}")
         names = [f.name for f in self.files]
         if len(set(names)) != len(names):
             raise ValueError(f"artifact file names must be unique; got {names}")
@@ -132,9 +154,7 @@ class Artifact(Record):
                 raise ValueError(
                     f"argv placeholders must be one of {', '.join(PLACEHOLDERS)}; got {arg!r}"
                 )
-        for key, _ in self.env:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-                raise ValueError(f"environment variable names must match [A-Za-z_][A-Za-z0-9_]*; got {key!r}")
+        check_env("artifact env", self.env)
 
     @property
     def self_timed(self) -> bool:
@@ -168,11 +188,19 @@ class Artifact(Record):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Artifact:
         """Build from :meth:`to_dict`'s output."""
+        files, verify = data["files"], data.get("verify", {})
+        if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+            raise ValueError(f"artifact files must be a list of objects; got {files!r}")
+        if not isinstance(verify, dict):
+            raise ValueError(f"artifact verify must be an object; got {verify!r}")
+        unknown = set(data) - {"files", "argv", "verify", "env"}
+        if unknown:
+            raise ValueError(f"Artifact: unknown fields {sorted(unknown)}")
         return cls(
-            files=tuple(ArtifactFile.from_dict(f) for f in data["files"]),
-            argv=tuple(data["argv"]),
-            verify=Verify.from_dict(data.get("verify", {})),
-            env=tuple((str(k), str(v)) for k, v in data.get("env", ())),
+            files=tuple(ArtifactFile.from_dict(f) for f in files),
+            argv=check_texts("artifact argv", data["argv"]),
+            verify=Verify.from_dict(verify),
+            env=check_env("artifact env", data.get("env", ())),
         )
 
 
@@ -191,13 +219,14 @@ class MeasureJob(Record):
     timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
-        if not _JOB_ID.match(self.job_id):
-            raise ValueError(
-                "job_id must be 1-200 characters of letters, digits and ._:+@=- "
-                f"starting with a letter or digit; got {self.job_id!r}"
-            )
-        if not self.timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0 seconds; got {self.timeout_s}")
+        check_name("job_id", self.job_id, _JOB_ID,
+                   "1-200 characters of letters, digits and ._:+@=- starting with a letter "
+                   "or digit")
+        if not isinstance(self.artifact, Artifact):
+            raise ValueError(f"artifact must be an Artifact; got {self.artifact!r}")
+        if not (is_real(self.timeout_s) and 0 < self.timeout_s <= MAX_TIMEOUT_S):
+            raise ValueError(f"timeout_s must be > 0 and <= {MAX_TIMEOUT_S:g} seconds; "
+                             f"got {self.timeout_s!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MeasureJob:
@@ -205,10 +234,15 @@ class MeasureJob(Record):
         unknown = set(data) - {"job_id", "artifact", "timeout_s"}
         if unknown:
             raise ValueError(f"MeasureJob: unknown fields {sorted(unknown)}")
+        if not isinstance(data["artifact"], dict):
+            raise ValueError(f"artifact must be an object; got {data['artifact']!r}")
+        timeout = data.get("timeout_s", 60.0)
+        check_number("timeout_s", timeout, low=0, low_open=True, high=MAX_TIMEOUT_S,
+                     unit="seconds")
         return cls(
-            job_id=str(data["job_id"]),
+            job_id=data["job_id"],
             artifact=Artifact.from_dict(data["artifact"]),
-            timeout_s=float(data.get("timeout_s", 60.0)),
+            timeout_s=float(timeout),
         )
 
 
@@ -263,8 +297,14 @@ class Measurement(Record):
         if self.status.has_value():
             if self.median_s is None or self.error is not None:
                 raise ValueError(f"a {self.status.value} measurement needs median_s and no error")
+            # A value is a measurement only when it could be one: the protocol checks each
+            # time, and this keeps NaN and infinity out of every file and database.
+            check_number("median_s", self.median_s, low=0, low_open=True)
+            check_number("cv", self.cv, low=0)
         elif self.error is None or self.median_s is not None:
             raise ValueError(f"a {self.status.value} measurement needs an error and no median_s")
+        for t in self.times_s:
+            check_number("times_s", t, low=0)
 
     @classmethod
     def failed(
@@ -300,10 +340,13 @@ class RunResult:
 
     Attributes:
         exit_code: The exit status, or None when the command was killed at its timeout.
-        stdout: Standard output (the head, at most ``Device.max_output`` bytes).
+        stdout: Standard output, at most ``Device.max_output`` bytes: its head and,
+            when longer, its last 64 KiB (where the report is).
         stderr: Standard error (the tail, at most ``Device.max_output`` bytes).
         wall_s: Seconds the command ran, measured on the device where it can be.
         timed_out: Whether the command was killed at its deadline.
+        stdout_cut: Bytes of stdout dropped from its middle to stay within the limit
+            (its head and tail are kept, so the last JSON line survives).
     """
 
     exit_code: int | None
@@ -311,3 +354,4 @@ class RunResult:
     stderr: str
     wall_s: float
     timed_out: bool = False
+    stdout_cut: int = 0

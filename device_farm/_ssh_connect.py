@@ -18,7 +18,8 @@ import paramiko
 
 from device_farm._errors import DeviceFault
 
-__all__ = ["SSHTarget", "connect", "fetch_host_key", "fingerprint", "record_host_key"]
+__all__ = ["SSHTarget", "connect", "fetch_host_key", "fingerprint", "record_host_key",
+           "recorded_keys"]
 
 
 def default_known_hosts() -> str:
@@ -122,6 +123,29 @@ def _open_sock(target: SSHTarget, label: str) -> tuple[socket.socket | paramiko.
     return sock, None
 
 
+class _UnknownKey(paramiko.SSHException):
+    """The server's key is not in known_hosts (carries it, unlike paramiko's RejectPolicy)."""
+
+    def __init__(self, key: paramiko.PKey) -> None:
+        super().__init__("host key not found in known_hosts")
+        self.key = key
+
+
+class _Refuse(paramiko.MissingHostKeyPolicy):
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        raise _UnknownKey(key)
+
+
+def recorded_keys(target: SSHTarget) -> dict[str, paramiko.PKey]:
+    """The keys known_hosts holds for the target, by key type (empty when none)."""
+    keys = paramiko.HostKeys()
+    if os.path.exists(target.known_hosts):
+        keys.load(target.known_hosts)
+    found = keys.lookup(target.host_key_entry)
+    return dict(found) if found is not None else {}
+
+
 def connect(target: SSHTarget, *, label: str) -> paramiko.SSHClient:
     """Open an authenticated client; every failure is a DeviceFault naming ``label``.
 
@@ -131,7 +155,7 @@ def connect(target: SSHTarget, *, label: str) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     if os.path.exists(target.known_hosts):
         client.load_host_keys(target.known_hosts)
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.set_missing_host_key_policy(_Refuse())
     ident = os.path.expanduser(target.identity_file) if target.identity_file else None
     t = target.connect_timeout_s
     try:
@@ -140,14 +164,22 @@ def connect(target: SSHTarget, *, label: str) -> paramiko.SSHClient:
             timeout=t, banner_timeout=t, auth_timeout=t, channel_timeout=t, sock=sock,
             allow_agent=ident is None, look_for_keys=ident is None,
         )
-    except paramiko.BadHostKeyException as exc:
+    except (paramiko.BadHostKeyException, _UnknownKey) as exc:
         _abandon(client, jump, sock)
+        known = recorded_keys(target)
+        if known:
+            # Another key, or a key of another type than the recorded one(s): a server that
+            # now offers only ECDSA where ed25519 was recorded is as suspect as a new key.
+            raise DeviceFault(
+                f"{label}: host key of {target.host_key_entry} CHANGED (it offers "
+                f"{exc.key.get_name()} {fingerprint(exc.key)}; {target.known_hosts} has "
+                f"{_listed(known)}); refusing to connect. If the device was reinstalled, "
+                f"check the new key and run `pattune devices trust {_name(label)} --replace`"
+            ) from None
         raise DeviceFault(
-            f"{label}: host key of {target.host_key_entry} CHANGED ({fingerprint(exc.key)}, "
-            f"{target.known_hosts} has {fingerprint(exc.expected_key)}); refusing to connect. "
-            f"If the device was reinstalled, check the new key and run "
-            f"`pattune devices trust {_name(label)} --replace`"
-        ) from exc
+            f"{label}: host key of {target.host_key_entry} is unknown (not in "
+            f"{target.known_hosts}); check it and run `pattune devices trust {_name(label)}`"
+        ) from None
     except paramiko.AuthenticationException as exc:
         _abandon(client, jump, sock)
         raise DeviceFault(
@@ -217,26 +249,67 @@ def fetch_host_key(target: SSHTarget, *, label: str) -> paramiko.PKey:
             jump.close()
 
 
+def _listed(keys: dict[str, paramiko.PKey]) -> str:
+    return ", ".join(f"{kind} {fingerprint(k)}" for kind, k in sorted(keys.items()))
+
+
 def record_host_key(target: SSHTarget, key: paramiko.PKey, *, replace_changed: bool) -> str:
     """Add ``key`` for the target to its known_hosts; return 'added', 'unchanged' or 'replaced'.
 
+    Any key already recorded for the target, of any type, that is not ``key`` makes
+    this a change: refused without ``replace_changed``, and with it every old key
+    of the target is removed, so a server cannot get a new key trusted by offering
+    another key type than the recorded one.
+
     Raises:
-        ValueError: A different key is recorded and ``replace_changed`` is false.
+        ValueError: Another key is recorded and ``replace_changed`` is false.
     """
-    keys = paramiko.HostKeys()
-    if os.path.exists(target.known_hosts):
-        keys.load(target.known_hosts)
     entry = target.host_key_entry
-    old = keys.lookup(entry)
-    if old is not None and key.get_name() in old:
-        if old[key.get_name()] == key:
-            return "unchanged"
-        if not replace_changed:
-            raise ValueError(
-                f"{target.known_hosts} has a different {key.get_name()} key for {entry} "
-                f"({fingerprint(old[key.get_name()])}); pass --replace to trust the new one"
-            )
-    keys.add(entry, key.get_name(), key)
+    old = recorded_keys(target)
+    if old.get(key.get_name()) == key:
+        return "unchanged"
+    if old and not replace_changed:
+        raise ValueError(
+            f"{target.known_hosts} has another key for {entry} ({_listed(old)}); the device "
+            f"offers {key.get_name()} {fingerprint(key)}. Check it on the device and pass "
+            "--replace to trust it instead"
+        )
     os.makedirs(os.path.dirname(os.path.abspath(target.known_hosts)), exist_ok=True)
-    keys.save(target.known_hosts)
-    return "replaced" if old is not None and key.get_name() in old else "added"
+    lines = _without(target.known_hosts, entry) if old else _lines(target.known_hosts)
+    lines.append(f"{entry} {key.get_name()} {key.get_base64()}\n")
+    tmp = f"{target.known_hosts}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.writelines(lines)
+    os.replace(tmp, target.known_hosts)
+    return "replaced" if old else "added"
+
+
+def _lines(path: str) -> list[str]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        out = fh.readlines()
+    if out and not out[-1].endswith("\n"):
+        out[-1] += "\n"
+    return out
+
+
+def _names_entry(name: str, entry: str) -> bool:
+    if name.startswith("|1|"):  # a hashed name: HashKnownHosts yes
+        salt = name.split("|")[2] if name.count("|") >= 3 else ""
+        return paramiko.HostKeys.hash_host(entry, salt) == name
+    return name == entry
+
+
+def _without(path: str, entry: str) -> list[str]:
+    """known_hosts' lines with ``entry`` taken out of every plain key line."""
+    out = []
+    for line in _lines(path):
+        fields = line.split()
+        if not fields or fields[0].startswith(("#", "@")):
+            out.append(line)  # comments, @cert-authority and @revoked lines stay
+            continue
+        names = [n for n in fields[0].split(",") if not _names_entry(n, entry)]
+        if names:
+            out.append(" ".join([",".join(names), *fields[1:]]) + "\n")
+    return out

@@ -103,7 +103,8 @@ class Farm:
         leases: Where leases and health live (shared by every tuner process).
         config: Fault handling.
         on_result: Called once per job with its final Measurement (from worker threads,
-            one call at a time).
+            one call at a time). If it raises, the farm reports that as an event and
+            goes on: the job is settled and the result is still returned by :meth:`run`.
         on_event: Called with one-line notices (device unreachable, quarantined).
     """
 
@@ -120,6 +121,9 @@ class Farm:
         self._on_event = on_event or (lambda s: _log.warning("%s", s))
         self._result_lock = threading.Lock()
         self._results: dict[str, Measurement] = {}
+        self._unhealthy: dict[str, str] = {}  # why each device left out was left out
+        #: ``(job_id, error)`` for each result ``on_result`` failed to take in the last run.
+        self.handover_errors: list[tuple[str, str]] = []
 
     def check(self) -> list[DeviceReport]:
         """Probe every device in parallel (``pattune devices check``)."""
@@ -140,14 +144,18 @@ class Farm:
         def ok(device: Device) -> bool:
             reason = self.leases.quarantine(device.name)
             if reason:
-                self._on_event(f"{device.label}: quarantined ({reason})")
+                self._unhealthy[device.name] = f"{device.label}: quarantined ({reason})"
+                self._on_event(self._unhealthy[device.name])
                 return False
             err = self._probe(device)
             if err:
+                self._unhealthy[device.name] = err
                 self._on_event(f"{err}; not used")
                 self.leases.record_failure(device.name, err, threshold=self.config.quarantine_after,
                                            quarantine_s=self.config.quarantine_s)
             return err is None
+
+        self._unhealthy = {}
 
         with ThreadPoolExecutor(max_workers=len(self.devices)) as pool:
             flags = list(pool.map(ok, self.devices))
@@ -160,6 +168,7 @@ class Farm:
             dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
             raise ValueError(f"job ids must be unique in a batch; repeated: {', '.join(dup)}")
         self._results = {}
+        self.handover_errors = []
         queue = _Queue(jobs)
         workers = [threading.Thread(target=self._worker, args=(d, queue), name=f"farm-{d.name}")
                    for d in self.healthy()]
@@ -169,7 +178,14 @@ class Farm:
             w.join()
         device_type = self.devices[0].device_type
         for item in queue.items:  # nothing could run these
-            why = f"; last error: {item.last_error}" if item.last_error else ""
+            # Say why: the job's own last fault, else why the devices were left out (a
+            # changed host key must be in the record, not only on a terminal).
+            if item.last_error:
+                why = f"; last error: {item.last_error}"
+            elif self._unhealthy:
+                why = f"; devices left out: {'; '.join(self._unhealthy.values())[:2000]}"
+            else:
+                why = ""
             self._finalize(Measurement.failed(
                 item.job, device="", device_type=device_type,
                 status=MeasureStatus.DEVICE_FAULT,
@@ -182,7 +198,15 @@ class Farm:
             if m.job_id in self._results:  # never twice; cannot happen by construction
                 raise AssertionError(f"job {m.job_id} finished twice")
             self._results[m.job_id] = m
-            self._on_result(m)
+            try:
+                self._on_result(m)
+            except Exception as exc:  # noqa: BLE001  (e.g. the results file's disk is full)
+                # The job is settled regardless: a worker that died here would leave its
+                # job "running" and every other worker waiting for it forever.
+                why = f"{type(exc).__name__}: {exc}"
+                self.handover_errors.append((m.job_id, why))
+                _log.debug("on_result failed for %s", m.job_id, exc_info=True)
+                self._on_event(f"farm: the result of {m.job_id} was not taken: {why}")
 
     def _worker(self, device: Device, queue: _Queue) -> None:
         try:
@@ -194,8 +218,9 @@ class Farm:
                     return
         except Exception as exc:  # noqa: BLE001  (the database went away, or a bug)
             # Jobs this worker held are back in the queue; others finish them, or run()
-            # records them as unrunnable. A dead worker must never hang the batch.
-            _log.exception("worker for %s stopped", device.name)
+            # records them as unrunnable. A dead worker must never hang the batch. The
+            # traceback is for developers (debug log); users get the one-line event.
+            _log.debug("worker for %s stopped", device.name, exc_info=True)
             self._on_event(f"{device.label}: worker stopped: {type(exc).__name__}: {exc}")
 
     def _one_job(self, device: Device, queue: _Queue) -> bool:
@@ -227,7 +252,7 @@ class Farm:
         try:
             return device.measure([job])[0]
         except Exception as exc:  # noqa: BLE001  (a Device must not raise; record it if it does)
-            _log.exception("%s raised measuring %s", device.label, job.job_id)
+            _log.debug("%s raised measuring %s", device.label, job.job_id, exc_info=True)
             return Measurement.failed(
                 job, device=device.name, device_type=device.device_type,
                 status=MeasureStatus.ERROR, error=f"farm: {device.label} raised "
@@ -235,18 +260,22 @@ class Farm:
 
     def _settle(self, device: Device, item: _Pending, m: Measurement, queue: _Queue) -> bool:
         if m.status.is_final():
-            self._finalize(m)
-            queue.finish()  # before touching the database again, so no job can hang
+            try:
+                self._finalize(m)
+            finally:
+                queue.finish()  # before touching the database again, so no job can hang
             self.leases.record_success(device.name)
             return True
         item.attempts += 1
         item.faulted_on.add(device.name)
         item.last_error = m.error or ""
         if item.attempts >= self.config.max_attempts:
-            self._finalize(m.with_status(
-                MeasureStatus.DEVICE_FAULT,
-                f"farm: device faults on {item.attempts} devices; last: {m.error}"))
-            queue.finish()
+            try:
+                self._finalize(m.with_status(
+                    MeasureStatus.DEVICE_FAULT,
+                    f"farm: device faults on {item.attempts} devices; last: {m.error}"))
+            finally:
+                queue.finish()
         else:
             queue.put_back(item)
         return self._recover(device, m.error or "device fault")

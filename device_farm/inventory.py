@@ -15,17 +15,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from device_farm._base import Device
+from device_farm._checks import check_env, check_number
 from device_farm._protocol import ProtocolConfig
 from device_farm._ssh_connect import SSHTarget, default_known_hosts
 from device_farm.local import LocalDevice
 from device_farm.ssh import SSHDevice, validate_work_dir
 from pattune_common import UserInputError
+from pattune_common.files import read_input
 
 __all__ = ["DeviceSpec", "Inventory", "load_inventory"]
 
 ARCHES = ("x86_64", "aarch64", "armv7l", "riscv64")
 BUILD_PLACES = ("host", "device")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Every rule is matched whole (fullmatch): "dev1\n" is not a name.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Host names, addresses ([::1] too) and ssh_config aliases; never an option ("-o...").
+_HOST = re.compile(r"[A-Za-z0-9_\[:][A-Za-z0-9_.:%\[\]-]{0,253}")  # ::1 and [::1] too
+_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}")
+_JUMP = re.compile(r"(?:[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}@)?" + _HOST.pattern)
+# A command name or an absolute path, passed to the device as one argument.
+_COMPILER = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_.+/-]{0,127}")
+_RULES = {
+    "type": (_NAME, "1-64 letters, digits and ._- starting with a letter or digit"),
+    "host": (_HOST, "a host name, address or ssh_config alias (letters, digits, ._:%[]-, "
+                    "not starting with '-')"),
+    "user": (_USER, "a login name (letters, digits, ._@-, not starting with '-')"),
+    "proxy_jump": (_JUMP, "[user@]host[:port] or an ssh_config alias"),
+    "compiler": (_COMPILER, "a command name or absolute path (letters, digits, ._+/-)"),
+}
 _DEVICE_KEYS = {
     "name", "host", "port", "user", "identity_file", "proxy_jump", "arch", "type", "threads",
     "cpu_affinity", "work_dir", "build", "compiler", "env", "known_hosts", "connect_timeout_s",
@@ -120,9 +137,13 @@ def _check_type(path: str, where: str, key: str, value: Any, kind: type | tuple[
     if not isinstance(value, kind) or isinstance(value, bool):
         names = "a string" if kind is str else "an integer" if kind is int else "a number"
         raise UserInputError(f"{path}: {where}: {key} must be {names}; got {value!r}")
+    if isinstance(value, str) and "\x00" in value:
+        raise UserInputError(f"{path}: {where}: {key} must not contain NUL characters")
 
 
-def _spec(path: str, i: int, raw: dict[str, Any], defaults: dict[str, Any]) -> DeviceSpec:
+def _spec(path: str, i: int, raw: Any, defaults: dict[str, Any]) -> DeviceSpec:
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{path}: device #{i + 1} must be a [[device]] table; got {raw!r}")
     where = f"device #{i + 1}" + (f" ({raw['name']!r})" if isinstance(raw.get("name"), str) else "")
     unknown = set(raw) - _DEVICE_KEYS
     if unknown:
@@ -136,12 +157,18 @@ def _spec(path: str, i: int, raw: dict[str, Any], defaults: dict[str, Any]) -> D
     for key in ("name", "host", "type", "work_dir", "arch", "build", "compiler"):
         if key in merged:
             _check_type(path, where, key, merged[key], str)
-    for key in ("user", "identity_file", "proxy_jump", "known_hosts"):
+    for key in ("user", "identity_file", "proxy_jump", "known_hosts", "ssh_config"):
         if merged.get(key) is not None:
             _check_type(path, where, key, merged[key], str)
-    if not _NAME.match(raw["name"]) or raw["name"] == "local":
+    if not _NAME.fullmatch(raw["name"]) or raw["name"] == "local":
         raise UserInputError(f"{path}: {where}: name must be 1-64 letters, digits and ._- "
-                             "and not 'local' (built in)")
+                             f"starting with a letter or digit, and not 'local' (built in); "
+                             f"got {raw['name']!r}")
+    for key, (rule, words) in _RULES.items():
+        value = merged.get(key)
+        if value is not None and not (key == "compiler" and value == "") and (
+                not rule.fullmatch(value)):
+            raise UserInputError(f"{path}: {where}: {key} must be {words}; got {value!r}")
     if merged.get("arch", "aarch64") not in ARCHES:
         raise UserInputError(f"{path}: {where}: arch must be one of {', '.join(ARCHES)}; "
                              f"got {merged['arch']!r}")
@@ -149,24 +176,25 @@ def _spec(path: str, i: int, raw: dict[str, Any], defaults: dict[str, Any]) -> D
         raise UserInputError(f"{path}: {where}: build must be one of {', '.join(BUILD_PLACES)}; "
                              f"got {merged['build']!r}")
     port = merged.get("port")
-    if port is not None:
-        _check_type(path, where, "port", port, int)
-        if not 1 <= port <= 65535:
-            raise UserInputError(f"{path}: {where}: port must be 1-65535; got {port}")
-    threads = merged.get("threads", 0)
-    _check_type(path, where, "threads", threads, int)
     aff = merged.get("cpu_affinity", [])
-    if not isinstance(aff, list) or not all(isinstance(c, int) and c >= 0 for c in aff):
-        raise UserInputError(f"{path}: {where}: cpu_affinity must be a list of CPU numbers >= 0")
     env = merged.get("env", {})
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        raise UserInputError(f"{path}: {where}: env must be a table of strings")
     try:
+        if port is not None:
+            check_number("port", port, low=1, high=65535, integer=True)
+        threads = int(check_number("threads", merged.get("threads", 0), low=0, high=1024,
+                                   integer=True))
+        if not isinstance(aff, list):
+            raise ValueError(f"cpu_affinity must be a list of CPU numbers; got {aff!r}")
+        for c in aff:
+            check_number("cpu_affinity", c, low=0, high=4095, integer=True)
+        if not isinstance(env, dict):
+            raise ValueError(f"env must be a table of names to strings; got {env!r}")
+        env_pairs = check_env("env", env)
         work_dir = validate_work_dir(merged["work_dir"])
+        timeout = check_number("connect_timeout_s", merged.get("connect_timeout_s", 10.0),
+                               low=0, low_open=True, high=600)
     except ValueError as exc:
         raise UserInputError(f"{path}: {where}: {exc}") from None
-    timeout = merged.get("connect_timeout_s", 10.0)
-    _check_type(path, where, "connect_timeout_s", timeout, (int, float))
     base = os.path.dirname(os.path.abspath(path))
 
     def rel(p: str | None) -> str | None:
@@ -177,7 +205,7 @@ def _spec(path: str, i: int, raw: dict[str, Any], defaults: dict[str, Any]) -> D
         arch=merged.get("arch", "aarch64"), port=port, user=merged.get("user"),
         identity_file=rel(merged.get("identity_file")), proxy_jump=merged.get("proxy_jump"),
         threads=threads, cpu_affinity=tuple(aff), build=merged.get("build", "host"),
-        compiler=merged.get("compiler", ""), env=dict(env),
+        compiler=merged.get("compiler", ""), env=dict(env_pairs),
         known_hosts=rel(merged.get("known_hosts")) or default_known_hosts(),
         ssh_config=rel(defaults.get("ssh_config")), connect_timeout_s=float(timeout),
     )
@@ -194,12 +222,11 @@ def load_inventory(path: str | os.PathLike[str] | None) -> Inventory:
         return Inventory(devices=())
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        data = tomllib.loads(read_input(path, "inventory", max_bytes=16 << 20).decode())
     except FileNotFoundError:
         raise UserInputError(f"inventory {path} does not exist; pass --inventory with a TOML "
                              "file like examples/devices.toml") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserInputError(f"inventory {path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise UserInputError(f"inventory {path} cannot be read: {exc.strerror}") from None
@@ -214,6 +241,8 @@ def load_inventory(path: str | os.PathLike[str] | None) -> Inventory:
         raise UserInputError(f"{path}: [defaults] has unknown keys {bad}; allowed: "
                              f"{', '.join(sorted(allowed))}")
     raw = data.get("device", [])
+    if isinstance(raw, dict):  # [device] instead of [[device]]
+        raise UserInputError(f"{path}: [device] must be [[device]] (one table per device)")
     if not isinstance(raw, list) or not raw:
         raise UserInputError(f"inventory {path} lists no devices; add [[device]] tables "
                              "(see examples/devices.toml)")

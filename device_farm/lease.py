@@ -19,6 +19,7 @@ tables, when a :class:`LeaseStore` opens the database.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 import uuid
@@ -98,8 +99,8 @@ class LeaseStore:
 
     def __init__(self, url: str = DEFAULT_DB_URL, *, ttl_s: float = 60.0,
                  holder: str | None = None) -> None:
-        if ttl_s <= 0:
-            raise ValueError(f"ttl_s must be > 0 seconds; got {ttl_s}")
+        if not (isinstance(ttl_s, int | float) and math.isfinite(ttl_s) and ttl_s > 0):
+            raise ValueError(f"ttl_s must be a finite number > 0 of seconds; got {ttl_s}")
         self.url = normalize_url(url)
         self.ttl_s = ttl_s
         self.holder = holder or new_owner()

@@ -16,9 +16,10 @@ from typing import Any
 
 from device_farm._base import Device
 from device_farm._errors import DeviceFault, StagedFilesLost
+from device_farm._output import STDOUT_TAIL, OutputCap
 from device_farm._records import Artifact, RunResult
 
-__all__ = ["LocalDevice", "default_local_work_dir"]
+__all__ = ["LocalDevice", "default_local_work_dir", "kill_marked"]
 
 
 def default_local_work_dir() -> str:
@@ -32,6 +33,31 @@ def decode_capped(data: bytes, limit: int, *, keep: str) -> str:
     if len(data) > limit:
         data = data[:limit] if keep == "head" else data[-limit:]
     return data.decode("utf-8", "replace")
+
+
+def kill_marked(nonce: str, *, proc: str = "/proc") -> None:
+    """SIGKILL every process whose environment holds ``PATTUNE_RUN=<nonce>`` (Linux /proc).
+
+    A few passes, as a dying parent may have forked a last child meanwhile.
+    """
+    marker = f"PATTUNE_RUN={nonce}".encode()
+    for _ in range(3):
+        found = False
+        try:
+            pids = [int(p) for p in os.listdir(proc) if p.isdigit()]
+        except OSError:
+            return  # no /proc (not Linux): the process group kill is all there is
+        for pid in pids:
+            try:
+                with open(f"{proc}/{pid}/environ", "rb") as fh:
+                    if marker not in fh.read().split(b"\0"):
+                        continue
+                os.kill(pid, signal.SIGKILL)
+                found = True
+            except OSError:  # gone meanwhile, or another user's process
+                continue
+        if not found:
+            return
 
 
 class LocalDevice(Device):
@@ -108,7 +134,10 @@ class LocalDevice(Device):
         if cwd is not None and not os.path.isdir(cwd):
             self._staged.clear()
             raise StagedFilesLost(f"{self.label}: {cwd} is gone (work dir cleaned meanwhile?)")
-        full_env = {**os.environ, **(env or {})}
+        nonce = uuid.uuid4().hex
+        # Every process of the run carries the nonce, so a timeout finds even children
+        # that left the process group with setsid (the group kill misses those).
+        full_env = {**os.environ, **(env or {}), "PATTUNE_RUN": nonce}
         t0 = time.perf_counter()
         try:
             proc = subprocess.Popen(
@@ -126,11 +155,20 @@ class LocalDevice(Device):
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            out, err = proc.communicate()
+            kill_marked(nonce)
+            try:
+                out, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:  # a survivor holds the pipes open: let go
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+                proc.wait()
+                out, err = b"", b""
         wall = time.perf_counter() - t0
+        cap = OutputCap.of(out, head=self.max_output - STDOUT_TAIL, tail=STDOUT_TAIL)
         return RunResult(
             exit_code=None if timed_out else proc.returncode,
-            stdout=decode_capped(out, self.max_output, keep="head"),
+            stdout=cap.value().decode("utf-8", "replace"),
             stderr=decode_capped(err, self.max_output, keep="tail"),
-            wall_s=wall, timed_out=timed_out,
+            wall_s=wall, timed_out=timed_out, stdout_cut=cap.cut,
         )

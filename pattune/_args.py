@@ -8,6 +8,7 @@ keyword (``--max-accuracy-drop`` is ``max_accuracy_drop=``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ def parse_duration(value: float | str | None) -> float | None:
     if value is None:
         return None
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise UserInputError(f"--timeout must be a finite number of seconds; got {value}")
         if value < 0:
             raise UserInputError(f"--timeout must be >= 0 seconds; got {value}")
         return float(value)
@@ -56,10 +59,27 @@ def path_text(path: str | os.PathLike[str] | None) -> str | None:
     return None if path is None else os.fspath(path)
 
 
+def in_range(flag: str, value: float | None, *, low: float | None = None,
+             high: float | None = None, low_open: bool = False) -> None:
+    """Raise unless ``value`` is None or a finite number within the limits.
+
+    The message names the flag (which is also the keyword), e.g. ``--threads must be
+    >= 1; got 0``. NaN and infinity are refused, not compared (``nan < 0`` is false).
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UserInputError(f"{flag} must be a finite number; got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise UserInputError(f"{flag} must be {'>' if low_open else '>='} {low:g}; got {value!r}")
+    if high is not None and value > high:
+        raise UserInputError(f"{flag} must be <= {high:g}; got {value!r}")
+
+
 def one_of(flag: str, value: str, allowed: Sequence[str]) -> None:
     """Raise unless ``value`` is one of ``allowed``."""
     if value not in allowed:
         raise UserInputError(f"{flag} must be one of {', '.join(allowed)}; got {value!r}")
 
 
-__all__ = ["one_of", "parse_duration", "path_text", "shape_text"]
+__all__ = ["in_range", "one_of", "parse_duration", "path_text", "shape_text"]

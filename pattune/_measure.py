@@ -27,6 +27,8 @@ from device_farm import (
     load_inventory,
 )
 from device_farm.jobs_io import ResultsFile, read_jobs
+from pattune._args import in_range
+from pattune_common import OutputError
 
 
 @dataclass(frozen=True)
@@ -158,9 +160,17 @@ def measure(
 
     Raises:
         UserInputError: An unreadable inventory or jobs file, an unknown device
-            type, an unusable lease database.
+            type, an unusable lease database, a results file that cannot be written
+            (all before anything is measured).
         ValueError: Protocol or fault settings out of range.
+        OutputError: Some results could not be written to ``out`` even at the end
+            (a full disk); the message says how many, and ``exc.result`` is the
+            :class:`MeasureResult` with every measurement of this call. A rerun
+            measures exactly those jobs again.
     """
+    in_range("--lease-ttl-s", lease_ttl_s, low=0, low_open=True, high=86400)
+    in_range("--max-attempts", max_attempts, low=1)
+    in_range("--quarantine-after", quarantine_after, low=1)
     inv = load_inventory(inventory)
     protocol = ProtocolConfig(warmup=warmup, min_repeats=min_repeats, min_total_s=min_total_s,
                               max_cv=max_cv, remeasure=remeasure, cooldown_s=cooldown_s,
@@ -186,8 +196,9 @@ def measure(
     finally:
         for d in devices:
             d.close()
+        results.flush_unsaved()  # one more try for what a full disk held back (Ctrl-C too)
     latest = results.latest
-    return MeasureResult(
+    result = MeasureResult(
         out=Path(out),
         jobs=len(all_jobs),
         already_done=start.already_done,
@@ -199,6 +210,13 @@ def measure(
         wall_s=time.monotonic() - started,
         skipped_lines=results.skipped_lines,
     )
+    lost = results.flush_unsaved()
+    if lost:
+        raise OutputError(
+            f"{len(lost)} of {len(measured)} result(s) could not be written to {out} "
+            f"({results.write_error}); they are not saved: free space and rerun the same "
+            "command to measure them again", result=result)
+    return result
 
 
 __all__ = ["MeasureProgress", "MeasureResult", "measure"]

@@ -15,7 +15,9 @@ from typing import Any
 
 from torch import nn
 
+from pattune._args import in_range
 from pattune_common import UserInputError
+from pattune_common.files import check_output_dir
 from search_spaces.admm import ADMMConfig
 from search_spaces.estimate import EstimateConfig
 from search_spaces.example import ExampleRecipe
@@ -156,11 +158,23 @@ def prune(
 
     Raises:
         UserInputError: An unloadable model, a missing input shape or dataset, a
-            training method for a model without data, contradicting arguments.
+            training method for a model without data, contradicting arguments, an
+            ``out`` that is a file or not writable (checked before any work).
         ValueError: Rates, K or budgets out of range; a model with no 3x3 conv.
     """
     if admm and method not in (None, "admm"):
         raise UserInputError(f"--admm contradicts --method {method}; give one of them")
+    if isinstance(patterns, bool) or not isinstance(patterns, int) or not 1 <= patterns <= 56:
+        raise UserInputError("--patterns (K) must lie in 1..56 (the 3x3 patterns with 4 "
+                             f"non-zeros that keep the centre); got {patterns!r}")
+    for flag, value in (("--admm-epochs", admm_epochs), ("--retrain-epochs", retrain_epochs),
+                        ("--train-epochs", train_epochs)):
+        in_range(flag, value, low=0, low_open=True, high=10_000)
+    for flag, count in (("--finetune-samples", finetune_samples), ("--threads", threads),
+                        ("--train-samples", train_samples), ("--test-samples", test_samples)):
+        in_range(flag, count, low=1)
+    if out is not None:  # before the pruning (minutes to hours), not after it
+        check_output_dir(out, "--out")
     config = PruneConfig(
         connectivity=connectivity,
         layer_rates=layer_rates(layer_rate or []),

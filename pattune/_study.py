@@ -8,7 +8,9 @@ Nothing here prints; ``pattune status`` and ``pattune export`` render these.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,14 @@ from optuna.trial import FrozenTrial
 from autotune.export import OPTIONS_ATTR, ExportResult, export_study
 from autotune.records import RecordsDB
 from autotune.session import TuneOptions, TuneSession
+from pattune._args import in_range
 from pattune_common import DEFAULT_STORAGE, UserInputError
-from pattune_common.storage import redact_url
+from pattune_common.files import check_output_dir
+from pattune_common.storage import redact_url, require_existing
+from search_spaces.retrain import EpochRecord, RetrainConfig
 from search_spaces.space import Candidate
 
+_OPTION_NAMES = {f.name for f in dataclasses.fields(TuneOptions)}
 #: Rows of :attr:`StudyStatus.best`, as ``pattune status`` shows them.
 BEST_SHOWN = 10
 
@@ -91,6 +97,7 @@ def status(*, storage: str = DEFAULT_STORAGE, study: str = "pattune") -> StudySt
         UserInputError: No study of that name in ``storage`` (the message lists
             the studies there), or an unusable storage URL.
     """
+    require_existing(storage)
     records = RecordsDB(storage)
     s = _load(records, storage, study)
     by_state: dict[str, int] = {}
@@ -111,8 +118,13 @@ def status(*, storage: str = DEFAULT_STORAGE, study: str = "pattune") -> StudySt
     )
 
 
-def _session_of(storage: str, study: str) -> TuneSession:
-    """The session a study was tuned with, rebuilt from the options it stored."""
+def _options_of(storage: str, study: str, **override: str | None) -> TuneOptions:
+    """The options a study was tuned with, as it stored them (quick: no model loaded).
+
+    ``override`` replaces stored options that are given (not None): the export's
+    ``--data``, ``--train`` and ``--evaluate``.
+    """
+    require_existing(storage)
     records = RecordsDB(storage)
     try:
         s = optuna.load_study(study_name=study, storage=records.url)
@@ -126,7 +138,9 @@ def _session_of(storage: str, study: str) -> TuneSession:
     # The export needs the model, target and records, not the search space: the space
     # file may be gone from where the tuning run read it.
     stored.update(storage=storage, study=study, space=None)
-    return TuneSession(TuneOptions(**stored))
+    stored.update({k: v for k, v in override.items() if v is not None})
+    stored = {k: v for k, v in stored.items() if k in _OPTION_NAMES}
+    return TuneOptions(**stored)
 
 
 def export(
@@ -136,26 +150,59 @@ def export(
     study: str = "pattune",
     trial: int | None = None,
     max_accuracy_drop: float = 0.01,
+    retrain: str = "admm",
+    admm_epochs: int = 4,
+    retrain_epochs: int = 6,
+    lr: float = 0.01,
+    data: str | None = None,
+    train: str | None = None,
+    evaluate: str | None = None,
+    progress: Callable[[EpochRecord, int], None] | None = None,
 ) -> ExportResult:
-    """Write a study's best configuration: config.json, kernels + Makefile, weights, report.
+    """Retrain a study's best configuration and write what a user ships.
+
+    The chosen trial's configuration is retrained (``retrain``: ``admm``, ADMM then
+    hard pruning then masked retraining; ``finetune``, masked retraining of the
+    one-shot pruning; ``none``), with a checkpoint after every epoch under
+    ``out/retrain/`` so a killed export resumes there; then every kernel is
+    regenerated for the retrained weights with its tuned KernelConfig, verified
+    against torch and measured again on the device type.
 
     Args:
         out: Directory to write the export to (created).
         storage: The study's storage URL.
         study: The study's name.
         trial: Export this trial instead of the best.
-        max_accuracy_drop: Pareto studies: pick the fastest trial within this
-            drop of the study's most accurate trial.
+        max_accuracy_drop: Pick the fastest trial whose accuracy estimate is within
+            this of the dense model's (0.01 = 1 point), as ``tune`` counts it.
+        retrain: ``admm`` (default), ``finetune`` or ``none``.
+        admm_epochs: Epochs of ADMM training.
+        retrain_epochs: Epochs of masked retraining.
+        lr: Learning rate of both phases.
+        data: ``package.module:function() -> (train, validation)`` for a user model
+            (default: what the study was tuned with).
+        train: ``package.module:function(model, optimizer, criterion, epoch)``.
+        evaluate: ``package.module:function(model) -> accuracy``.
+        progress: Called after every retraining epoch with the record and the total.
 
     Returns:
-        The export's paths and the exported trial's figures.
+        The export's paths and the exported model's figures.
 
     Raises:
-        UserInputError: No such study or trial, a study not made by ``tune``,
-            no complete trial yet, or a model other than the one tuned.
+        UserInputError: No such study or trial, a study not made by ``tune``, no
+            complete trial yet, a model other than the one tuned, a bad hook or option.
     """
-    session = _session_of(storage, study)
-    return export_study(session, out=Path(out), trial=trial, max_drop=max_accuracy_drop)
+    in_range("--max-accuracy-drop", max_accuracy_drop, low=0, high=1)
+    try:
+        config = RetrainConfig(method=retrain, admm_epochs=admm_epochs,
+                               retrain_epochs=retrain_epochs, lr=lr)
+    except ValueError as exc:
+        raise UserInputError(str(exc)) from None
+    options = _options_of(storage, study, data=data, train=train, evaluate=evaluate)
+    check_output_dir(out, "--out")  # before loading, regenerating and retraining, not after
+    session = TuneSession(options)
+    return export_study(session, out=Path(out), trial=trial, max_drop=max_accuracy_drop,
+                        retrain=config, progress=progress)
 
 
 __all__ = ["BestTrial", "ExportResult", "StudyStatus", "export", "status"]

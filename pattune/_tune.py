@@ -33,8 +33,9 @@ from autotune.session import TuneOptions, TuneSession
 from autotune.strategies import strategy_names
 from autotune.study import OBJECTIVES, OuterStudy, TrialOutcome, TrialsFailing
 from autotune.tuner import Tuner, TunerStats
-from pattune._args import one_of, parse_duration, path_text, shape_text
+from pattune._args import in_range, one_of, parse_duration, path_text, shape_text
 from pattune_common import DEFAULT_STORAGE, Record, UserInputError
+from search_spaces.loading import parse_input_shape
 
 OPTIONS_ATTR = "pattune:options"
 DENSE_ATTR = "pattune:dense_accuracy"
@@ -247,11 +248,19 @@ class _Run:
 
 def _check(
     *, trials: int, objective: str, strategy: str, max_accuracy_drop: float | None,
-    timeout: float | str | None,
+    timeout: float | str | None, input_shape: str | None, estimate_samples: int, seed: int,
 ) -> float | None:
     """Check the arguments before any work starts; return the timeout in seconds."""
     if trials < 1:
         raise UserInputError(f"--trials must be >= 1; got {trials}")
+    in_range("--estimate-samples", estimate_samples, low=1)
+    in_range("--max-accuracy-drop", max_accuracy_drop, low=0, high=1)
+    in_range("--seed", seed, low=0, high=2**32 - 1)  # numpy's and Optuna's seed range
+    if input_shape is not None and parse_input_shape(input_shape)[0] != 1:
+        raise UserInputError(
+            "--input-shape must have batch N = 1 (the generated kernels compute one image at "
+            f"a time); got {input_shape}"
+        )
     one_of("--objective", objective, OBJECTIVES)
     one_of("--strategy", strategy, strategy_names())
     if objective == "latency" and max_accuracy_drop is None:
@@ -272,7 +281,9 @@ def _open_study(
         dense_accuracy=dense, seed=o.seed,
     )  # fmt: skip
     # What export needs to rebuild the session; never a secret (the inventory is a path).
-    stored = {k: v for k, v in dataclasses.asdict(o).items() if k != "extra"}
+    # Not the storage URL: it may hold the database password, and export is given the
+    # URL anyway. Overwriting the attribute also scrubs what an older pattune stored.
+    stored = {k: v for k, v in dataclasses.asdict(o).items() if k not in ("extra", "storage")}
     outer.study.set_user_attr(OPTIONS_ATTR, stored)
     outer.study.set_user_attr(DENSE_ATTR, dense)
     return outer
@@ -293,8 +304,11 @@ def tune(
     strategy: str = "filtered",
     input_shape: str | Sequence[int] | None = None,
     evaluate: str | None = None,
+    data: str | None = None,
+    train: str | None = None,
     target: str | None = None,
     estimate_samples: int = 2000,
+    estimate_epochs: int = 1,
     seed: int = 0,
     work_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[TuneProgress], None] | None = None,
@@ -319,8 +333,13 @@ def tune(
         strategy: Kernel search: ``filtered``, ``tpe``, ``random`` or ``hillclimb``.
         input_shape: N,C,H,W of a user model, as ``"1,3,224,224"`` or a sequence.
         evaluate: ``package.module:function(model) -> accuracy``.
+        data: ``package.module:function() -> (train, validation)`` torch datasets or
+            loaders of a user model (:mod:`search_spaces.workload`).
+        train: ``package.module:function(model, optimizer, criterion, epoch)``, one
+            epoch of the user's own training (NNI's trainer convention).
         target: Compile target name or TOML file (default: from the device type's arch).
-        estimate_samples: Fine-tune examples per accuracy estimate.
+        estimate_samples: Fine-tune examples per accuracy estimate (the example).
+        estimate_epochs: Epochs of the user's training per estimate (``data``/``train``).
         seed: Seed of every sampler.
         work_dir: Scratch directory (default: a new temporary one).
         progress: Called with a :class:`TuneProgress` as tuning goes.
@@ -334,10 +353,12 @@ def tune(
         ValueError: The study exists with another objective.
     """
     timeout_s = _check(trials=trials, objective=objective, strategy=strategy,
-                       max_accuracy_drop=max_accuracy_drop, timeout=timeout)  # fmt: skip
+                       max_accuracy_drop=max_accuracy_drop, timeout=timeout,
+                       input_shape=shape_text(input_shape),
+                       estimate_samples=estimate_samples, seed=seed)  # fmt: skip
     options = TuneOptions(
-        model=model, input_shape=shape_text(input_shape), evaluate=evaluate,
-        device_type=device_type, inventory=path_text(inventory), target=target,
+        model=model, input_shape=shape_text(input_shape), evaluate=evaluate, data=data,
+        train=train, estimate_epochs=estimate_epochs, device_type=device_type, inventory=path_text(inventory), target=target,
         storage=storage, study=study, space=path_text(space), strategy=strategy,
         estimate_samples=estimate_samples, seed=seed, work_dir=path_text(work_dir),
     )  # fmt: skip

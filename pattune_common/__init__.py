@@ -10,7 +10,7 @@ share (URLs, engines, owners, the schema's migrations) is the subpackage
 
 from __future__ import annotations
 
-from pattune_common.errors import ConfigError, PattuneError, UserInputError
+from pattune_common.errors import ConfigError, OutputError, PattuneError, UserInputError
 from pattune_common.records import Record, canonical_json, stable_hash
 
 #: The one database of a study, its records and the farm's leases, unless a URL is given.
@@ -19,6 +19,7 @@ DEFAULT_STORAGE = "sqlite:///pattune.db"
 __all__ = [
     "DEFAULT_STORAGE",
     "ConfigError",
+    "OutputError",
     "PattuneError",
     "Record",
     "UserInputError",

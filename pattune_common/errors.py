@@ -23,3 +23,19 @@ class UserInputError(PattuneError, ValueError):
 
 class ConfigError(PattuneError, ValueError):
     """A configuration object was built with values outside their rules."""
+
+
+class OutputError(PattuneError):
+    """Work was done but what it produced could not all be written (full disk, quota).
+
+    The message names the file, what is not saved and what to do. The CLI prints
+    it as one line and exits with :attr:`exit_code` (1: the run failed, as
+    opposed to 2: the input was bad). ``result`` carries what the call would have
+    returned, so a Python caller keeps what was measured.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pattune_common import Record, UserInputError, stable_hash
+from pattune_common.files import read_input
 from search_spaces.patterns import Pattern, PatternSet
 from search_spaces.projection import parse_connectivity
 from search_spaces.pruning import PruneConfig
@@ -209,14 +210,17 @@ class JointSpace:
         """Read a space file; any problem is a UserInputError naming the file and key."""
         p = Path(path)
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(read_input(p, "space file", max_bytes=16 << 20).decode())
         except FileNotFoundError:
             raise UserInputError(f"space file {p} does not exist") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UserInputError(f"space file {p} is not valid TOML: {exc}") from None
+        except OSError as exc:  # a directory, unreadable
+            raise UserInputError(f"space file {p} cannot be read: {exc.strerror or exc}") from None
         try:
             return cls.from_dict(data)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # AttributeError: a key that must be a table is a string or a list
             raise UserInputError(f"space file {p}: {exc}") from None
 
     @classmethod

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import pattune
+from autotune.records import RecordsDB
 from tests.farm.programs import self_timed
 from tests.tune.support import ROOT, SPACE, env
 
@@ -101,6 +102,7 @@ def test_timeout_takes_seconds_or_the_flags_text() -> None:
 
 def test_status_of_an_unknown_study_names_the_studies_there(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'empty.db'}"
+    RecordsDB(storage).dispose()  # a database, but no study in it
     with pytest.raises(pattune.UserInputError) as info:
         pattune.status(storage=storage, study="nope")
     assert str(info.value) == f"no study named 'nope' in {storage}; studies there: none"

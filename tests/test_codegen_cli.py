@@ -28,8 +28,9 @@ def _pattune(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         (["--target", "mars"], "pattune: error: unknown target 'mars'; use one of host, aarch64"),
         (["--target", "aarch64"], ("pattune: error: bench kernels times in-process next to "
                                   "torch, but target 'aarch64' cannot be loaded here")),
-        (["--json", "/nonexistent/dir/out.json"], ("pattune: error: --json: directory "
-                                                  "'/nonexistent/dir' does not exist")),
+        (["--json", "/nonexistent/dir/out.json"], ("pattune: error: --json /nonexistent/dir/"
+                                                  "out.json: directory /nonexistent/dir does "
+                                                  "not exist; create it first")),
         (["--layers", "features.99", "--dataset", "cifar"],
          ("pattune: error: unknown layer 'features.99' for model 'vgg16'; its 3x3 layers are "
          "features.0, features.3, features.7")),

@@ -120,7 +120,9 @@ def test_jobs_fail_with_a_reason_when_no_device_is_left(make_farm, tmp_path):
     devices = [ssh_device(farm, farm.servers[0])]
     out, seen, _ = _run(devices, [job("a", self_timed(str(tmp_path)))], tmp_path)
     assert out[0].status is MeasureStatus.DEVICE_FAULT
-    assert out[0].error == "farm: no healthy device of type loop could run it"
+    assert out[0].error == (
+        "farm: no healthy device of type loop could run it; devices left out: ssh device dev0: "
+        f"cannot connect to 127.0.0.1:{farm.servers[0].port}: Connection refused")
     assert seen == out
 
 

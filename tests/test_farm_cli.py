@@ -103,7 +103,7 @@ def test_bad_jobs_files(tmp_path):
     good["timeout_s"] = -1
     bad.write_text(json.dumps(good) + "\n")
     assert one_line_error(pattune("measure", "--jobs", str(bad), "--out", "o.jsonl")) == (
-        f"pattune: error: jobs file {bad} line 1: timeout_s must be > 0 seconds; got -1.0")
+        f"pattune: error: jobs file {bad} line 1: timeout_s must be > 0 seconds; got -1")
     bad.write_text("\n")
     assert one_line_error(pattune("measure", "--jobs", str(bad), "--out", "o.jsonl")) == (
         f"pattune: error: jobs file {bad} has no jobs; write one MeasureJob JSON per line")
@@ -167,9 +167,9 @@ def test_trust_records_an_unknown_key_and_refuses_a_changed_one(tmp_path, make_f
     s.regenerate_host_key()
     s.start()
     err = one_line_error(pattune("devices", "trust", "dev0", "-i", inv))
-    assert err.startswith(f"pattune: error: {kh} has a different ssh-ed25519 key for "
-                          f"[127.0.0.1]:{port} (SHA256:")
-    assert err.endswith("); pass --replace to trust the new one")
+    assert err.startswith(f"pattune: error: {kh} has another key for [127.0.0.1]:{port} "
+                          "(ssh-ed25519 SHA256:")
+    assert err.endswith("Check it on the device and pass --replace to trust it instead")
     r = pattune("devices", "trust", "dev0", "-i", inv, "--replace")
     assert r.returncode == 0 and r.stdout.strip().endswith(f": replaced in {kh}")
 
@@ -194,7 +194,9 @@ def test_jobs_no_device_could_run_are_retried_by_a_rerun(tmp_path, make_farm):
     assert r.returncode == 0, r.stderr
     first = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["status"] for x in first] == ["device_fault", "device_fault"]
-    assert first[0]["error"] == "farm: no healthy device of type loop could run it"
+    assert first[0]["error"] == (
+        "farm: no healthy device of type loop could run it; devices left out: ssh device dev0: "
+        f"cannot connect to 127.0.0.1:{farm.servers[0].port}: Connection refused")
     assert "device_fault" in r.stdout
     farm.servers[0].start()
     r = pattune(*args)
@@ -223,8 +225,8 @@ def test_unusable_lease_database(tmp_path):
     jobs = write_jobs(tmp_path / "jobs.jsonl", tmp_path, 1)
     out = str(tmp_path / "o.jsonl")
     err = one_line_error(pattune("measure", "--jobs", jobs, "--out", out, "--db", "nonsense"))
-    assert err.startswith("pattune: error: database URL 'nonsense' is not usable (")
-    assert err.endswith("); use e.g. sqlite:///pattune.db or postgresql+psycopg://user@host/dbname")
+    assert err == ("pattune: error: the database URL given does not parse as a URL; use e.g. "
+                   "sqlite:///pattune.db or postgresql+psycopg://user@host/dbname")
     err = one_line_error(pattune("measure", "--jobs", jobs, "--out", out, "--db",
                                  f"sqlite:///{tmp_path}/no/such/dir/p.db"))
     assert err == (f"pattune: error: cannot open the lease database "

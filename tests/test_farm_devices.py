@@ -106,11 +106,14 @@ def test_arguments_reach_the_program_verbatim_without_shell(device: Device, tmp_
 def test_files_cross_once_content_addressed(device: Device, tmp_path):
     art = self_timed(str(tmp_path))
     d1 = device.stage(art)
+    # The files are there at the latest when the first command runs in the directory.
+    assert device.execute(["ls"], timeout_s=10, cwd=d1).stdout == "selftimed.sh\n"
     stored = os.path.join(device.work_dir, "cas", art.files[0].sha256)  # type: ignore[attr-defined]
     first = os.stat(stored).st_mtime_ns
     # A different artifact (other argv) sharing the file reuses the stored copy.
     other = Artifact(files=art.files, argv=("selftimed.sh", "{repeats}", "x"), verify=art.verify)
     d2 = device.stage(other)
+    assert device.execute(["ls"], timeout_s=10, cwd=d2).stdout == "selftimed.sh\n"
     assert d1 != d2
     assert os.stat(stored).st_mtime_ns == first
     assert os.path.realpath(os.path.join(d2, "selftimed.sh")) == os.path.realpath(stored)

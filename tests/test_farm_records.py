@@ -119,7 +119,8 @@ def test_example_inventory_loads():
     ('[[device]]\nname = "a"\nhost = "h"\ntype = "t"\nwork_dir = "/w/x"\n' * 2,
      "device names must be unique; repeated: a"),
     ('[[device]]\nname = "local"\nhost = "h"\ntype = "t"\nwork_dir = "/w/x"\n',
-     "device #1 ('local'): name must be 1-64 letters, digits and ._- and not 'local'"),
+     "device #1 ('local'): name must be 1-64 letters, digits and ._- starting with a letter "
+     "or digit, and not 'local'"),
     ('[defaults]\nname = "x"\n[[device]]\nname = "a"\nhost = "h"\ntype = "t"\nwork_dir = "/w/x"\n',
      "[defaults] has unknown keys ['name']"),
 ])

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import torch
 
-from tests.tune.support import ROOT, pattune, popen, tune_args
+from tests.tune.support import pattune, popen, tune_args
 
 
 def one_line(r: subprocess.CompletedProcess[str]) -> str:
@@ -229,13 +229,24 @@ def test_corrupt_space_file_and_empty_inventory(tmp_path: Path) -> None:
 
 def test_export_of_unknown_study(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'n.db'}"
+    # Read-only commands on a database that is not there: one line, and no file made.
+    for cmd in (["export", "--out", str(tmp_path / "o")], ["status"]):
+        msg = one_line(pattune(*cmd, "--storage", storage, "--study", "nope"))
+        assert msg == (
+            f"pattune: error: --storage {storage}: the database file {tmp_path / 'n.db'} does "
+            "not exist; check the URL (this command only reads a study)"
+        )
+    assert not (tmp_path / "n.db").exists() and not (tmp_path / "o").exists()
+    from autotune.records import RecordsDB
+
+    RecordsDB(storage).dispose()
     msg = one_line(
         pattune("export", "--storage", storage, "--study", "nope", "--out", str(tmp_path / "o"))
     )
     assert msg == (
         f"pattune: error: no study named 'nope' in {storage}: check --study and --storage"
     )
-    assert ROOT.exists()
+    assert not (tmp_path / "o").exists()
 
 
 def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path: Path) -> None:

@@ -100,18 +100,33 @@ class SshdServer:
                 pass
         self.proc = None
 
-    def regenerate_host_key(self) -> None:
-        """Replace the host key (a reinstalled device, or a man in the middle)."""
+    def regenerate_host_key(self, kind: str = "ed25519") -> None:
+        """Replace the host key (a reinstalled device, or a man in the middle).
+
+        Args:
+            kind: The new key's type (``ed25519``, ``ecdsa``, ``rsa``); the server then
+                offers only that type.
+        """
         for suffix in ("", ".pub"):
             os.unlink(self.host_key + suffix)
-        keygen(self.host_key)
+        keygen(self.host_key, kind)
 
 
 class SshdFarm:
-    """N sshd servers under ``root`` with a client key and a known_hosts trusting them."""
+    """N sshd servers under ``root`` with a client key and a known_hosts trusting them.
 
-    def __init__(self, root: str, count: int, *, prefix: str = "dev") -> None:
+    Args:
+        root: Folder for keys, configs and the devices' work dirs.
+        count: Servers to start.
+        prefix: Device names are ``prefix0``, ``prefix1``, ...
+        max_sessions: sshd's ``MaxSessions``: sessions (channels) one connection may
+            hold at once. Small boards and phone SSH servers often allow 1.
+    """
+
+    def __init__(self, root: str, count: int, *, prefix: str = "dev",
+                 max_sessions: int = 64) -> None:
         self.root = os.path.abspath(root)
+        self.max_sessions = max_sessions
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation dir
         os.makedirs(self.root, exist_ok=True)
         self.client_key = os.path.join(self.root, "client_key")
@@ -143,7 +158,7 @@ class SshdFarm:
                 "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
                 "KbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\n"
                 "AllowTcpForwarding yes\nSubsystem sftp internal-sftp\n"
-                "MaxSessions 64\nMaxStartups 64:30:128\nLogLevel ERROR\n"
+                f"MaxSessions {self.max_sessions}\nMaxStartups 64:30:128\nLogLevel ERROR\n"
             )
         work = os.path.join(d, "work")
         home = os.path.join(d, "home")

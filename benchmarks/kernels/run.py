@@ -107,6 +107,13 @@ def _check(opts: BenchOptions, target: Target) -> None:
         parse_connectivity(opts.connectivity)
     except ValueError as exc:
         raise UserInputError(f"--connectivity: {exc}") from None
+    text = str(opts.connectivity).strip().lower()
+    if not text.endswith("x") and float(text) < 1:
+        # Here the flag is a ratio (its help says so); 0.5 would silently mean "remove half".
+        raise UserInputError(
+            f"--connectivity is a ratio >= 1 here (3.6 keeps 1/3.6 of the kernels, 1 keeps "
+            f"all); got {opts.connectivity!r} (to remove a fraction f, give 1/(1-f))"
+        )
 
 
 def search_space(spec: LayerSpec, target: Target, fmt: str, threads: int) -> ConfigSpace:

@@ -69,6 +69,9 @@ class SearchConfig:
             raise ValueError(
                 f"strategies must be among {', '.join(VARIANTS)}; got {', '.join(bad) or 'none'}"
             )
+        if self.candidates_per_measure < 1:
+            raise ValueError(f"candidates_per_measure must be >= 1; got "
+                             f"{self.candidates_per_measure}")
         if self.seeds < 1 or self.budget < 1 or self.batch < 1:
             raise ValueError(
                 f"seeds, budget and batch must be >= 1; got {self.seeds}, {self.budget}, "

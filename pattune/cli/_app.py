@@ -14,7 +14,8 @@ import sys
 
 import typer
 
-from pattune_common import PattuneError
+from pattune_common import OutputError, PattuneError
+from pattune_common.redaction import redact_text
 
 app = typer.Typer(
     name="pattune",
@@ -31,6 +32,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(devices_app, name="devices")
 
 EXIT_USAGE = 2
+#: A bug (EX_SOFTWARE of sysexits.h): not the user's input, not a failed write.
+EXIT_INTERNAL = 70
 
 # Typer 0.2x vendors its own click; find its exception base without naming the private module.
 _ClickException: type[Exception] = next(
@@ -43,18 +46,50 @@ def fail(message: str) -> None:
     raise PattuneError(message)
 
 
+def _one_line(exc: BaseException) -> str:
+    """The first line of the error's text, any URL password hidden (messages may quote a
+    driver's error, which may quote the URL)."""
+    text = redact_text(str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _log_level() -> int:
+    name = os.environ.get("PATTUNE_LOG_LEVEL", "WARNING").upper()
+    level = logging.getLevelName(name)
+    return level if isinstance(level, int) else logging.WARNING
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code.
 
     User errors (:class:`PattuneError`, ``ValueError``, ``TypeError`` raised on
-    user input, bad flags) print ``pattune: error: <message>`` and return 2.
+    user input, bad flags, files that cannot be read or written) print
+    ``pattune: error: <message>`` and return 2; an
+    :class:`~pattune_common.OutputError` (work done, results not all written)
+    returns 1. Anything else is a bug: one line naming it, exit code 70, and the
+    traceback only with ``PATTUNE_LOG_LEVEL=DEBUG``. No path prints a traceback
+    by default: users run pattune overnight and in batch, where one line per
+    failure is what a log can be searched for.
     """
     # Training XGBoost with busy-waiting OpenMP threads can stall on 2 cores.
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    logging.basicConfig(
-        level=os.environ.get("PATTUNE_LOG_LEVEL", "WARNING").upper(),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    level = _log_level()
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if level > logging.DEBUG:
+        # paramiko logs every refused channel and lost connection at ERROR, with
+        # tracebacks; pattune reports those itself, once, in the job's record.
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+    try:
+        return _run(argv)
+    except Exception as exc:  # noqa: BLE001  (the boundary: a bug, still one line)
+        logging.getLogger("pattune").debug("internal error", exc_info=True)
+        print(f"pattune: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
+              "PATTUNE_LOG_LEVEL=DEBUG for the traceback, and please report it)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _run(argv: list[str] | None) -> int:
     from pattune.cli import _register  # noqa: F401  (registers every command group)
 
     try:
@@ -67,11 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     except _ClickException as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
             return EXIT_USAGE  # click has already printed the help
-        print(f"pattune: error: {exc.format_message()}", file=sys.stderr)  # type: ignore[attr-defined]
-        return EXIT_USAGE
-    except (PattuneError, ValueError, TypeError, FileNotFoundError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = redact_text(exc.format_message())  # type: ignore[attr-defined]
         print(f"pattune: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except OutputError as exc:
+        print(f"pattune: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except (PattuneError, ValueError, TypeError) as exc:
+        print(f"pattune: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a file the user named: missing, a directory, unreadable
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"pattune: error: {redact_text(where)}{exc.strerror or _one_line(exc)}",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("pattune: interrupted", file=sys.stderr)

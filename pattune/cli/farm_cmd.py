@@ -37,8 +37,11 @@ DbOpt = Annotated[
 def devices_list(inventory: InventoryOpt = None, db: DbOpt = None) -> None:
     """List the devices of the inventory (plus the built-in local device)."""
     from device_farm import LeaseStore, load_inventory
+    from pattune_common.storage import require_existing
 
     inv = load_inventory(inventory)
+    if db:
+        require_existing(db, flag="--db")  # listing reads; it must not create a database
     store = LeaseStore(db) if db else None
     columns = ["name", "type", "arch", "host", "work dir", "build", "threads", "cpus"]
     table = Table(*columns, *(["lease holder", "quarantined"] if store else []))
@@ -68,8 +71,11 @@ def devices_check(
     from concurrent.futures import ThreadPoolExecutor
 
     from device_farm import LeaseStore, load_inventory
+    from pattune_common.storage import require_existing
 
     inv = load_inventory(inventory)
+    if db:
+        require_existing(db, flag="--db")
     chosen = names or inv.names()
     devices = [inv.make(n) for n in chosen]
     with ThreadPoolExecutor(max_workers=len(devices)) as pool:
@@ -165,6 +171,7 @@ def measure(
 ) -> None:
     """Measure every job on every healthy device of one type; rerun to resume."""
     import pattune
+    from pattune_common import OutputError
 
     bar = _MeasureBar(out)
     try:
@@ -175,6 +182,11 @@ def measure(
             max_attempts=max_attempts, quarantine_after=quarantine_after,
             lease_ttl_s=lease_ttl_s, progress=bar.update,
         )
+    except OutputError as exc:
+        bar.stop()
+        if exc.result is not None:  # show what was measured, then the one error line
+            _summary(exc.result)  # type: ignore[arg-type]
+        raise
     finally:
         bar.stop()
     _summary(result)
@@ -209,6 +221,7 @@ class _MeasureBar:
     def stop(self) -> None:
         if self.task is not None:
             self.progress.stop()
+            self.task = None
 
 
 def _summary(result: MeasureResult) -> None:
@@ -230,8 +243,17 @@ def bench_farm(
 ) -> None:
     """Measure SSH overhead per job and 3-over-1 device scaling against real sshd."""
     from benchmarks.farm import run_farm_bench
+    from pattune_common import UserInputError
+    from pattune_common.files import check_output_file, json_safe, write_text
 
+    for flag, value in (("--jobs", jobs), ("--overhead-jobs", overhead_jobs)):
+        if not 1 <= value <= 10_000:
+            raise UserInputError(f"{flag} must be 1-10000; got {value}")
+    if not (0 <= wifi_delay_ms <= 1000):  # also false for NaN
+        raise UserInputError(f"--wifi-delay-ms must be 0-1000 ms; got {wifi_delay_ms}")
+    check_output_file(json_out, "--json")
     summary = run_farm_bench(jobs=jobs, overhead_jobs=overhead_jobs, wifi_delay_ms=wifi_delay_ms,
                              log=lambda s: _err.print(s))
-    json_out.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_text(json_out, json.dumps(json_safe(summary), indent=2, sort_keys=True) + "\n",
+               what="the benchmark result")
     print(json.dumps(summary["summary"], sort_keys=True))

@@ -72,9 +72,10 @@ def bench_kernels(
     """Tune and time pattern kernels per 3x3 layer against torch, ORT and sparse baselines."""
     from benchmarks.kernels.run import BenchOptions, run_bench
     from codegen.target import get_target
+    from pattune_common.files import check_output_file, write_text
 
-    if json_out is not None and not json_out.parent.is_dir():
-        raise ValueError(f"--json: directory {str(json_out.parent)!r} does not exist; create it")
+    if json_out is not None:
+        check_output_file(json_out, "--json")
     if patterns < 1 or patterns > 56:
         raise ValueError(f"--patterns must lie in 1..56; got {patterns}")
     opts = BenchOptions(
@@ -85,6 +86,7 @@ def bench_kernels(
     err = Console(stderr=True)
     doc = run_bench(opts, get_target(target), progress=lambda m: err.print(f"[dim]{m}[/dim]"))
     if json_out is not None:
-        json_out.write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
+        write_text(json_out, json.dumps(doc, indent=2, allow_nan=True) + "\n",
+                   what="the benchmark result")
     out = Console(width=160) if not sys.stdout.isatty() else Console()
     out.print(_table(doc))

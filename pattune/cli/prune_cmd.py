@@ -101,7 +101,10 @@ def prune(
 ) -> None:
     """Pattern- and connectivity-prune a model; print the per-layer report; write the files."""
     import pattune
+    from pattune_common.files import check_output_file
 
+    if json_out is not None:
+        check_output_file(json_out, "--json")
     console = _console()
     with console.status("pruning") as status:
         result = pattune.prune(
@@ -134,8 +137,10 @@ def _print_result(console: Console, result: PruneResult, json_out: Path | None) 
     if result.out is not None:
         console.print(f"wrote {result.out}/ (manifest.json, state_dict.pt, layers/, report.json)")
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result.to_dict(), indent=1, sort_keys=True))
+        from pattune_common.files import json_safe, write_text
+
+        write_text(json_out, json.dumps(json_safe(result.to_dict()), indent=1, sort_keys=True),
+                   what="the prune summary")
 
 
 @app.command("patterns")
@@ -156,8 +161,16 @@ def patterns_cmd(
     ] = False,
 ) -> None:
     """List the candidate patterns, or a model's most frequent natural patterns."""
+    from pattune_common import UserInputError
     from search_spaces.patterns import PatternSet, all_patterns
 
+    if top < 1:
+        raise UserInputError(f"--top must be >= 1; got {top}")
+    if not 1 <= n <= 9:
+        raise UserInputError(f"--n must lie in 1..9 (non-zeros of a 3x3 kernel); got {n}")
+    if model is not None and n != 4:
+        raise UserInputError(f"--n {n} lists candidate patterns; a model's natural patterns "
+                             "have 4 non-zeros, so drop --n or --model")
     console = _console()
     if model is None:
         pats = all_patterns(3, n, keep_centre=keep_centre)
@@ -227,18 +240,43 @@ def bench_accuracy(
     ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache of the trained example.")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch threads (default: all CPUs).")] = None,
+    ranking: Annotated[
+        bool, typer.Option(help="Rank configurations by the estimate and by retraining.")
+    ] = False,
+    configurations: Annotated[
+        int, typer.Option(help="--ranking: configurations to compare (>= 2).")
+    ] = 8,
 ) -> None:
-    """Dense vs one-shot vs ADMM-pruned example accuracy (8 patterns, 3.6x) on the 10k test set."""
-    from benchmarks.accuracy import AccuracyBenchConfig, run_accuracy_bench
+    """Dense vs one-shot vs retrained example accuracy (8 patterns, 3.6x) on the 10k test set.
 
+    With --ranking: how well the tuning-time estimate ranks configurations against
+    the accuracy after the export's retraining (Spearman, mean gap).
+    """
+    from benchmarks.accuracy import AccuracyBenchConfig, run_accuracy_bench, run_ranking_bench
+    from pattune_common import UserInputError
+    from pattune_common.files import check_output_file, json_safe, write_text
+
+    check_output_file(json_path, "--json")
     config = AccuracyBenchConfig.quick() if quick else AccuracyBenchConfig.full()
     console = _console()
+    if ranking:
+        if configurations < 2:
+            raise UserInputError(f"--configurations must be >= 2; got {configurations}")
+        with console.status("ranking benchmark") as status:
+            doc = run_ranking_bench(config, configurations=configurations, cache_dir=cache_dir,
+                                    data_dir=data_dir, threads=threads, progress=status.update)
+        write_text(json_path, json.dumps(json_safe(doc), indent=1, sort_keys=True),
+                   what="the benchmark result")
+        console.print(f"estimate_spearman={doc['estimate_spearman']} "
+                      f"estimate_gap_points={doc['estimate_gap_points']} total {doc['seconds']} s")
+        console.print(f"wrote {json_path}")
+        return
     with console.status("accuracy benchmark") as status:
         result = run_accuracy_bench(
             config, cache_dir=cache_dir, data_dir=data_dir, threads=threads, progress=status.update
         )
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=1, sort_keys=True))
+    write_text(json_path, json.dumps(json_safe(result), indent=1, sort_keys=True),
+               what="the benchmark result")
     keys = (
         "dense_acc",
         "oneshot_acc",

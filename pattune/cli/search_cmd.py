@@ -88,7 +88,7 @@ def record_cmd(
 
     if not out.endswith((".json", ".json.gz")):
         fail(f"--out must end in .json.gz or .json; got {out!r}")
-    if min(batch, repeats, passes, max_configs or 1) < 1:
+    if min(batch, repeats, passes, 1 if max_configs is None else max_configs) < 1:
         fail("--batch, --repeats, --passes and --max-configs must be >= 1")
     pins = parse_pins(pin or [], space)
     protocol = ProtocolConfig(
@@ -147,6 +147,8 @@ def bench_search(
     from autotune.measurement_set import load
     from benchmarks.search import SearchConfig, run_benchmark
 
+    if workers < 1:
+        fail(f"--workers must be >= 1; got {workers}")
     mset = load(measurements)
     for rec in mset.layers:
         if not rec.measured():

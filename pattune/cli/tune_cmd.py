@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -107,10 +107,20 @@ def tune(
     evaluate: Annotated[
         str | None, typer.Option(help="module:function(model) -> accuracy.")
     ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="module:function() -> (train, validation) of your model.")
+    ] = None,
+    train: Annotated[
+        str | None,
+        typer.Option(help="module:function(model, optimizer, criterion, epoch): one epoch."),
+    ] = None,
     target: Annotated[str | None, typer.Option(help="Compile target name or TOML file.")] = None,
     estimate_samples: Annotated[
-        int, typer.Option(help="Fine-tune examples per accuracy estimate.")
+        int, typer.Option(help="Fine-tune examples per accuracy estimate (the example).")
     ] = 2000,
+    estimate_epochs: Annotated[
+        int, typer.Option(help="Epochs of your --train/--data training per estimate.")
+    ] = 1,
     seed: Annotated[int, typer.Option(help="Seed of every sampler.")] = 0,
     work_dir: Annotated[str | None, typer.Option(help="Scratch directory.")] = None,
     summary_json: Annotated[
@@ -123,18 +133,24 @@ def tune(
     Re-running the same command resumes the study; Ctrl-C stops cleanly.
     """
     import pattune
+    from pattune_common.files import check_output_file, json_safe, write_text
+    from pattune_common.storage import redact_url
 
+    if summary_json is not None:  # before the hours of tuning, not after
+        check_output_file(summary_json, "--summary-json")
     with _Screen(f"preparing {model} for device type {device_type} ...") as screen:
         summary = pattune.tune(
             model=model, device_type=device_type, inventory=inventory, trials=trials,
             timeout=timeout, storage=storage, study=study, objective=objective,
             max_accuracy_drop=max_accuracy_drop, space=space, strategy=strategy,
-            input_shape=input_shape, evaluate=evaluate, target=target,
-            estimate_samples=estimate_samples, seed=seed, work_dir=work_dir,
+            input_shape=input_shape, evaluate=evaluate, data=data, train=train, target=target,
+            estimate_samples=estimate_samples, estimate_epochs=estimate_epochs, seed=seed,
+            work_dir=work_dir,
             progress=screen.update,
         )  # fmt: skip
     if summary_json:
-        summary_json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        doc = json.dumps(json_safe(summary.to_dict()), indent=2, allow_nan=False)
+        write_text(summary_json, doc + "\n", what="the run summary")
     if summary.interrupted:
         _err.print("pattune: stopped; nothing measured is lost. Run the same command to resume.")
         raise typer.Exit(130)
@@ -144,7 +160,8 @@ def tune(
     _err.print(
         f"pattune: {summary.trials_this_run} trials in {summary.wall_s:.0f} s; "
         f"best latency {summary.best_latency_ms} ms. Export with: pattune export --study "
-        f"{study} --storage {storage} --out DIR"
+        f"{study} --storage {redact_url(storage)} --out DIR",
+        soft_wrap=True, highlight=False,  # one line, to copy as it is
     )
 
 
@@ -171,16 +188,74 @@ def export(
         int | None, typer.Option(help="Export this trial instead of the best.")
     ] = None,
     max_accuracy_drop: Annotated[
-        float, typer.Option(help="Pareto studies: pick the fastest trial within this drop.")
+        float,
+        typer.Option(help="Pick the fastest trial within this drop from the dense accuracy."),
     ] = 0.01,
+    retrain: Annotated[
+        str, typer.Option(help="admm (ADMM + masked retraining), finetune or none.")
+    ] = "admm",
+    admm_epochs: Annotated[int, typer.Option(help="Epochs of ADMM training.")] = 4,
+    retrain_epochs: Annotated[int, typer.Option(help="Epochs of masked retraining.")] = 6,
+    lr: Annotated[float, typer.Option(help="Learning rate of the retraining.")] = 0.01,
+    data: Annotated[
+        str | None, typer.Option(help="module:function() -> (train, validation) of your model.")
+    ] = None,
+    train: Annotated[
+        str | None,
+        typer.Option(help="module:function(model, optimizer, criterion, epoch): one epoch."),
+    ] = None,
+    evaluate: Annotated[
+        str | None, typer.Option(help="module:function(model) -> accuracy.")
+    ] = None,
 ) -> None:
-    """Write the best configuration: config.json, kernels + Makefile, weights, checkpoint, report."""
+    """Retrain the best configuration and write it: kernels, weights, checkpoint, config, report.
+
+    A killed export resumes its retraining at the last finished epoch.
+    """
     import pattune
 
-    ex = pattune.export(
-        out=out, storage=storage, study=study, trial=trial, max_accuracy_drop=max_accuracy_drop
-    )
+    with _RetrainScreen() as screen:
+        ex = pattune.export(
+            out=out, storage=storage, study=study, trial=trial,
+            max_accuracy_drop=max_accuracy_drop, retrain=retrain, admm_epochs=admm_epochs,
+            retrain_epochs=retrain_epochs, lr=lr, data=data, train=train, evaluate=evaluate,
+            progress=screen.update,
+        )  # fmt: skip
+    measured = "measured again" if ex.latency_ms != ex.latency_tuning_ms else "as tuned"
     _out.print(
-        f"exported trial {ex.trial} to {out}: {ex.latency_ms:.4f} ms "
-        f"(default configs {ex.default_latency_ms:.4f} ms), accuracy {ex.accuracy:.4f}"
+        f"exported trial {ex.trial} to {out}: {ex.latency_ms:.4f} ms ({measured}; at tuning "
+        f"{ex.latency_tuning_ms:.4f} ms, default configs {ex.default_latency_ms:.4f} ms), "
+        f"accuracy {ex.accuracy:.4f} (dense {ex.dense_accuracy:.4f}, drop "
+        f"{ex.drop_points:.2f} points; tuning estimate {ex.accuracy_estimate:.4f})"
     )
+    if ex.note:
+        _err.print(f"pattune: note: {ex.note}")
+
+
+class _RetrainScreen:
+    """A progress line per retraining epoch: phase, epoch, loss, accuracy."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress = Progress(TextColumn("retraining"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.description}"), console=_err,
+                                 transient=False)
+        self.task: Any = None
+
+    def update(self, rec: Any, total: int) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task("", total=total)
+        self.progress.update(self.task, advance=1, description=(
+            f"{rec.phase} epoch {rec.epoch + 1}: loss {rec.loss:.4f} accuracy {rec.accuracy:.4f}"))
+        if not _err.is_terminal:
+            _err.print(f"retrain {rec.phase} epoch {rec.epoch + 1}: loss {rec.loss:.4f} "
+                       f"accuracy {rec.accuracy:.4f} ({rec.seconds:.0f} s)")
+
+    def __enter__(self) -> _RetrainScreen:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.task is not None:
+            self.progress.stop()

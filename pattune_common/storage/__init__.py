@@ -24,7 +24,7 @@ the packages that query them.
 
 from __future__ import annotations
 
-from pattune_common.storage.engine import make_engine, open_storage
+from pattune_common.storage.engine import make_engine, open_storage, require_existing
 from pattune_common.storage.owners import new_owner, owner_is_dead, process_gone, this_host
 from pattune_common.storage.schema import (
     SCHEMA_VERSION,
@@ -45,6 +45,7 @@ __all__ = [
     "owner_is_dead",
     "process_gone",
     "redact_url",
+    "require_existing",
     "schema_lock",
     "schema_version",
     "this_host",

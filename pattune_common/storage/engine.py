@@ -15,6 +15,7 @@ An engine is thread-safe (SQLAlchemy's pool); so is :func:`open_storage`.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pattune_common.errors import UserInputError
+from pattune_common.redaction import redact_text
 from pattune_common.storage.schema import upgrade
 from pattune_common.storage.urls import normalize_url, redact_url, unusable_url
 
@@ -77,6 +79,27 @@ def _switch_to_wal(cur: Any) -> None:
             time.sleep(0.02)
 
 
+def require_existing(url: str, *, flag: str = "--storage") -> None:
+    """Raise unless the database of ``url`` exists (for commands that only read it).
+
+    Opening an SQLite URL creates the file; a command that only reads (``status``,
+    ``export``) must not leave an empty database behind a typo. A PostgreSQL
+    database is never created by connecting, so only SQLite files are checked.
+
+    Raises:
+        UserInputError: The SQLite file does not exist (or is not a file).
+    """
+    parsed = sa.engine.make_url(normalize_url(url))
+    path = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or path in ("", ":memory:") or (
+            path.startswith("file:")):
+        return
+    if not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise UserInputError(f"{flag} {redact_url(url)}: the database file {path} {what}; "
+                             "check the URL (this command only reads a study)")
+
+
 def open_storage(url: str, *, name: str = "storage", fix: str = "") -> sa.Engine:
     """An engine on ``url`` whose schema is at head (migrated now if it was older or empty).
 
@@ -95,9 +118,9 @@ def open_storage(url: str, *, name: str = "storage", fix: str = "") -> sa.Engine
     engine = make_engine(url)
     try:
         upgrade(engine)
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+    except sa.exc.DBAPIError as exc:  # unreachable, refused, not a database, permissions
         engine.dispose()
-        reason = str(exc.orig or exc).strip().splitlines()[0]
+        reason = redact_text(str(exc.orig or exc)).strip().splitlines()[0]
         hint = f" ({fix})" if fix else ""
         raise UserInputError(
             f"cannot open {name} {redact_url(str(engine.url))}: {reason}{hint}"

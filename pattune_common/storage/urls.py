@@ -12,11 +12,10 @@ does not parse.
 
 from __future__ import annotations
 
-import re
-
 import sqlalchemy as sa
 
 from pattune_common.errors import UserInputError
+from pattune_common.redaction import redact_url as _redact
 
 #: The fix every unusable-URL message ends with.
 URL_FIX = "use e.g. sqlite:///pattune.db or postgresql+psycopg://user@host/dbname"
@@ -25,12 +24,13 @@ _BACKENDS = ("sqlite", "postgresql")
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (for logs and messages)."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        # Not an URL SQLAlchemy can read, but it may still hold "user:password@".
-        return re.sub(r":[^:@/]*@", ":***@", url)
+    """Return ``url`` with any password replaced by ``***`` (for logs and messages).
+
+    See :mod:`pattune_common.redaction`: it hides the user part's password up to
+    the last ``@`` and any ``password=`` query parameter, whether the URL parses
+    or not.
+    """
+    return _redact(url)
 
 
 def unusable_url(url: str, reason: str) -> UserInputError:
@@ -52,8 +52,9 @@ def normalize_url(url: str) -> str:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     try:
         parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise unusable_url(url, str(exc)) from None
+    except sa.exc.ArgumentError:
+        # Not echoed: redaction finds a password by the URL's form, which this one lacks.
+        raise UserInputError(f"the database URL given does not parse as a URL; {URL_FIX}") from None
     if parsed.get_backend_name() not in _BACKENDS:
         raise unusable_url(url, "it must start with sqlite:/// or postgresql://")
     return url

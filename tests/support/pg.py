@@ -38,9 +38,11 @@ def free_port() -> int:
 class PostgresServer:
     port: int
     datadir: Path
+    password: str | None = None
 
     def url(self, db: str = "postgres") -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{db}"
+        login = f"postgres:{self.password}" if self.password else "postgres"
+        return f"postgresql+psycopg://{login}@127.0.0.1:{self.port}/{db}"
 
     def create_database(self, name: str) -> str:
         subprocess.run(
@@ -58,20 +60,32 @@ class PostgresServer:
             ],
             check=True,
             capture_output=True,
+            env={**os.environ, **({"PGPASSWORD": self.password} if self.password else {})},
         )
         return self.url(name)
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """Start a throwaway PostgreSQL cluster; stop and delete it on exit."""
+def postgres_server(*, password: str | None = None) -> Iterator[PostgresServer]:
+    """Start a throwaway PostgreSQL cluster; stop and delete it on exit.
+
+    Args:
+        password: Require this password (scram-sha-256) on TCP connections, as a
+            shared server would; without it every connection is trusted.
+    """
     root = Path(tempfile.mkdtemp(prefix="pattune-pg-"))
     os.chmod(root, 0o755)
     shutil.chown(root, "postgres", "postgres")
     data = root / "data"
     as_pg = ["runuser", "-u", "postgres", "--"]
+    auth = ["-A", "trust"]
+    if password is not None:
+        pwfile = root / "pw"
+        pwfile.write_text(password + "\n")
+        shutil.chown(pwfile, "postgres", "postgres")
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
     subprocess.run(
-        [*as_pg, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+        [*as_pg, _pg_bin("initdb"), "-D", str(data), *auth, "-U", "postgres", "--no-sync"],
         check=True,
         capture_output=True,
     )
@@ -106,7 +120,7 @@ def postgres_server() -> Iterator[PostgresServer]:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
-        yield PostgresServer(port=port, datadir=data)
+        yield PostgresServer(port=port, datadir=data, password=password)
     finally:
         subprocess.run(
             [*as_pg, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],

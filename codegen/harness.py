@@ -217,8 +217,12 @@ static int ctx_create(const void* blob, long long n, kctx** out) {
   if (!blob || n < 16 || memcmp(blob, "PTWBLOB1", 8) != 0) return 2;
   long long count; memcpy(&count, (const char*)blob + 8, 8);
   if (count != N_ARRAYS || n < 16 + 8 * count) return 3;
-  kctx* c = (kctx*)calloc(1, sizeof *c);
+  /* Cache lines of its own: every tile call of every thread reads it, and whatever the
+     allocator would put beside it (another layer's state, say) may be written meanwhile. */
+  const size_t ctx_bytes = (sizeof(kctx) + 63) / 64 * 64;
+  kctx* c = (kctx*)aligned_alloc(64, ctx_bytes);
   if (!c) return 4;
+  memset(c, 0, ctx_bytes);
   const long long size = (n + 63) / 64 * 64;
   c->blob = (unsigned char*)aligned_alloc(64, (size_t)size);
   if (!c->blob) { ctx_destroy(c); return 4; }

@@ -7,13 +7,15 @@ full ImageNet size on the host.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from torch import nn
 
-from codegen import Target, aarch64_target, host_target
+from codegen import Target, aarch64_target, config_space, host_target
 from codegen.network import NetworkBuild, build_graph
 from tests.network_support import build, build_all, model_case, prune, run_and_compare
 
@@ -91,6 +93,23 @@ def test_every_pattern_layer_of_a_model_runs_as_a_pattern_op() -> None:
     assert kinds.count("pool2d") == 1 and kinds.count("linear") == 1
     bn_folded = [op for op in graph.ops if op.kind == "conv2d" and not op.fused]  # type: ignore[attr-defined]
     assert not bn_folded, "every ResNet conv folds its BatchNorm"
+
+
+@pytest.mark.parametrize("kind", ["host", "aarch64"])
+def test_tuned_configs_are_the_generated_pattern_kernels(kind: str, tmp_path: Path) -> None:
+    """Sampled KernelConfigs (threads and formats among them) become the layers' units."""
+    target = host_target() if kind == "host" else aarch64_target()
+    model, shape = model_case("vgg16_narrow")
+    rng = np.random.default_rng(5)
+    tuned = {name: (layer, config_space(layer.spec, target).sample(rng, 1)[0])
+             for name, (layer, _) in prune(model, shape).items()}
+    b = build(model, shape, tuned, target, tmp_path / "o", tmp_path / "cache")
+    units = [Path(p).read_text() for p in b.sources if Path(p).name.startswith("pt_l")]
+    assert len(units) == len(tuned) and all("pattune codegen: layer" in u for u in units)
+    meta = json.loads(Path(b.model_json).read_text())["pattern_layers"]
+    assert {m: v["config"] for m, v in meta.items()} == {
+        n: cfg.to_dict() for n, (_, cfg) in tuned.items()}
+    assert run_and_compare(b, model, threads=2) <= 1e-4
 
 
 def test_vgg_fused_pools_are_not_run_twice() -> None:

@@ -9,8 +9,9 @@ file, ``model.json``) and compiles it (:class:`.build.NetworkCompiler`).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from codegen.config import KernelConfig
+from codegen.config import KernelConfig, config_space
 from codegen.network.build import PRODUCTS, NetworkCompiler
 from codegen.network.emit import NetworkSources, generate_network
 from codegen.network.graph import Graph, NetworkError, build_graph
@@ -91,6 +92,20 @@ class NetworkBuild(Record):
         """The op list of ``model.json``: each op's record, implementation and sizes."""
         return list(json.loads(Path(self.model_json).read_text())["ops"])
 
+    def moved(self, folder: str | Path) -> NetworkBuild:
+        """This build's record after its folder was moved to ``folder``."""
+        old, new = Path(self.out_dir), Path(folder)
+
+        def at(path: str) -> str:
+            return str(new / os.path.relpath(os.path.abspath(path), os.path.abspath(old))
+                       ) if path else ""
+
+        return replace(self, out_dir=str(new), sources=tuple(at(p) for p in self.sources),
+                       header=at(self.header), makefile=at(self.makefile),
+                       static_library=at(self.static_library),
+                       shared_library=at(self.shared_library), run_model=at(self.run_model),
+                       weights=at(self.weights), model_json=at(self.model_json))
+
     def load(self, *, threads: int = 1) -> NetworkLibrary:
         """The shared library loaded in this process with the weights file bound.
 
@@ -111,7 +126,9 @@ def _model_json(graph: Graph, src: NetworkSources, target: Target, weights_bytes
         layers[op.module] = {"op": name, "spec": layer.spec.to_dict(),
                              "weights_hash": layer.weights_hash, "relu": layer.relu,
                              "maxpool": layer.maxpool,
-                             "config": None if cfg is None else cfg.to_dict()}
+                             "config": (cfg or config_space(layer.spec, target).default()
+                                        ).to_dict(),
+                             "config_tuned": cfg is not None}
     doc = {
         "schema": "pattune_network", "version": MODEL_JSON_VERSION, "prefix": src.prefix,
         "target": target.to_dict(), "fingerprint": f"{src.fingerprint:016x}",

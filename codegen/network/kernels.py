@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class OpCode:
     destroy: Callable[[Ptrs], str] | None = None
     unit: tuple[str, str] | None = None
     declarations: str = ""
-    info: dict[str, int | str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
     tiles: tuple[str, ...] = ()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -56,3 +58,10 @@ def tiny_bn() -> nn.Module:
                 m.weight.data.copy_(torch.randn(n))
                 m.bias.data.copy_(torch.randn(n) * 0.5)
     return model.eval()
+
+
+def tiny_sigmoid() -> nn.Module:
+    """:func:`tiny` with a sigmoid the network runtime has no code for (module ``act``)."""
+    layers = OrderedDict(tiny().named_children())
+    layers["act"] = nn.Sigmoid()
+    return nn.Sequential(layers).eval()

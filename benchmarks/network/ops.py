@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,6 @@ import torch.nn.functional as F  # noqa: N812 - torch's own idiom
 from codegen import host_target
 from codegen.network import Graph, NetworkBuild, build_graph, build_network
 from codegen.network.ops import Activation, AdaptiveAvgPool2d, Add, Conv2d, Linear, Op, Pool2d
-from codegen.network.pattern_kernel import pattern_unit  # noqa: F401 - documents what runs
 
 
 @dataclass(frozen=True)
@@ -46,18 +46,26 @@ class OpTiming:
     torch_ms: float
 
 
+def label_of(d: dict[str, Any]) -> str:
+    """The kind label of an op from its JSON form (``model.json``'s ``ops``)."""
+    kind = d["kind"]
+    if kind == "conv2d":
+        geo = f"{d['kh']}x{d['kw']}" + (f"/{d['stride']}" if d["stride"] > 1 else "")
+        dw = d["groups"] == d["cin"] == d["cout"] and d["groups"] > 1
+        if d.get("pattern"):
+            return f"pattern {'depthwise ' if dw else ''}{geo}"
+        if dw:
+            return f"depthwise {geo}"
+        return f"conv {geo}" + (", cin 3" if d["cin"] == 3 else "")
+    if kind == "pool2d":
+        return f"{d['mode']}pool {d['k']}x{d['k']}/{d['stride']}"
+    if kind == "adaptive_avg_pool2d":
+        return "global avgpool" if d["oh"] == d["ow"] == 1 else "adaptive avgpool"
+    return str(kind)
+
+
 def _label(op: Op) -> str:
-    if isinstance(op, Conv2d):
-        if op.pattern:
-            return f"pattern {op.kh}x{op.kw} (dense stand-in)"
-        if op.is_depthwise:
-            return f"depthwise {op.kh}x{op.kw}"
-        return f"conv {op.kh}x{op.kw}" + (f"/{op.stride}" if op.stride > 1 else "")
-    if isinstance(op, Pool2d):
-        return f"{op.mode}pool {op.k}x{op.k}/{op.stride}"
-    if isinstance(op, AdaptiveAvgPool2d):
-        return "global avgpool" if op.is_global else "adaptive avgpool"
-    return op.kind
+    return label_of(op.to_dict())
 
 
 def _act(y: torch.Tensor, act: str) -> torch.Tensor:

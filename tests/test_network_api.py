@@ -161,6 +161,23 @@ def test_run_model_prints_times_and_checksum(two: dict) -> None:
     assert bad.error.startswith("run: exit code 3") and "must hold 784 float32" in bad.error
 
 
+def test_run_model_reports_non_finite_outputs_as_valid_json(tmp_path: Path) -> None:
+    """NaN in, NaN out: the checksums are null (JSON has no NaN) and the outputs counted."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    b = build(model, (1, 1, 4, 4), None, host_target(), tmp_path / "o", tmp_path / "cache",
+              products=("run_model",))
+    x = np.ones((1, 1, 4, 4), np.float32)
+    x[0, 0, 1, 2] = np.nan
+    x.tofile(tmp_path / "in.bin")
+    proc = subprocess.run([b.run_model, str(tmp_path / "in.bin"), b.weights, "0", "1"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["checksum"] is None and report["abs_checksum"] is None
+    assert report["nonfinite"] == report["out_elems"] == 3
+    res = run_network_executable(b.run_model, b.weights, x, b.output_shape, host_target())
+    assert res.error == "run: the output holds 3 NaN or infinite value(s)"
+
+
 @pytest.mark.parametrize("cross", [False, True], ids=["native", "aarch64"])
 def test_makefile_builds_the_folder(two: dict, tmp_path: Path, cross: bool) -> None:
     model, b = two["neta"]

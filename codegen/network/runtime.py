@@ -196,6 +196,9 @@ def run_network_executable(run_model: str | Path, weights: str | Path, x: np.nda
             msg = (proc.stderr.strip().splitlines() or ["no message"])[-1]
             return ExecutableRun((), 0.0, None, f"run: exit code {proc.returncode}: {msg}")
         data = json.loads(proc.stdout.strip().splitlines()[-1])
+        if data.get("nonfinite"):
+            return ExecutableRun((), 0.0, None, f"run: the output holds {data['nonfinite']} "
+                                 "NaN or infinite value(s)")
         out = np.fromfile(outp, dtype="<f4").reshape(output_shape)
         return ExecutableRun(tuple(data["times_s"]), float(data["checksum"]), out)
 

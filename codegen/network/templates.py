@@ -115,7 +115,8 @@ def run_model(prefix: str) -> str:
     return f"""/* run_model: time one network as the device farm does.
  *   run_model INPUT.bin WEIGHTS.bin WARMUP REPEATS [OUTPUT.bin|-] [THREADS]
  * prints one JSON line {{"times_s": [...], "checksum": ..., "abs_checksum": ...,
- * "out_elems": ..., "threads": ...}}; INPUT is raw float32 NCHW, OUTPUT raw float32. */
+ * "nonfinite": N, "out_elems": ..., "threads": ...}} (the checksums are null when N
+ * outputs are NaN or infinite); INPUT is raw float32 NCHW, OUTPUT raw float32. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +165,12 @@ int main(int argc, char** argv) {{
   if (!rc && repeats < 1) rc = {p}_model_run(m, x, y);
   if (rc) {{ fprintf(stderr, "run_model: %s (code %d)\\n", {p}_model_last_error(m), rc); return 4; }}
   double sum = 0, asum = 0;
-  for (size_t i = 0; i < nout; ++i) {{ sum += y[i]; asum += y[i] < 0 ? -y[i] : y[i]; }}
+  long nonfinite = 0; /* by the exponent bits: -ffast-math may fold isnan/isinf away */
+  for (size_t i = 0; i < nout; ++i) {{
+    unsigned int bits; memcpy(&bits, &y[i], 4);
+    if ((bits & 0x7f800000u) == 0x7f800000u) {{ ++nonfinite; continue; }}
+    sum += y[i]; asum += y[i] < 0 ? -y[i] : y[i];
+  }}
   if (argc > 5 && strcmp(argv[5], "-") != 0) {{
     FILE* out = fopen(argv[5], "wb");
     if (!out || fwrite(y, sizeof(float), nout, out) != nout) {{
@@ -175,8 +181,11 @@ int main(int argc, char** argv) {{
   }}
   printf("{{\\"times_s\\": [");
   for (int r = 0; r < repeats; ++r) printf("%s%.9g", r ? ", " : "", times[r]);
-  printf("], \\"checksum\\": %.17g, \\"abs_checksum\\": %.17g, \\"out_elems\\": %zu, "
-         "\\"threads\\": %d}}\\n", sum, asum, nout, threads);
+  /* JSON has no NaN or Infinity: with non-finite outputs the sums are null, and counted. */
+  if (nonfinite) printf("], \\"checksum\\": null, \\"abs_checksum\\": null");
+  else printf("], \\"checksum\\": %.17g, \\"abs_checksum\\": %.17g", sum, asum);
+  printf(", \\"nonfinite\\": %ld, \\"out_elems\\": %zu, \\"threads\\": %d}}\\n",
+         nonfinite, nout, threads);
   {p}_model_destroy(m);
   free(x); free(y); free(times);
   return 0;

@@ -87,6 +87,34 @@ def _check(opts: NetworkBenchOptions, target: Target) -> str:
     return f"{text}x"
 
 
+def _calibrate(model: Any, shape: tuple[int, ...], seed: int) -> None:
+    """Scale each conv and linear layer so its output has unit spread on random input.
+
+    Seeded random weights with BatchNorm at its defaults make the activations of deep
+    models vanish (MobileNet-V2's and VGG-16's outputs then barely depend on the input,
+    and an error check against torch checks little). Data-dependent scaling (LSUV, in
+    forward order, eval mode) keeps every layer's output at a trained model's scale.
+    """
+    import torch
+    from torch import nn
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((2, *shape[1:]), generator=g)
+    got: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for m in [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]:
+            h = m.register_forward_hook(lambda _m, _a, y: got.__setitem__("y", y))
+            try:
+                model(x)
+            finally:
+                h.remove()
+            std = float(got["y"].std())
+            if std > 0:
+                m.weight /= std
+                if m.bias is not None:
+                    m.bias /= std
+
+
 def _pruned(opts: NetworkBenchOptions, rate: str) -> tuple[Any, tuple[int, ...], list[PrunedLayer]]:
     """The model with its pattern pruning applied in place (no hooks), its input, layers."""
     from search_spaces.masking import attach_masks
@@ -99,6 +127,7 @@ def _pruned(opts: NetworkBenchOptions, rate: str) -> tuple[Any, tuple[int, ...],
         shape = input_shape(opts.model, opts.dataset)
     except (KeyError, ValueError) as exc:
         raise UserInputError(f"--model/--dataset: {exc}") from None
+    _calibrate(model, shape, opts.seed)
     ps = select_pattern_set(model, shape, opts.patterns)
     plan = plan_pruning(model, shape, ps, PruneConfig(connectivity=rate))
     attach_masks(model, plan.masks()).remove()  # weights stay masked; torch runs plain
@@ -200,6 +229,7 @@ def run_network_bench(opts: NetworkBenchOptions, target: Target, *,
             "patterns": opts.patterns, "connectivity": rate, "threads": opts.threads,
             "budget": opts.budget, "rounds": opts.rounds, "seed": opts.seed,
             "target": target.to_dict(), "machine": platform.processor() or platform.machine(),
+            "weights": "seeded random, each conv/linear scaled to unit output spread (LSUV)",
         },
         "layers": [{"name": la.spec.name, "signature": la.spec.signature(),
                     "kernels_alive": la.kernels_alive, "kernels_total": la.kernels_total,

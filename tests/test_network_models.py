@@ -16,7 +16,7 @@ import pytest
 from torch import nn
 
 from codegen import Target, aarch64_target, config_space, host_target
-from codegen.network import NetworkBuild, build_graph
+from codegen.network import NetworkBuild, build_graph, generate_network
 from tests.network_support import build, build_all, model_case, prune, run_and_compare
 
 # One worker builds this module's networks once (scripts/test.sh runs --dist loadgroup).
@@ -110,6 +110,19 @@ def test_tuned_configs_are_the_generated_pattern_kernels(kind: str, tmp_path: Pa
     assert {m: v["config"] for m, v in meta.items()} == {
         n: cfg.to_dict() for n, (_, cfg) in tuned.items()}
     assert run_and_compare(b, model, threads=2) <= 1e-4
+
+
+def test_depthwise_pattern_layers_run_the_networks_depthwise_op() -> None:
+    """MobileNet's depthwise layers (patterns only) are the depthwise op on masked weights;
+    every other pattern layer is its generated kernel."""
+    model, shape = model_case("mobilenet_v2@32")
+    patterns = prune(model, shape)
+    src = generate_network(build_graph(model, shape, pattern_layers=patterns), host_target())
+    units = [text for name, text in src.files.items() if name.startswith("pt_l")]
+    dw = [n for n, (layer, _) in patterns.items() if layer.spec.is_depthwise]
+    assert len(dw) == 17 and len(units) == len(patterns)
+    assert sum("depthwise pattern layer" in t for t in units) == len(dw)
+    assert sum("pattune codegen: layer" in t for t in units) == len(patterns) - len(dw)
 
 
 def test_vgg_fused_pools_are_not_run_twice() -> None:

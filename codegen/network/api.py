@@ -126,8 +126,10 @@ def _model_json(graph: Graph, src: NetworkSources, target: Target, weights_bytes
         layers[op.module] = {"op": name, "spec": layer.spec.to_dict(),
                              "weights_hash": layer.weights_hash, "relu": layer.relu,
                              "maxpool": layer.maxpool,
-                             "config": (cfg or config_space(layer.spec, target).default()
-                                        ).to_dict(),
+                             "implementation": "depthwise_op" if layer.spec.is_depthwise
+                             else "pattern_kernel",
+                             "config": None if layer.spec.is_depthwise
+                             else (cfg or config_space(layer.spec, target).default()).to_dict(),
                              "config_tuned": cfg is not None}
     doc = {
         "schema": "pattune_network", "version": MODEL_JSON_VERSION, "prefix": src.prefix,

@@ -184,3 +184,37 @@ def test_an_op_the_runtime_cannot_run_is_refused_at_export(tmp_path: Path) -> No
     msg = _one_line(pattune("export", "--storage", storage, "--study", "sig", "--out", str(out)))
     assert msg.startswith("pattune: error: network: cannot run 'torch.nn.Sigmoid' (module act)")
     assert not (out / "model").exists()
+
+
+@pytest.mark.xdist_group("network-export-timer")
+def test_the_timer_verifies_here_or_leaves_it_to_the_devices_checksum(tmp_path: Path) -> None:
+    """A target this machine cannot run is checked by the device alone; a wrong network
+    (weights of another model) fails there, by its checksum."""
+    from dataclasses import replace
+
+    from autotune.network_latency import NetworkTimer
+    from codegen import host_target
+    from device_farm import Farm, LocalDevice
+    from device_farm.lease import LeaseStore
+    from tests.network_support import model_case, prune
+
+    model, shape = model_case("example")
+    layers = prune(model, shape)
+    farm = Farm([LocalDevice(work_dir=str(tmp_path / "dev"))],
+                leases=LeaseStore(f"sqlite:///{tmp_path / 'farm.db'}"))
+    here = NetworkTimer(target=host_target(), runner=farm, work_dir=tmp_path / "a")
+    a = here.measure(model, shape, layers, "a")
+    assert a.ms is not None and a.ms > 0 and a.max_rel_err is not None and a.max_rel_err < 1e-4
+    # x86 code under a target that says aarch64 without a run_prefix: nothing runs it here.
+    elsewhere = replace(host_target(), name="elsewhere", arch="aarch64")
+    assert not elsewhere.runs_here
+    there = NetworkTimer(target=elsewhere, runner=farm, work_dir=tmp_path / "b")
+    b = there.measure(model, shape, layers, "b")
+    assert b.ms is not None and b.max_rel_err is None and b.device == "local"
+    build = there.build(model, shape, layers, tmp_path / "c")
+    other, _ = model_case("example")  # same shapes, unpruned weights: another output
+    torch.manual_seed(1)
+    for p in other.parameters():
+        p.data.normal_()
+    c = there.time(build, other.eval(), job_id="c")
+    assert c.ms is None and c.error.startswith("verify: checksum"), c.error

@@ -104,9 +104,16 @@ class Tuner:
     # -- pieces -------------------------------------------------------------
 
     def tune_layer(self, layer: PrunedLayer, *, seed: int, budget: int | None = None) -> TaskResult:
-        """Run the layer's kernel-tuning task within ``budget`` (default: the space's)."""
+        """Run the layer's kernel-tuning task within ``budget`` (default: the space's).
+
+        A depthwise layer gets its default config only: the whole network runs it as the
+        network runtime's depthwise op (docs/network.md), so searching its kernel's
+        configs would buy nothing the end-to-end latency sees.
+        """
         s = self.session
         k = s.space.kernel
+        if layer.spec.is_depthwise:
+            budget = 1
         space = config_space(layer.spec, s.target, **k.fixed_for(layer.spec.name))
         task = KernelTask(
             layer=layer,

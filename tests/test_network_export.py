@@ -218,3 +218,16 @@ def test_the_timer_verifies_here_or_leaves_it_to_the_devices_checksum(tmp_path: 
         p.data.normal_()
     c = there.time(build, other.eval(), job_id="c")
     assert c.ms is None and c.error.startswith("verify: checksum"), c.error
+
+
+@pytest.mark.xdist_group("network-export-depthwise")
+def test_a_depthwise_layer_is_not_searched_and_runs_as_the_depthwise_op(tmp_path: Path) -> None:
+    """The network runs a depthwise layer as its depthwise op, so the tune measures only its
+    default config while the other layers get their budget (3 here)."""
+    storage = f"sqlite:///{tmp_path / 'd.db'}"
+    r = pattune(*tune_args(tmp_path, storage=storage, study="dw", trials=1, model="tiny_dw"))
+    assert r.returncode == 0, r.stderr
+    [t] = _trials(storage, "dw")
+    assert t.user_attrs["pattune:latency_source"] == "network"
+    measured = {d["name"]: d["configs_measured"] for d in t.user_attrs["pattune:layers"]}
+    assert measured["2"] == 1 and measured["0"] > 1 and measured["4"] > 1, measured

@@ -65,3 +65,15 @@ def tiny_sigmoid() -> nn.Module:
     layers = OrderedDict(tiny().named_children())
     layers["act"] = nn.Sigmoid()
     return nn.Sequential(layers).eval()
+
+
+def tiny_dw() -> nn.Module:
+    """A 3x3 conv, a depthwise 3x3 conv (MobileNet's kind) and a 3x3 conv."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+        ).eval()

@@ -9,6 +9,11 @@
                              BatchNorm, ReLU and 2x2 max-pool after it fused in (each
                              layer's "epilogue")
     DIR/kernels/NN_name.fkw  its weight file (FKW format), read by pt_init / the executable
+    DIR/model/               the whole network as one library: pattune_model.h, sources,
+                             Makefile, static and shared library, run_model, weights.bin,
+                             model.json, measure_jobs.jsonl, pattune_model.py (ctypes);
+                             verified against torch before it is written
+                             (:mod:`autotune.export_model`)
     DIR/pruned.pt            the pruned (masked, briefly fine-tuned) torch state_dict, BatchNorm
                              not folded: loaded into the model it gives the model's outputs,
                              and each kernel's output equals its epilogue's last module's
@@ -39,6 +44,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.export_files import write_makefile, write_report
+from autotune.export_model import ModelExport, check_network, write_model
 from autotune.finalize import FinalModel, Remeasured, final_model, remeasure
 from autotune.results import LayerResult, TrialResult
 from autotune.session import TuneSession
@@ -74,12 +80,15 @@ class ExportResult:
         kernels_dir: The ``kernels/`` folder (sources, FKW weights, Makefile).
         weights: Each exported layer's FKW weight file, in model order.
         checkpoint: ``pruned.pt``, the pruned (and retrained) torch state_dict.
+        model_dir: ``model/``, the whole network as one library (C API, weights, loader).
         report: ``report/report.md`` (the plots beside it).
         study: The study's name.
         trial: The exported trial's number.
         latency_ms: The exported model's latency on the device type (milliseconds):
-            its kernels measured again for the exported weights, or the tuning's
-            figure when they could not be (``latency_note`` says why).
+            ``model/``'s library timed end to end on the device type; where that failed,
+            its kernels' sum (``note`` says why).
+        end_to_end_default_ms: ``model/``'s network with default KernelConfigs, timed alike.
+        torch_ms: torch on the same model on this machine (local device type), else None.
         latency_tuning_ms: The trial's latency as tuned (one-shot weights).
         default_latency_ms: The same pruning with default KernelConfigs (at tuning).
         accuracy: The exported model's accuracy (after retraining).
@@ -97,6 +106,7 @@ class ExportResult:
     kernels_dir: Path
     weights: tuple[Path, ...]
     checkpoint: Path
+    model_dir: Path
     report: Path
     study: str
     trial: int
@@ -109,6 +119,8 @@ class ExportResult:
     drop_points: float
     retrain: str
     retrained: bool
+    end_to_end_default_ms: float | None = None
+    torch_ms: float | None = None
     note: str = ""
 
 
@@ -201,11 +213,14 @@ def _config(
     session: TuneSession, chosen: FrozenTrial, cand: Candidate, result: TrialResult,
     written: list[tuple[LayerResult, str, bool]], epilogues: dict[str, Epilogue],
     final: FinalModel, latency: Remeasured, retrain_config: RetrainConfig, note: str,
+    network: ModelExport,
 ) -> dict[str, Any]:
     """The content of config.json (schema ``pattune.export/2``)."""
     opts = session.options
     total = latency.total_ms
     exported_ms = result.latency_ms if total is None else total + (result.untouched_ms or 0.0)
+    if network.tuned.ms is not None:
+        exported_ms = network.tuned.ms
     return {
         "schema": "pattune.export/2",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -232,7 +247,10 @@ def _config(
             for (tuned, stem, _), ms in zip(written, latency.layer_ms, strict=True)
         ],
         "total_latency_ms": exported_ms,
+        "latency_source": "network" if network.tuned.ms is not None else "sum",
+        "network": network.to_config(),
         "total_latency_ms_tuning": result.latency_ms,
+        "latency_source_tuning": result.latency_source,
         "latency_remeasured": total is not None,
         "latency_note": latency.error or "",
         "tuned_layers_latency_ms": result.tuned_ms if total is None else total,
@@ -300,6 +318,7 @@ def export_study(
             f"no study named {opts.study!r} in {redact_url(opts.storage)}: "
             "check --study and --storage"
         ) from None
+    check_network(session)  # an op the runtime cannot run: refused before any work
     chosen, note = pick_trial(study, trial=trial, max_drop=max_drop,
                               dense=session.accuracy.dense())
     cand = Candidate.from_dict(chosen.user_attrs["pattune:candidate"])
@@ -315,14 +334,18 @@ def export_study(
     layers = final.plan.pruned_layers(final.model, fuse=True)
     written = _write_kernels(out_dir / "kernels", layers, result, epilogues, session)
     latency = remeasure(session, layers, [tuned.config for tuned, _, _ in written])
+    network = write_model(session, final.model, {
+        layer.spec.name: (layer, tuned.config) for layer, (tuned, _, _) in zip(
+            layers, written, strict=True)}, out_dir)
 
     import torch
 
     torch.save(pruned_state_dict(final.model), out_dir / "pruned.pt")
     notes = [n for n in (note, final.note, latency.error and f"latency not measured again: "
-                         f"{latency.error}") if n]
+                         f"{latency.error}", network.tuned.error and "whole network not timed: "
+                         f"{network.tuned.error}") if n]
     config = _config(session, chosen, cand, result, written, epilogues, final, latency,
-                     retrain, "; ".join(notes))
+                     retrain, "; ".join(notes), network)
     path = out_dir / "config.json"
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     report = write_report(out_dir / "report", study, chosen.number, config,
@@ -333,6 +356,7 @@ def export_study(
         kernels_dir=out_dir / "kernels",
         weights=tuple(out_dir / "kernels" / f"{stem}.fkw" for _, stem, _ in written),
         checkpoint=out_dir / "pruned.pt",
+        model_dir=network.folder,
         report=report,
         study=opts.study,
         trial=chosen.number,
@@ -345,6 +369,8 @@ def export_study(
         drop_points=config["accuracy_drop_points"],
         retrain=final.method,
         retrained=final.retrained,
+        end_to_end_default_ms=network.default.ms,
+        torch_ms=None if network.torch is None else network.torch.ms,
         note="; ".join(notes),
     )
 

@@ -153,6 +153,7 @@ def write_report(
         f"layers run by torch: {_ms(config['untouched_latency_ms'])}, "
         f"{config.get('untouched_method') or 'not timed'} at "
         f"{config.get('untouched_torch_threads') or '-'} torch thread(s))",
+        *_network_lines(config.get("network")),
         f"- accuracy: {config['accuracy']:.4f} (dense {config['dense_accuracy']:.4f}, "
         f"drop {config.get('accuracy_drop_points', 0.0):.2f} points, source: "
         f"{config['accuracy_source']}; retraining: {_retrain(config)}; tuning-time estimate "
@@ -170,6 +171,27 @@ def write_report(
     path = rdir / "report.md"
     path.write_text("\n".join(text) + "\n")
     return path
+
+
+def _network_lines(net: dict[str, Any] | None) -> list[str]:
+    """The whole network's end-to-end figures (``model/``), when the export has them."""
+    if not net:
+        return []
+    tuned, dflt, torch_ms = net["end_to_end_ms"], net["end_to_end_default_ms"], net["torch_ms"]
+    if torch_ms is None:
+        torch_text = "torch: not timed (the device type is not this machine)"
+    else:
+        torch_text = f"torch on this machine {_ms(torch_ms)} ({net['torch_method']})"
+        if tuned:
+            torch_text += f", {torch_ms / tuned:.2f}x slower than ours"
+    err = net["max_rel_err"]
+    return [
+        f"- whole network end to end (`model/`, one library, {net['threads']} thread(s)): "
+        f"tuned configs {_ms(tuned)}, default configs at the same pruning {_ms(dflt)}; "
+        f"{torch_text}; arena {net['arena_bytes']} bytes, weights {net['weights_bytes']} "
+        f"bytes, max rel. error vs torch {'-' if err is None else f'{err:.1e}'}"
+        + (f"; not timed: {net['error']}" if net.get("error") else ""),
+    ]
 
 
 def _retrain(config: dict[str, Any]) -> str:

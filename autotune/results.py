@@ -116,7 +116,8 @@ class TrialResult(Record):
     """One completed trial of a tuning study (milliseconds).
 
     Attributes:
-        latency_ms: Whole-model latency: ``tuned_ms`` plus ``untouched_ms``.
+        latency_ms: Whole-model latency: ``network_ms`` when measured, else ``tuned_ms``
+            plus ``untouched_ms``.
         accuracy: The candidate's accuracy estimate in [0, 1].
         layers: One record per generated layer, in model order.
         tuned_ms: Sum of the layers' tuned latencies.
@@ -126,6 +127,12 @@ class TrialResult(Record):
         untouched_method: How that was timed (``torchscript`` or ``eager``), or None.
         untouched_threads: At how many torch threads, or None.
         refined: Whether the layers' tasks were topped up to the refine budget.
+        network_ms: The whole network (:mod:`codegen.network`: tuned kernels and every
+            other op in one library) measured end to end on the device type, or None
+            when it was not (``network_error`` says why).
+        network_error: Why the network was not measured, else None.
+        latency_source: ``"network"`` when ``latency_ms`` is ``network_ms``, ``"sum"``
+            when it is ``tuned_ms`` plus ``untouched_ms``.
     """
 
     latency_ms: float
@@ -137,6 +144,9 @@ class TrialResult(Record):
     untouched_method: str | None
     untouched_threads: int | None
     refined: bool
+    network_ms: float | None = None
+    network_error: str | None = None
+    latency_source: str = "sum"
 
     schema = "trial_result"
 
@@ -148,6 +158,15 @@ class TrialResult(Record):
     def layer(self, name: str) -> LayerResult | None:
         """The record of the layer called ``name``, or None."""
         return next((x for x in self.layers if x.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if self.latency_source == "sum" and self.network_ms is None and not self.network_error:
+            # A trial without a network timing stores what studies written before
+            # whole-network timing stored (the same attributes, the same JSON).
+            for k in ("network_ms", "network_error", "latency_source"):
+                del d[k]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
@@ -170,7 +189,8 @@ class TrialResult(Record):
             KeyError: The trial holds no tuning result (it did not complete).
         """
         optional = {"untouched_ms": None, "untouched_method": None,
-                    "untouched_threads": None, "refined": False}  # fmt: skip
+                    "untouched_threads": None, "refined": False, "network_ms": None,
+                    "network_error": None, "latency_source": "sum"}  # fmt: skip
         data = {
             name: attrs[ATTR_PREFIX + name] if name not in optional
             else attrs.get(ATTR_PREFIX + name, optional[name])

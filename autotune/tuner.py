@@ -15,6 +15,7 @@ of :class:`~autotune.results.LayerResult` s, stored in the trial's attributes.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import numpy as np
 
 from autotune.cost_model.manager import CostModelManager
 from autotune.measurers import FarmMeasurer
+from autotune.network_latency import NetworkLatency, NetworkTimer, pruned_copy
 from autotune.results import STUDY_ATTRS, LayerResult, TrialResult
 from autotune.session import TuneSession
 from autotune.strategies import TaskContext
@@ -33,7 +35,7 @@ from autotune.untouched import UntouchedTime, rest_time_ms
 from codegen import config_space
 from search_spaces.fusion import Epilogue, find_epilogues
 from search_spaces.layers import PrunedLayer
-from search_spaces.pruning import plan_pruning
+from search_spaces.pruning import PruningPlan, plan_pruning
 from search_spaces.space import Candidate
 
 log = logging.getLogger(__name__)
@@ -95,13 +97,23 @@ class Tuner:
         )
         self._untouched: UntouchedTime | None = None
         self._epilogues: dict[str, Epilogue] | None = None
+        self.network = NetworkTimer(target=session.target, runner=session.farm(),
+                                    work_dir=session.work_dir / "networks",
+                                    threads=self.untouched_threads)
 
     # -- pieces -------------------------------------------------------------
 
     def tune_layer(self, layer: PrunedLayer, *, seed: int, budget: int | None = None) -> TaskResult:
-        """Run the layer's kernel-tuning task within ``budget`` (default: the space's)."""
+        """Run the layer's kernel-tuning task within ``budget`` (default: the space's).
+
+        A depthwise layer gets its default config only: the whole network runs it as the
+        network runtime's depthwise op (docs/network.md), so searching its kernel's
+        configs would buy nothing the end-to-end latency sees.
+        """
         s = self.session
         k = s.space.kernel
+        if layer.spec.is_depthwise:
+            budget = 1
         space = config_space(layer.spec, s.target, **k.fixed_for(layer.spec.name))
         task = KernelTask(
             layer=layer,
@@ -167,6 +179,22 @@ class Tuner:
         u = self.untouched()
         return None if u is None else u.ms
 
+    def network_latency(self, plan: PruningPlan, layers: list[PrunedLayer],
+                        per_layer: list[LayerResult], trial_number: int) -> NetworkLatency:
+        """The trial's whole network (tuned configs) built, verified and timed on the type.
+
+        The build folder is removed afterwards (its objects stay in the compiler's cache).
+        """
+        s = self.session
+        model = pruned_copy(s.model, plan)
+        tuned = {r.name: r.config for r in per_layer}
+        pattern = {layer.spec.name: (layer, tuned[layer.spec.name]) for layer in layers}
+        name = f"trial-{trial_number}-{s.options.seed}"
+        try:
+            return self.network.measure(model, s.input_shape, pattern, name)
+        finally:
+            shutil.rmtree(self.network.work_dir / name, ignore_errors=True)
+
     # -- one trial ----------------------------------------------------------
 
     def _tune_all(
@@ -219,6 +247,16 @@ class Tuner:
                 per_layer, tuned_ms, default_ms = self._tune_all(layers, kernel.refine_budget)
                 latency_ms = tuned_ms + (untouched or 0.0)
                 refined = True
+        # What the trial tells Optuna is the whole network timed on the device type; the
+        # per-layer sum only where the network could not be built or run (recorded).
+        net = self.network_latency(plan, layers, per_layer, trial_number)
+        if net.ms is not None:
+            latency_ms = net.ms
+        else:
+            log.warning("trial %d: whole network not measured (%s); latency is the sum of "
+                        "the layers%s", trial_number, net.error,
+                        "" if untouched is not None else " without the untouched ones")
+            st.last_error = net.error
         self.known.append((latency_ms, accuracy))
         st.task_s += time.perf_counter() - t0
         st.trials += 1
@@ -238,6 +276,9 @@ class Tuner:
             untouched_method=None if u is None else u.method,
             untouched_threads=None if u is None else u.threads,
             refined=refined,
+            network_ms=net.ms,
+            network_error=net.error or None,
+            latency_source="network" if net.ms is not None else "sum",
         )
         # The study records the trial's two values itself.
         attrs = {k: v for k, v in result.to_attrs().items() if k not in STUDY_ATTRS}

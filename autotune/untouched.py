@@ -221,4 +221,32 @@ def rest_time_ms(
         torch.set_num_threads(before)
 
 
-__all__ = ["UntouchedTime", "frozen_leftover", "leftover_graph", "rest_time_ms", "stub_generated"]
+def torch_model_ms(model: nn.Module, shape: tuple[int, ...], *, threads: int = 1,
+                   repeats: int = 21) -> UntouchedTime:
+    """Median ms of the whole ``model`` in torch: eager and TorchScript-frozen, the faster.
+
+    ``method`` says which was faster (a model TorchScript cannot trace runs eager only).
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1; got {threads}")
+    x = torch.zeros(shape)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        best = UntouchedTime(_median_ms(lambda: model(x), repeats), "eager", threads)
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                frozen = torch.jit.freeze(torch.jit.trace(model.eval(), (x,),
+                                                          check_trace=False).eval())
+        except Exception as exc:  # noqa: BLE001 - any user model; eager stands
+            log.info("model not traceable by TorchScript (%s): eager only", exc)
+            return best
+        ms = _median_ms(lambda: frozen(x), repeats)
+        return UntouchedTime(ms, "torchscript", threads) if ms < best.ms else best
+    finally:
+        torch.set_num_threads(before)
+
+
+__all__ = ["UntouchedTime", "frozen_leftover", "leftover_graph", "rest_time_ms", "stub_generated",
+           "torch_model_ms"]

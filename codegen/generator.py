@@ -5,8 +5,25 @@ used (one loop each, taps as constants), the filter order (FKR) and the thread
 schedule are baked in, and so is the epilogue (bias, then ReLU when the
 layer has one, then a 2x2/stride-2 max-pool pass when it has one; a BatchNorm is
 already folded into the weights and bias); the weights travel in a separate blob (see
-:mod:`codegen.fkw`). The same source builds the shared library (``pt_init``,
-``pt_run``, ``pt_free``) and, with ``-DPT_MAIN``, the standalone executable.
+:mod:`codegen.fkw`).
+
+The code is reentrant and its entry points carry a prefix ``P`` (``symbol_prefix``,
+default ``pt_kernel``), so many layers, each its own translation unit (their
+``#define`` s differ), link into one program::
+
+    typedef struct P_ctx P_ctx;                                  /* opaque */
+    int  P_create(const void* blob, long long n, P_ctx** out);   /* copies what it needs */
+    int  P_run(P_ctx* c, const float* x, float* y);              /* NCHW (1, cin, h, w) in */
+    void P_destroy(P_ctx* c);                                    /* NULL is fine */
+
+Each context owns its weights and buffers; contexts may run at once in different
+threads (see :mod:`codegen.harness` for the error codes). A network build compiles
+each layer's :attr:`GeneratedKernel.source` with ``-DPT_NO_SINGLE``
+(:func:`codegen.object_command`) and declares it with :attr:`GeneratedKernel.header`.
+Without that macro the same source also has the single-layer interface
+(``pt_init``, ``pt_run``, ``pt_free`` over one static context; the shared library
+:class:`codegen.KernelLibrary` loads) and, with ``-DPT_MAIN``, is the standalone
+executable.
 """
 
 from __future__ import annotations
@@ -16,7 +33,14 @@ from typing import Any
 
 from codegen import fkw
 from codegen.config import KernelConfig, config_space
-from codegen.harness import HARNESS_C, PRELUDE_C
+from codegen.harness import (
+    DEFAULT_PREFIX,
+    HARNESS_C,
+    PRELUDE_C,
+    api_definitions,
+    api_header,
+    check_prefix,
+)
 from codegen.layout import Layout
 from codegen.target import Target
 from codegen.tiles import tile_function, variants
@@ -42,6 +66,9 @@ class GeneratedKernel:
         threads: Threads the code was generated for (OpenMP needed when > 1).
         format_bytes: Bytes of the weight format proper (FKW/dense/CSR).
         meta: Layout and schedule facts (JSON-friendly).
+        symbol_prefix: ``P`` of the entry points ``P_create``, ``P_run``, ``P_destroy``.
+        header: C declarations of those entry points (a header's text; the source
+            has the same ones).
     """
 
     name: str
@@ -50,6 +77,8 @@ class GeneratedKernel:
     threads: int
     format_bytes: int
     meta: dict[str, Any] = field(default_factory=dict)
+    symbol_prefix: str = DEFAULT_PREFIX
+    header: str = ""
 
 
 def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
@@ -80,19 +109,24 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
     return "\n".join(lines)
 
 
-def _globals(fmt: str, packed: fkw.Packed) -> str:
-    lines = ["static float* g_in; static float* g_out; static unsigned char* g_blob;"]
-    sizes = []
-    for name, ctype in _ARRAYS[fmt]:
-        lines.append(f"static const {ctype}* g_{name};")
-    for name, arr in packed.arrays:
-        sizes.append(str(arr.nbytes))
+def _context(fmt: str, packed: fkw.Packed, prefix: str) -> str:
+    """The context struct (everything one instance owns) and the blob's array binding."""
+    lines = [
+        f"typedef {prefix}_ctx kctx; /* the file's own name for it */",
+        f"struct {prefix}_ctx {{",
+        "  float* in;            /* zero-bordered copy of the input (pad_channel) */",
+        "  float* full;          /* POOL: the conv's OH x OW output before pooling */",
+        "  unsigned char* blob;  /* 64-byte-aligned copy of the weights; arrays point into it */",
+    ]
+    lines += [f"  const {ctype}* {name};" for name, ctype in _ARRAYS[fmt]]
+    lines.append("};")
+    sizes = [str(arr.nbytes) for _, arr in packed.arrays]
     lines.append(f"#define N_ARRAYS {len(sizes)}")
     lines.append(f"static const long long EXPECT_BYTES[N_ARRAYS] = {{{', '.join(sizes)}}};")
-    binds = [f"  g_{name} = (const {ctype}*)arr[{i}];"
-             for i, (name, ctype) in enumerate(_ARRAYS[fmt])]
-    lines.append("static void bind_arrays(unsigned char** arr) {")
-    lines += binds + ["}"]
+    lines.append("static void bind_arrays(kctx* c, unsigned char** arr) {")
+    lines += [f"  c->{name} = (const {ctype}*)arr[{i}];"
+              for i, (name, ctype) in enumerate(_ARRAYS[fmt])]
+    lines.append("}")
     return "\n".join(lines)
 
 
@@ -113,14 +147,15 @@ def _schedule(layer: PrunedLayer, cfg: KernelConfig, order: Any) -> tuple[str, l
 
 def _dispatch(lay: Layout) -> str:
     var = variants(lay)
-    lines = ["static inline void do_tile(int i, int b, int ty, int tx) {",
+    lines = ["static inline void do_tile(const kctx* restrict c, float* y, int i, int b, int ty,"
+             " int tx) {",
              "  const int oy = ty * R, ox = tx * TW;",
              "  const int last_r = (ty == NTY - 1), last_c = (tx == NTX - 1);"]
     for last_r in (False, True):
         for last_c in (False, True):
             v = var[(last_r, last_c)]
             cond = f"last_r == {int(last_r)} && last_c == {int(last_c)}"
-            lines.append(f"  if ({cond}) {{ {v.name}(i, b, oy, ox); return; }}")
+            lines.append(f"  if ({cond}) {{ {v.name}(c, y, i, b, oy, ox); return; }}")
     lines.append("}")
     return "\n".join(lines)
 
@@ -129,24 +164,24 @@ _LOOPS = {
     "block_group_tile": (
         "for (int b = 0; b < NB; ++b) for (int gi = g0; gi < g1; ++gi) {{ {grp}"
         " for (int ty = 0; ty < NTY; ++ty) for (int tx = 0; tx < NTX; ++tx)"
-        " for (int i = i0; i < i1; ++i) do_tile(i, b, ty, tx); }}"
+        " for (int i = i0; i < i1; ++i) do_tile(c, y, i, b, ty, tx); }}"
     ),
     "group_block_tile": (
         "for (int gi = g0; gi < g1; ++gi) {{ {grp} for (int b = 0; b < NB; ++b)"
         " for (int ty = 0; ty < NTY; ++ty) for (int tx = 0; tx < NTX; ++tx)"
-        " for (int i = i0; i < i1; ++i) do_tile(i, b, ty, tx); }}"
+        " for (int i = i0; i < i1; ++i) do_tile(c, y, i, b, ty, tx); }}"
     ),
     "block_group_filter": (
         "for (int b = 0; b < NB; ++b) for (int gi = g0; gi < g1; ++gi) {{ {grp}"
         " for (int i = i0; i < i1; ++i) for (int ty = 0; ty < NTY; ++ty)"
-        " for (int tx = 0; tx < NTX; ++tx) do_tile(i, b, ty, tx); }}"
+        " for (int tx = 0; tx < NTX; ++tx) do_tile(c, y, i, b, ty, tx); }}"
     ),
     # One tile at a time for every filter: its input block stays in L1 and its partial
     # outputs in L2 while all of the thread's filters pass over it.
     "tile_block_group": (
         "for (int ty = 0; ty < NTY; ++ty) for (int tx = 0; tx < NTX; ++tx)"
         " for (int b = 0; b < NB; ++b) for (int gi = g0; gi < g1; ++gi) {{ {grp}"
-        " for (int i = i0; i < i1; ++i) do_tile(i, b, ty, tx); }}"
+        " for (int i = i0; i < i1; ++i) do_tile(c, y, i, b, ty, tx); }}"
     ),
 }
 
@@ -155,23 +190,41 @@ def _compute(cfg: KernelConfig) -> str:
     grp = ("const int g = SCHED[gi]; const int i0 = g * OCB;"
            " const int i1 = (i0 + OCB < COUT) ? i0 + OCB : COUT;")
     loop = _LOOPS[cfg.loop_order].format(grp=grp)
-    return ("static void compute(int t) {\n  const int g0 = SCHED_START[t], g1 = SCHED_START[t + 1];\n"
+    # y: where the tiles store (the output, or the context's scratch when pooling).
+    return ("static void compute(const kctx* restrict c, float* y, int t) {\n"
+            "  const int g0 = SCHED_START[t], g1 = SCHED_START[t + 1];\n"
             f"  {loop}\n}}")
 
 
-def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target) -> GeneratedKernel:
+def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
+             symbol_prefix: str = DEFAULT_PREFIX) -> GeneratedKernel:
     """Emit the C source and weight blob of ``layer`` under ``cfg`` for ``target``.
+
+    Args:
+        layer: The pruned layer (weights, patterns, fused epilogue).
+        cfg: The kernel config.
+        target: What the code is compiled for.
+        symbol_prefix: ``P`` of the entry points ``P_create``/``P_run``/``P_destroy``:
+            one per layer when several link into one program (e.g. ``"ptl3"``).
 
     Raises:
         ConfigError: ``cfg`` is outside :func:`codegen.config_space` of the layer and
             target (checked here, before anything is compiled).
+        ValueError: ``symbol_prefix`` is not a C identifier (see
+            :func:`codegen.harness.check_prefix`).
     """
+    check_prefix(symbol_prefix)
     config_space(layer.spec, target).validate(cfg)
     lay = Layout.of(layer.spec, cfg)
     packed = fkw.pack(layer, cfg, lay.plane_offsets() if cfg.format == "csr" else None)
     pats = [layer.pattern_set[p] for p in packed.used_patterns]
     sched_src, per_thread = _schedule(layer, cfg, packed.order)
     var = sorted(set(variants(lay).values()), key=lambda v: v.name)
+    s = layer.spec
+    header = api_header(symbol_prefix, (
+        f"pattune kernel {s.name!r}: x (1, {s.cin}, {s.h}, {s.w}) -> y {layer.output_shape}, "
+        f"float32 NCHW; conv2d + bias{' + relu' if layer.relu else ''}"
+        f"{' + maxpool 2x2/2' if layer.maxpool else ''}; {cfg.threads} thread(s)"))
     parts = [
         (
             f"/* pattune codegen: layer {layer.spec.name!r} {layer.spec.signature()}\n"
@@ -183,12 +236,14 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target) -> Generated
         ),
         _constants(layer, cfg, lay, len(pats), packed),
         PRELUDE_C,
-        _globals(cfg.format, packed),
+        header,
+        _context(cfg.format, packed, symbol_prefix),
         sched_src,
         *(tile_function(v, lay, cfg, pats, relu=layer.relu) for v in var),
         _dispatch(lay),
         _compute(cfg),
         HARNESS_C,
+        api_definitions(symbol_prefix),
     ]
     epilogue = ("-relu" if layer.relu else "") + ("-pool" if layer.maxpool else "")
     name = f"{layer.spec.name or 'layer'}{epilogue}-{cfg.format}-{cfg.stable_hash()[:8]}"
@@ -203,4 +258,5 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target) -> Generated
     return GeneratedKernel(
         name=name.replace("/", "_"), source="\n\n".join(parts) + "\n", weights=fkw.blob(packed),
         threads=cfg.threads, format_bytes=packed.format_bytes, meta=meta,
+        symbol_prefix=symbol_prefix, header=header,
     )

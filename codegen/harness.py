@@ -1,14 +1,29 @@
 """C text shared by every generated kernel: prelude, runtime entry points, device harness.
 
-Entry points of the shared library (all return 0 on success):
+Every kernel is reentrant: its state (the weight arrays, the zero-bordered input
+buffer, the pooling scratch) lives in a context struct passed down to the tile
+functions, and the file holds no mutable static state besides the single-layer
+interface below. The entry points carry a prefix ``P`` chosen at generation time
+(:func:`api_header` declares them; they return 0 on success):
 
-* ``int pt_init(const void* blob, long long n)`` copies and checks the weight blob
-  and allocates the zero-bordered input buffer;
-* ``int pt_run(const float* x, float* y)`` computes one convolution (NCHW, batch 1)
-  and its epilogue; with a fused max-pool (``POOL``) the conv writes its full
-  OH x OW output into a scratch buffer and a vectorised pass per output channel
-  (parallel over channels when threaded) writes the pooled POH x POW to ``y``;
-* ``void pt_free(void)``.
+* ``int P_create(const void* blob, long long n, P_ctx** out)`` checks and copies the
+  weight blob and allocates the context's buffers; on failure ``*out`` is NULL and the
+  code says why: 1 a NULL ``out``, 2 not a weight blob (NULL, short, bad magic), 3 wrong
+  array count, 4 out of memory, 5 an array of the wrong size (the blob of another layer
+  or config), 6 truncated;
+* ``int P_run(P_ctx* c, const float* x, float* y)`` computes one convolution (NCHW,
+  batch 1) and its epilogue; with a fused max-pool (``POOL``) the conv writes its full
+  OH x OW output into the context's scratch buffer and a vectorised pass per output
+  channel (parallel over channels when threaded) writes the pooled POH x POW to ``y``;
+  1 for a NULL argument. A context runs one call at a time; different contexts (of one
+  kernel or of several) may run at once in different threads;
+* ``void P_destroy(P_ctx* c)`` frees it (NULL is fine).
+
+Unless compiled with ``-DPT_NO_SINGLE`` (as a network's objects must be: every layer
+would define it), the file also has the single-layer interface over one static
+context: ``int pt_init(const void* blob, long long n)`` (same codes),
+``int pt_run(const float* x, float* y)`` (1 before ``pt_init``), ``void pt_free(void)``.
+Only these entry points have default visibility; everything else is ``static``.
 
 Compiled with ``-DPT_MAIN`` the same file is the standalone executable::
 
@@ -20,6 +35,60 @@ nothing but libc (and libgomp when threaded).
 """
 
 from __future__ import annotations
+
+import re
+
+DEFAULT_PREFIX = "pt_kernel"
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` when it can name a kernel's entry points, else raise.
+
+    Raises:
+        ValueError: ``prefix`` is not a C identifier of 1-64 letters, digits and
+            underscores starting with a letter, or is ``pt`` (``pt_run`` is the
+            single-layer entry point, with another signature).
+    """
+    if not isinstance(prefix, str) or not _IDENTIFIER.fullmatch(prefix) or prefix == "pt":
+        raise ValueError(
+            "symbol_prefix must be a C identifier of 1-64 letters, digits and '_' starting "
+            f"with a letter, and not 'pt' (the single-layer pt_run); got {prefix!r}"
+        )
+    return prefix
+
+
+def api_header(prefix: str, comment: str = "") -> str:
+    """Declarations of a kernel's prefixed entry points: a C header's text.
+
+    Args:
+        prefix: The kernel's symbol prefix (see :func:`check_prefix`).
+        comment: What the kernel computes, put in a comment at the top.
+    """
+    p = check_prefix(prefix)
+    guard = f"PATTUNE_KERNEL_{p}_H"
+    lines = [f"/* {comment.replace('*/', '* /')} */"] if comment else []
+    lines += [
+        f"#ifndef {guard}", f"#define {guard}", "#ifdef __cplusplus", 'extern "C" {', "#endif",
+        f"typedef struct {p}_ctx {p}_ctx;",
+        f"int {p}_create(const void* blob, long long n, {p}_ctx** out);",
+        f"int {p}_run({p}_ctx* c, const float* x, float* y);",
+        f"void {p}_destroy({p}_ctx* c);",
+        "#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def api_definitions(prefix: str) -> str:
+    """The prefixed entry points, over the file's static ``ctx_*`` functions."""
+    p = check_prefix(prefix)
+    return "\n".join([
+        f"PT_EXPORT int {p}_create(const void* blob, long long n, {p}_ctx** out) {{",
+        "  return ctx_create(blob, n, out);", "}",
+        f"PT_EXPORT int {p}_run({p}_ctx* c, const float* x, float* y) {{",
+        "  return ctx_run(c, x, y);", "}",
+        f"PT_EXPORT void {p}_destroy({p}_ctx* c) {{ ctx_destroy(c); }}",
+    ])
 
 PRELUDE_C = r"""
 #include <stdint.h>
@@ -48,9 +117,10 @@ typedef int32_t vi __attribute__((vector_size(VL * 4)));
 """
 
 HARNESS_C = r"""
-static void pad_channel(const float* restrict x, int c) {
-  const float* restrict src = x + (size_t)c * H * W;
-  float* restrict dst = g_in + (size_t)c * CS;
+/* Zero-bordered copy of channel ``ch`` of x into the context's input buffer ``in``. */
+static void pad_channel(float* restrict in, const float* restrict x, int ch) {
+  const float* restrict src = x + (size_t)ch * H * W;
+  float* restrict dst = in + (size_t)ch * CS;
   for (int ph = 0; ph < NPLANES; ++ph) {
     int j0 = 0;
     while (j0 * S + ph - PAD < 0) ++j0;
@@ -76,12 +146,11 @@ static void pad_channel(const float* restrict x, int c) {
 
 #define OUT_ELEMS ((long)COUT * POH * POW)
 #if POOL
-static float* g_full; /* the conv's OH x OW output, pooled into y */
-
-static void pool_channel(float* restrict y, int c) {
+/* Channel ``ch`` of the conv's OH x OW output ``full``, max-pooled 2x2/2 into y. */
+static void pool_channel(const float* restrict full, float* restrict y, int ch) {
   const vi even = EVEN_LANES, odd = ODD_LANES;
-  const float* restrict src = g_full + (size_t)c * OH * OW;
-  float* restrict dst = y + (size_t)c * POH * POW;
+  const float* restrict src = full + (size_t)ch * OH * OW;
+  float* restrict dst = y + (size_t)ch * POH * POW;
   for (int py = 0; py < POH; ++py) {
     const float* restrict r0 = src + (size_t)(2 * py) * OW;
     const float* restrict r1 = r0 + OW;
@@ -101,74 +170,106 @@ static void pool_channel(float* restrict y, int c) {
 }
 #endif
 
-PT_EXPORT int pt_run(const float* x, float* y) {
-  if (!g_in) return 1;
+/* One call: writes only c's buffers and y, so contexts may run in different threads. */
+static int ctx_run(kctx* c, const float* x, float* y) {
+  if (!c || !x || !y) return 1;
+  float* const in = c->in;
 #if POOL
-  g_out = g_full;
+  float* const out = c->full;
 #else
-  g_out = y;
+  float* const out = y;
 #endif
 #if NTHREADS > 1
 #pragma omp parallel num_threads(NTHREADS)
   {
     const int t = omp_get_thread_num();
 #pragma omp for schedule(static)
-    for (int c = 0; c < CIN; ++c) pad_channel(x, c);
-    compute(t);
+    for (int ch = 0; ch < CIN; ++ch) pad_channel(in, x, ch);
+    compute(c, out, t);
 #if POOL
 #pragma omp barrier
 #pragma omp for schedule(static)
-    for (int c = 0; c < COUT; ++c) pool_channel(y, c);
+    for (int ch = 0; ch < COUT; ++ch) pool_channel(out, y, ch);
 #endif
   }
 #else
-  for (int c = 0; c < CIN; ++c) pad_channel(x, c);
-  compute(0);
+  for (int ch = 0; ch < CIN; ++ch) pad_channel(in, x, ch);
+  compute(c, out, 0);
 #if POOL
-  for (int c = 0; c < COUT; ++c) pool_channel(y, c);
+  for (int ch = 0; ch < COUT; ++ch) pool_channel(out, y, ch);
 #endif
 #endif
   return 0;
 }
 
-PT_EXPORT void pt_free(void) {
+static void ctx_destroy(kctx* c) {
+  if (!c) return;
+  free(c->full);
+  free(c->in);
+  free(c->blob);
+  free(c);
+}
+
+/* Checks the blob against the array sizes this code was generated for and copies it
+   (64-byte aligned: the arrays are read with vector loads), so the caller may free it. */
+static int ctx_create(const void* blob, long long n, kctx** out) {
+  if (!out) return 1;
+  *out = 0;
+  if (!blob || n < 16 || memcmp(blob, "PTWBLOB1", 8) != 0) return 2;
+  long long count; memcpy(&count, (const char*)blob + 8, 8);
+  if (count != N_ARRAYS || n < 16 + 8 * count) return 3;
+  /* Cache lines of its own: every tile call of every thread reads it, and whatever the
+     allocator would put beside it (another layer's state, say) may be written meanwhile. */
+  const size_t ctx_bytes = (sizeof(kctx) + 63) / 64 * 64;
+  kctx* c = (kctx*)aligned_alloc(64, ctx_bytes);
+  if (!c) return 4;
+  memset(c, 0, ctx_bytes);
+  const long long size = (n + 63) / 64 * 64;
+  c->blob = (unsigned char*)aligned_alloc(64, (size_t)size);
+  if (!c->blob) { ctx_destroy(c); return 4; }
+  memcpy(c->blob, blob, (size_t)n);
+  unsigned char* arr[N_ARRAYS + 1];
+  long long pos = 16 + 8 * count;
+  for (int i = 0; i < N_ARRAYS; ++i) {
+    long long nb; memcpy(&nb, c->blob + 16 + 8 * i, 8);
+    if (nb != EXPECT_BYTES[i]) { ctx_destroy(c); return 5; }
+    pos = (pos + 63) / 64 * 64;
+    if (pos + nb > n) { ctx_destroy(c); return 6; }
+    arr[i] = c->blob + pos;
+    pos += nb;
+  }
+  bind_arrays(c, arr);
+  const size_t in_bytes = ((size_t)IN_FLOATS + 64) * sizeof(float);
+  c->in = (float*)aligned_alloc(64, (in_bytes + 63) / 64 * 64);
+  if (!c->in) { ctx_destroy(c); return 4; }
+  /* The borders stay zero for good: pad_channel writes only the interior. */
+  memset(c->in, 0, in_bytes);
 #if POOL
-  free(g_full); g_full = 0;
+  c->full = (float*)aligned_alloc(64, ((size_t)COUT * OH * OW * sizeof(float) + 63) / 64 * 64);
+  if (!c->full) { ctx_destroy(c); return 4; }
 #endif
-  free(g_in); g_in = 0;
-  free(g_blob); g_blob = 0;
+  *out = c;
+  return 0;
+}
+
+#ifndef PT_NO_SINGLE
+/* The single-layer interface (KernelLibrary, export's per-layer libraries): one
+   process-wide context. It is the only mutable static state in this file, and
+   -DPT_NO_SINGLE leaves it out (a network links many layers, each would define pt_run). */
+static kctx* pt_single;
+
+PT_EXPORT void pt_free(void) {
+  ctx_destroy(pt_single);
+  pt_single = 0;
 }
 
 PT_EXPORT int pt_init(const void* blob, long long n) {
   pt_free();
-  if (n < 16 || memcmp(blob, "PTWBLOB1", 8) != 0) return 2;
-  long long count; memcpy(&count, (const char*)blob + 8, 8);
-  if (count != N_ARRAYS || n < 16 + 8 * count) return 3;
-  const long long size = (n + 63) / 64 * 64;
-  g_blob = (unsigned char*)aligned_alloc(64, (size_t)size);
-  if (!g_blob) return 4;
-  memcpy(g_blob, blob, (size_t)n);
-  unsigned char* arr[N_ARRAYS + 1];
-  long long pos = 16 + 8 * count;
-  for (int i = 0; i < N_ARRAYS; ++i) {
-    long long nb; memcpy(&nb, g_blob + 16 + 8 * i, 8);
-    if (nb != EXPECT_BYTES[i]) { pt_free(); return 5; }
-    pos = (pos + 63) / 64 * 64;
-    if (pos + nb > n) { pt_free(); return 6; }
-    arr[i] = g_blob + pos;
-    pos += nb;
-  }
-  bind_arrays(arr);
-  const size_t in_bytes = ((size_t)IN_FLOATS + 64) * sizeof(float);
-  g_in = (float*)aligned_alloc(64, (in_bytes + 63) / 64 * 64);
-  if (!g_in) { pt_free(); return 4; }
-  memset(g_in, 0, in_bytes);
-#if POOL
-  g_full = (float*)aligned_alloc(64, ((size_t)COUT * OH * OW * sizeof(float) + 63) / 64 * 64);
-  if (!g_full) { pt_free(); return 4; }
-#endif
-  return 0;
+  return ctx_create(blob, n, &pt_single);
 }
+
+PT_EXPORT int pt_run(const float* x, float* y) { return ctx_run(pt_single, x, y); }
+#endif
 
 #ifdef PT_MAIN
 static void* read_file(const char* path, long long* n) {
@@ -199,16 +300,17 @@ int main(int argc, char** argv) {
     return 3;
   }
   if (!wb) { fprintf(stderr, "kernel: cannot read weights %s\n", argv[2]); return 3; }
-  const int rc = pt_init(wb, nw);
+  kctx* ctx = 0;
+  const int rc = ctx_create(wb, nw, &ctx);
   if (rc) { fprintf(stderr, "kernel: weights file rejected (code %d)\n", rc); return 3; }
   const int warmup = atoi(argv[3]), repeats = atoi(argv[4]);
   float* y = (float*)aligned_alloc(64, ((size_t)OUT_ELEMS * 4 + 63) / 64 * 64);
   double* times = (double*)malloc(sizeof(double) * (repeats > 0 ? repeats : 1));
-  for (int r = 0; r < warmup; ++r) pt_run(x, y);
+  for (int r = 0; r < warmup; ++r) ctx_run(ctx, x, y);
   for (int r = 0; r < repeats; ++r) {
-    const double t0 = now_s(); pt_run(x, y); times[r] = now_s() - t0;
+    const double t0 = now_s(); ctx_run(ctx, x, y); times[r] = now_s() - t0;
   }
-  if (repeats < 1) pt_run(x, y);
+  if (repeats < 1) ctx_run(ctx, x, y);
   double sum = 0, asum = 0;
   long nonfinite = 0; /* by the exponent bits: -ffast-math may fold isnan/isinf away */
   for (long i = 0; i < OUT_ELEMS; ++i) {
@@ -230,7 +332,7 @@ int main(int argc, char** argv) {
   else printf("], \"checksum\": %.17g, \"abs_checksum\": %.17g", sum, asum);
   printf(", \"nonfinite\": %ld, \"out_elems\": %ld, \"threads\": %d}\n",
          nonfinite, OUT_ELEMS, NTHREADS);
-  pt_free();
+  ctx_destroy(ctx);
   return 0;
 }
 #endif

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from codegen._base import Builder, BuildInput, BuildResult, Product
+from codegen.generator import GeneratedKernel
+from codegen.target import Target
 
 
 def default_cache_dir() -> Path:
@@ -34,6 +36,22 @@ def _first_error(stderr: str) -> str:
             if pattern in ln:
                 return re.sub(r"^\S*/(kernel\.c:)", r"\1", ln)
     return lines[0] if lines else "compiler failed without a message"
+
+
+def object_command(kernel: GeneratedKernel, target: Target, source: str | Path,
+                   output: str | Path) -> list[str]:
+    """The compile line of ``kernel``'s source as one object of a network build.
+
+    ``-DPT_NO_SINGLE`` leaves out the single-layer ``pt_*`` entry points (each layer
+    would define them), so the object defines only ``P_create``, ``P_run`` and
+    ``P_destroy`` of its ``symbol_prefix``; ``-fPIC`` lets it go into a shared library
+    too. Link the objects with ``-fopenmp`` when any kernel has ``threads > 1``, and
+    ``-lm``.
+    """
+    cmd = [target.cc, *target.compile_flags()]
+    if kernel.threads > 1:
+        cmd.append("-fopenmp")
+    return cmd + ["-DPT_NO_SINGLE", "-fPIC", "-c", "-o", str(output), str(source)]
 
 
 class LocalBuilder(Builder):

@@ -61,9 +61,10 @@ class KernelLibrary:
     def _private_copy(cls, library: Path) -> str:
         """The path to load: ``library`` itself the first time, else a private copy.
 
-        dlopen returns the same handle for the same path, and the kernel keeps its
-        weights in file-level state, so a second KernelLibrary on one path would
-        overwrite the first one's weights.
+        dlopen returns the same handle for the same path, and the single-layer interface
+        (``pt_init``/``pt_run``) keeps its weights in one static context per loaded
+        library, so a second KernelLibrary on one path would overwrite the first one's
+        weights. (The prefixed ``P_create`` contexts have no such limit.)
         """
         key = str(library.resolve())
         with cls._lock:

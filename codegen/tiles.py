@@ -57,7 +57,7 @@ def _acc(r: int, v: int) -> str:
 def _init(var: Variant, lay: Layout) -> list[str]:
     lines = [f"  vf {', '.join(_acc(r, v) for r in range(var.rows) for v in range(var.vecs))};"]
     lines.append("  if (b == 0) {")
-    lines.append("    const vf bb = SPLAT(g_bias[f]);")
+    lines.append("    const vf bb = SPLAT(c->bias[f]);")
     lines += [f"    {_acc(r, v)} = bb;" for r in range(var.rows) for v in range(var.vecs)]
     lines.append("  } else {")
     if var.partial:
@@ -151,7 +151,7 @@ def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
         f"  const float* restrict w = wt + (size_t)({kexpr}) * {n};",
     ]
     if cfg.prefetch:
-        # chan is this filter's slice of g_chan; clamp to the array's last entry.
+        # chan is this filter's slice of the context's chan; clamp to the array's last entry.
         nxt = f"({kexpr}) + {cfg.prefetch}"
         head.append(f"  const float* pf = base + (size_t)chan[k0 + {nxt} < NCHAN ? {nxt} : "
                     "NCHAN - 1 - k0] * CS;")
@@ -163,10 +163,10 @@ def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
 def _body_fkw(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern]) -> list[str]:
     k_used = len(pats)
     lines = [
-        "  const uint16_t* restrict ro = g_rel + (size_t)i * (NB * KU + 1) + (size_t)b * KU;",
-        "  const int32_t k0 = g_fstart[i];",
-        "  const uint16_t* restrict chan = g_chan + k0;",
-        f"  const float* restrict wt = g_wt + (size_t)k0 * {pats[0].n if pats else 1};",
+        "  const uint16_t* restrict ro = c->rel + (size_t)i * (NB * KU + 1) + (size_t)b * KU;",
+        "  const int32_t k0 = c->fstart[i];",
+        "  const uint16_t* restrict chan = c->chan + k0;",
+        f"  const float* restrict wt = c->wt + (size_t)k0 * {pats[0].n if pats else 1};",
     ]
     for slot, pat in enumerate(pats):
         end = f"ro[{slot + 1}]" if slot + 1 < k_used else f"ro[{k_used}]"
@@ -185,19 +185,19 @@ def _body_fkw(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern])
 
 def _body_dense(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern]) -> list[str]:
     lines = [
-        "  const int16_t* restrict pid = g_pid + (size_t)f * CIN_PG;",
-        "  const float* restrict wd = g_wd + (size_t)f * CIN_PG * KK;",
+        "  const int16_t* restrict pid = c->pid + (size_t)f * CIN_PG;",
+        "  const float* restrict wd = c->wd + (size_t)f * CIN_PG * KK;",
         "  const float* restrict basec = base + (size_t)((f / COUT_PG) * CIN_PG) * CS;",
         "  const int c0 = b * ICB, c1 = (c0 + ICB < CIN_PG) ? c0 + ICB : CIN_PG;",
-        "  for (int c = c0; c < c1; ++c) {",
-        "    const float* restrict ip = basec + (size_t)c * CS;",
-        "    const float* restrict w = wd + (size_t)c * KK;",
+        "  for (int ch = c0; ch < c1; ++ch) {",
+        "    const float* restrict ip = basec + (size_t)ch * CS;",
+        "    const float* restrict w = wd + (size_t)ch * KK;",
     ]
     if cfg.prefetch:
-        lines.append(f"    const float* pf = basec + (size_t)(c + {cfg.prefetch} < CIN_PG ? "
-                     f"c + {cfg.prefetch} : CIN_PG - 1) * CS;")
+        lines.append(f"    const float* pf = basec + (size_t)(ch + {cfg.prefetch} < CIN_PG ? "
+                     f"ch + {cfg.prefetch} : CIN_PG - 1) * CS;")
         lines += ["    " + x for x in _prefetch("pf", _channel_lines(var, lay))]
-    lines.append("    switch (pid[c]) {")
+    lines.append("    switch (pid[ch]) {")
     for slot, pat in enumerate(pats):
         lines.append(f"    case {slot}: {{")
         lines += [f"      const vf w{t} = SPLAT(w[{tap}]);" for t, tap in enumerate(pat.taps)]
@@ -227,9 +227,10 @@ def _csr_weight(var: Variant, lay: Layout, cfg: KernelConfig, kexpr: str) -> lis
 
 def _body_csr(var: Variant, lay: Layout, cfg: KernelConfig) -> list[str]:
     lines = [
-        "  const int32_t* restrict idx = g_idx;",
-        "  const float* restrict wt = g_wt;",
-        "  int k = g_off[(size_t)i * NB + b]; const int ke = g_off[(size_t)i * NB + b + 1];",
+        "  const int32_t* restrict idx = c->idx;",
+        "  const float* restrict wt = c->wt;",
+        "  const int32_t* restrict off = c->off + (size_t)i * NB + b;",
+        "  int k = off[0]; const int ke = off[1];",
     ]
     if cfg.unroll > 1:
         lines.append(f"  for (; k + {cfg.unroll} <= ke; k += {cfg.unroll}) {{")
@@ -243,16 +244,18 @@ def _body_csr(var: Variant, lay: Layout, cfg: KernelConfig) -> list[str]:
 
 def tile_function(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern], *,
                   relu: bool = False) -> str:
-    """C source of one tile function ``void name(int i, int b, int oy, int ox)``.
+    """C source of one tile function ``void name(c, y, int i, int b, int oy, int ox)``.
 
-    With ``relu`` the tile's outputs are clipped at zero when the last channel
-    block stores them (the layer's fused epilogue).
+    ``c`` is the kernel's context (weights, padded input; ``const kctx* restrict``,
+    so its array pointers load once into locals), ``y`` the conv's output. With
+    ``relu`` the tile's outputs are clipped at zero when the last channel block
+    stores them (the layer's fused epilogue).
     """
     lines = [
-        f"static void {var.name}(int i, int b, int oy, int ox) {{",
-        "  const int f = g_perm[i];",
-        "  float* restrict out = g_out + (size_t)f * OH * OW + (size_t)oy * OW + ox;",
-        "  const float* restrict base = g_in + (size_t)oy * S * WPH + ox;",
+        f"static void {var.name}(const kctx* restrict c, float* y, int i, int b, int oy, int ox) {{",
+        "  const int f = c->perm[i];",
+        "  float* restrict out = y + (size_t)f * OH * OW + (size_t)oy * OW + ox;",
+        "  const float* restrict base = c->in + (size_t)oy * S * WPH + ox;",
     ]
     lines += _init(var, lay)
     if cfg.format == "fkw":

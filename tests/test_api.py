@@ -34,9 +34,9 @@ def test_tune_and_export_from_python(tmp_path: Path, monkeypatch: pytest.MonkeyP
     best = pattune.export(out="out/tiny", storage="sqlite:///tiny.db", study="tiny")
     config = json.loads(best.config_json.read_text())
     assert best.trial == config["trial"] and best.accuracy == config["accuracy"]
-    assert best.latency_ms == config["total_latency_ms"] >= summary.best_latency_ms
+    assert best.latency_ms == config["total_latency_ms"] == config["network"]["end_to_end_ms"]
     assert best.default_latency_ms == config["default_total_latency_ms"]
-    assert all(p.exists() for p in (best.checkpoint, best.report, *best.weights))
+    assert all(p.exists() for p in (best.checkpoint, best.report, best.model_dir, *best.weights))
 
 
 def _docs_snippet() -> list[str]:

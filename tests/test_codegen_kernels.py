@@ -240,7 +240,8 @@ def test_compile_error_is_a_build_result(tmp_path) -> None:
     layer, target = LAYERS["hw2"], host_target()
     good = generate(layer, config_space(layer.spec, target).default(), target)
     broken = dataclasses.replace(good, name="broken",
-                                 source=good.source.replace("compute(0);", "compute(0) oops;"))
+                                 source=good.source.replace("compute(c, out, 0);",
+                                                             "compute(c, out, 0) oops;"))
     bad_flags = dataclasses.replace(target, cflags=(*target.cflags, "-mno-such-flag"))
     results = LocalBuilder(cache_dir=tmp_path).build(
         [BuildInput(broken, target), BuildInput(good, target), BuildInput(good, bad_flags)])

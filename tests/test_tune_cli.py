@@ -58,11 +58,10 @@ def test_tune_status_export(tmp_path: Path) -> None:
     assert cfg["tuned_layers_latency_ms"] == pytest.approx(
         sum(d["latency_ms"] for d in cfg["layers"])
     )
-    # Whole model = generated kernels (conv + fused epilogue) + the rest, timed once.
-    assert cfg["untouched_latency_ms"] > 0
-    assert cfg["total_latency_ms"] == pytest.approx(
-        cfg["tuned_layers_latency_ms"] + cfg["untouched_latency_ms"]
-    )
+    # The whole model is the network library timed end to end; the per-layer sum plus
+    # torch's time for the rest is still reported beside it.
+    assert cfg["untouched_latency_ms"] > 0 and cfg["latency_source"] == "network"
+    assert cfg["total_latency_ms"] == cfg["network"]["end_to_end_ms"] > 0
     assert cfg["default_total_latency_ms"] == pytest.approx(
         sum(d["default_latency_ms"] for d in cfg["layers"]) + cfg["untouched_latency_ms"]
     )

@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="Benchmarks: accuracy, kernels, farm, search.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: accuracy, kernels, network, farm, search.", no_args_is_help=True)
 devices_app = typer.Typer(
     help="Inspect and trust the devices of an inventory.", no_args_is_help=True
 )

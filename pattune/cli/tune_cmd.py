@@ -228,6 +228,11 @@ def export(
         f"accuracy {ex.accuracy:.4f} (dense {ex.dense_accuracy:.4f}, drop "
         f"{ex.drop_points:.2f} points; tuning estimate {ex.accuracy_estimate:.4f})"
     )
+    torch_text = "" if ex.torch_ms is None else f", torch here {ex.torch_ms:.4f} ms"
+    default_text = ("not timed" if ex.end_to_end_default_ms is None
+                    else f"{ex.end_to_end_default_ms:.4f} ms")
+    _out.print(f"whole network: {ex.model_dir} (one library, header, weights; default configs "
+               f"{default_text}{torch_text})")
     if ex.note:
         _err.print(f"pattune: note: {ex.note}")
 

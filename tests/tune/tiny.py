@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -56,3 +58,22 @@ def tiny_bn() -> nn.Module:
                 m.weight.data.copy_(torch.randn(n))
                 m.bias.data.copy_(torch.randn(n) * 0.5)
     return model.eval()
+
+
+def tiny_sigmoid() -> nn.Module:
+    """:func:`tiny` with a sigmoid the network runtime has no code for (module ``act``)."""
+    layers = OrderedDict(tiny().named_children())
+    layers["act"] = nn.Sigmoid()
+    return nn.Sequential(layers).eval()
+
+
+def tiny_dw() -> nn.Module:
+    """A 3x3 conv, a depthwise 3x3 conv (MobileNet's kind) and a 3x3 conv."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+        ).eval()

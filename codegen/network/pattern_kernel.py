@@ -1,0 +1,167 @@
+"""A tuned pattern layer inside a network: its own translation unit behind three symbols.
+
+Each pattern layer is the generated pattern kernel of :func:`codegen.generate` for the
+layer and its tuned KernelConfig (the target's default config when it has none), under a
+symbol prefix ``P`` unique to the layer and the network (``<network prefix>_l<index>``):
+``P_create(blob, n, &ctx)``, ``P_run(ctx, x, y)``, ``P_destroy(ctx)``, the blob (the
+kernel's FKW weights) being one section of the weights file. The kernel computes the conv
+and its fused epilogue (BatchNorm folded, ReLU, 2x2 max-pool). The network (``model.c``)
+creates each layer's context at model creation, runs it as one op (input plain NCHW,
+output the kernel's output: pooled when it fuses the max-pool) and adds the ReLU/ReLU6
+after it when the model has one the kernel does not fuse. Every unit is compiled with
+``-DPT_NO_SINGLE``, so the kernels' single-layer entry points are left out.
+
+A depthwise pattern layer (MobileNet's, patterns only) is the exception: it runs the
+network's own depthwise op on its pattern-masked weights behind the same three symbols
+(:func:`depthwise_unit`), which was about 20 times faster than the generated kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from codegen.config import KernelConfig, config_space
+from codegen.generator import generate
+from codegen.network.kernels import (
+    ACT_C,
+    CHUNK,
+    ConvLayout,
+    OpCode,
+    Ptrs,
+    direct_conv_body,
+    pack_conv,
+    par,
+)
+from codegen.network.ops import Conv2d
+from codegen.network.tiles import conv_tile
+from codegen.target import Target
+from search_spaces.layers import PrunedLayer
+
+
+def pattern_unit(layer: PrunedLayer, cfg: KernelConfig | None, target: Target,
+                 prefix: str) -> tuple[str, bytes, KernelConfig]:
+    """The C source, weight blob and config of pattern layer ``layer`` under ``prefix``.
+
+    Returns:
+        ``(source, blob, config)``: a translation unit exporting ``prefix_create``,
+        ``prefix_run``, ``prefix_destroy``, the blob ``prefix_create`` takes, and the
+        KernelConfig it was generated with (``cfg``, or the target's default).
+
+    Raises:
+        ConfigError: ``cfg`` is not a valid config of the layer on ``target``.
+    """
+    cfg = cfg or config_space(layer.spec, target).default()
+    kernel = generate(layer, cfg, target, symbol_prefix=prefix)
+    return kernel.source, kernel.weights, cfg
+
+
+def depthwise_unit(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, target: Target,
+                   p: str) -> tuple[str, bytes]:
+    """A depthwise pattern layer as the network's depthwise op on its pattern-masked weights.
+
+    The generated pattern kernel is built for filters over many input channels; on a
+    depthwise layer (one input channel per filter, 4 of 9 taps kept) its per-tile
+    overhead dominates and it ran about 20 times slower than the network's depthwise op
+    (a 1-filter register tile over 4 vectors) on the same, masked, weights. Same
+    numbers, same API (``p_create``/``p_run``/``p_destroy``), the epilogue fused (bias,
+    ReLU; ReLU6 runs after it as for every pattern layer).
+    """
+    vl = target.vector_floats
+    lay = ConvLayout.of(op, vl, target.vector_registers)
+    bias = np.zeros(op.cout, np.float32) if layer.bias is None else np.asarray(layer.bias)
+    wp, bp = pack_conv(np.asarray(layer.weights), bias, op.groups, lay.ocb)
+    wbytes = np.ascontiguousarray(wp, "<f4").tobytes()
+    boff = -(-len(wbytes) // 64) * 64
+    blob = wbytes + bytes(boff - len(wbytes)) + np.ascontiguousarray(bp, "<f4").tobytes()
+    threads = cfg.threads if cfg is not None else 1
+    oh, ow = op.out_h, op.out_w
+    full = op.cout * oh * ow if layer.maxpool else 0
+    conv = direct_conv_body(op, lay, "relu" if layer.relu else "none", "x",
+                            "c->full" if layer.maxpool else "y", "(const float*)c->blob",
+                            f"(const float*)(c->blob + {boff})", "c->pad")
+    pool = (par(op.cout, f"pt_maxpool(c->full, y, i, {oh}, {ow}, 2, 2, 0, {oh // 2}, {ow // 2})")
+            if layer.maxpool else "")
+    source = f"""/* pattune network: depthwise pattern layer {layer.spec.name!r} ({layer.weights_hash})
+   as the network's depthwise op on its pattern-masked weights{" + relu" if layer.relu else ""}\
+{" + maxpool 2x2/2" if layer.maxpool else ""}. Exports {p}_create, {p}_run, {p}_destroy. */
+#define VL {vl}
+#include <stdlib.h>
+#include "pt_network_ops.h"
+#define PT_KEXPORT __attribute__((visibility("default")))
+
+{conv_tile(lay.ocb, lay.nv)}
+typedef struct {p}_ctx {{ unsigned char* blob; float* pad; float* full; }} {p}_ctx;
+
+PT_KEXPORT void {p}_destroy({p}_ctx* c) {{
+  if (!c) return;
+  free(c->blob); free(c->pad); free(c->full); free(c);
+}}
+
+PT_KEXPORT int {p}_create(const void* blob, long long n, {p}_ctx** out) {{
+  if (!out) return 1;
+  *out = 0;
+  if (!blob) return 2;
+  if (n != {len(blob)}LL) return 5;
+  {p}_ctx* c = ({p}_ctx*)calloc(1, sizeof *c);
+  if (!c) return 4;
+  c->blob = (unsigned char*)aligned_alloc(64, {-(-len(blob) // 64) * 64});
+  c->pad = (float*)aligned_alloc(64, {(lay.scratch(op) + 1024) * 4});
+  c->full = {f"(float*)aligned_alloc(64, {(full + 1024) * 4})" if full else "0"};
+  if (!c->blob || !c->pad || ({int(bool(full))} && !c->full)) {{ {p}_destroy(c); return 4; }}
+  memcpy(c->blob, blob, (size_t)n);
+  *out = c;
+  return 0;
+}}
+
+PT_KEXPORT int {p}_run({p}_ctx* c, const float* x, float* y) {{
+  if (!c || !x || !y) return 1;
+  const int nt = {threads};
+  {conv}
+  {pool}
+  return 0;
+}}
+"""
+    return source, blob
+
+
+def plan_pattern(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, target: Target,
+                 prefix: str) -> OpCode:
+    """The network side of one pattern layer: section, context, call, the ReLU after it."""
+    if op.is_depthwise:
+        source, blob = depthwise_unit(op, layer, cfg, target, prefix)
+        impl: dict[str, Any] = {"impl": "pattern_depthwise", "config": None}
+    else:
+        source, blob, used = pattern_unit(layer, cfg, target, prefix)
+        impl = {"impl": "pattern", "config": used.to_dict()}
+    post = "none" if op.act == "relu" and layer.relu else op.act
+    p = prefix
+
+    def body(ptr: Ptrs) -> str:
+        lines = [f"const int rc = {p}_run(({p}_ctx*){ptr.layer}, {ptr.inputs[0]}, {ptr.output});",
+                 f"if (rc) return pt_fail(m->err, PT_ERRLEN, PT_ERR_LAYER, \"layer {op.module}: "
+                 f"kernel failed (code %d)\", rc);"]
+        if post != "none":
+            lines.append(par(-(-op.out_elems // CHUNK), f"pt_act({ptr.output}, {ptr.output}, i, "
+                                                         f"{op.out_elems}L, {ACT_C[post]})"))
+        return "\n".join(lines)
+
+    def create(ptr: Ptrs) -> str:
+        return (f"rc = {p}_create({ptr.sections[0]}, {len(blob)}LL, ({p}_ctx**)&{ptr.layer});\n"
+                f"if (rc) return pt_fail(m->err, PT_ERRLEN, PT_ERR_LAYER, \"layer {op.module}: "
+                f"kernel rejected its weights (code %d)\", rc);")
+
+    decl = (f"typedef struct {p}_ctx {p}_ctx;\n"
+            f"int {p}_create(const void* blob, long long n, {p}_ctx** out);\n"
+            f"int {p}_run({p}_ctx* c, const float* x, float* y);\n"
+            f"void {p}_destroy({p}_ctx* c);")
+    return OpCode(
+        sections=(blob,), scratch_floats=0, body=body, create=create,
+        destroy=lambda ptr: f"{p}_destroy(({p}_ctx*){ptr.layer}); {ptr.layer} = 0;",
+        unit=(prefix, source), declarations=decl,
+        info={**impl, "symbol_prefix": prefix, "post_act": post},
+    )
+
+
+__all__ = ["depthwise_unit", "pattern_unit", "plan_pattern"]

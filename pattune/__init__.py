@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pattune._measure import MeasureProgress, MeasureResult, measure
     from pattune._prune import PruneResult, prune
     from pattune._study import BestTrial, StudyStatus, export, status
-    from pattune._tune import TuneProgress, TuneSummary, tune
+    from pattune._tune import TrialReport, TuneProgress, TuneSummary, tune
     from pattune_common import PattuneError, UserInputError
 
 # Where each public name lives. They are imported on first use, so that `import pattune`
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "tune": "pattune._tune",
     "TuneProgress": "pattune._tune",
+    "TrialReport": "pattune._tune",
     "TuneSummary": "pattune._tune",
     "status": "pattune._study",
     "StudyStatus": "pattune._study",
@@ -59,6 +60,9 @@ _WHERE = {
     "UserInputError": "pattune_common",
 }
 
+#: The package's version (``pattune --version``); pyproject.toml carries the same.
+__version__ = "0.1.0"
+
 __all__ = [
     "BestTrial",
     "ExportResult",
@@ -67,6 +71,7 @@ __all__ = [
     "PattuneError",
     "PruneResult",
     "StudyStatus",
+    "TrialReport",
     "TuneProgress",
     "TuneSummary",
     "UserInputError",

@@ -25,6 +25,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import render
 from rich.table import Table
 
 QUIET, NORMAL, VERBOSE, DEBUG = 0, 1, 2, 3
@@ -143,24 +144,36 @@ def err_console() -> Console:
 
 def print_table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[str]],
                 *, title: str | None = None, caption: str | None = None) -> None:
+    """Rows under column names, through :func:`show_table`."""
+    table = Table(*columns, title=title, caption=caption)
+    for row in rows:
+        table.add_row(*row)
+    show_table(console, table)
+
+
+def show_table(console: Console, table: Table) -> None:
     """A rich table on a terminal; plain tab-separated rows, never cut, anywhere else.
 
     Rich fits a table to the console's width (80 columns in a pipe) by cutting cells
-    (``reacha…``); a log or a script needs every character, one row per line.
+    (``reacha…``); a log or a script needs every character, one row per line. The
+    title and caption become ``# `` lines.
     """
     if console.is_terminal:
-        table = Table(*columns, title=title, caption=caption)
-        for row in rows:
-            table.add_row(*row)
         console.print(table)
         return
-    from rich.markup import render
 
-    lines = [] if title is None else [f"# {title}"]
-    lines.append("\t".join(columns))
-    lines += ["\t".join(render(cell).plain for cell in row) for row in rows]
-    if caption:
-        lines.append(f"# {caption}")
+    def plain(cell: Any) -> str:
+        if isinstance(cell, str):
+            return render(cell).plain
+        return cell.plain if hasattr(cell, "plain") else str(cell)
+
+    lines = [] if table.title is None else [f"# {plain(table.title)}"]
+    if table.show_header:
+        lines.append("\t".join(plain(c.header) for c in table.columns))
+    cells = [list(c.cells) for c in table.columns]
+    lines += ["\t".join(plain(col[i]) for col in cells) for i in range(table.row_count)]
+    if table.caption is not None:
+        lines.append(f"# {plain(table.caption)}")
     console.file.write("\n".join(lines) + "\n")
     console.file.flush()
 

@@ -41,6 +41,12 @@ from search_spaces.projection import parse_connectivity
 from search_spaces.pruning import PruneConfig
 
 DEFAULT_K = (4, 6, 8, 12)
+#: The keys each section of a space file may hold.
+_SECTION_KEYS = {
+    "patterns": {"k", "sets"},
+    "connectivity": {"rates", "per_layer", "layers"},
+    "kernel": {"budget", "refine_budget", "candidates_per_measure", "fixed", "layers"},
+}
 DEFAULT_RATES = ("1x", "2x", "3.6x", "5x")
 
 
@@ -225,7 +231,11 @@ class JointSpace:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JointSpace:
-        """Build from the TOML structure documented in the module docstring."""
+        """Build from the TOML structure documented in the module docstring.
+
+        Unknown sections and keys are refused with the allowed ones listed: a typo
+        (``budgte = 3``) must not run a night with the default.
+        """
         known = {"patterns", "connectivity", "kernel"}
         if set(data) - known:
             raise ValueError(
@@ -234,6 +244,16 @@ class JointSpace:
         pat = data.get("patterns", {})
         con = data.get("connectivity", {})
         ker = data.get("kernel", {})
+        for section, value in (("patterns", pat), ("connectivity", con), ("kernel", ker)):
+            if not isinstance(value, dict):
+                raise ValueError(f"[{section}] must be a table; got {value!r}")
+            unknown = sorted(set(value) - _SECTION_KEYS[section])
+            if unknown:
+                raise ValueError(
+                    f"unknown key{'s' if len(unknown) > 1 else ''} "
+                    f"{', '.join(f'[{section}] {k}' for k in unknown)}; [{section}] allows "
+                    f"{', '.join(sorted(_SECTION_KEYS[section]))}"
+                )
         sets = tuple(
             PatternSet(tuple(_pattern_from_rows(t, "patterns.sets") for t in s))
             for s in pat.get("sets", [])

@@ -19,6 +19,7 @@ function             CLI                         returns
 :func:`export`       ``pattune export``          :class:`ExportResult`
 :func:`prune`        ``pattune prune``           :class:`PruneResult`
 :func:`measure`      ``pattune measure``         :class:`MeasureResult`
+:func:`dashboard`    ``pattune dashboard``       (serves optuna-dashboard until stopped)
 ===================  ==========================  =====================================
 
 Bad arguments raise :class:`UserInputError` (a :class:`PattuneError` and a
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from autotune.export import ExportResult
+    from pattune._dashboard import dashboard
     from pattune._measure import MeasureProgress, MeasureResult, measure
     from pattune._prune import PruneResult, prune
     from pattune._study import BestTrial, StudyStatus, export, status
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 # Where each public name lives. They are imported on first use, so that `import pattune`
 # (and with it every CLI start, even `pattune --help`) does not import torch and optuna.
 _WHERE = {
+    "dashboard": "pattune._dashboard",
     "tune": "pattune._tune",
     "TuneProgress": "pattune._tune",
     "TrialReport": "pattune._tune",
@@ -75,6 +78,7 @@ __all__ = [
     "TuneProgress",
     "TuneSummary",
     "UserInputError",
+    "dashboard",
     "export",
     "measure",
     "prune",

@@ -9,7 +9,7 @@ codegen's valid ranges, optionally pinned here (``[kernel] fixed``).
 Space file::
 
     [patterns]
-    k = [4, 6, 8, 12]            # choices for the number of patterns K
+    k = [4, 6, 8, 10, 12]        # choices for the number of patterns K
     # sets = [["010111000", ...]] # or explicit sets (rows of 3 '0'/'1' per pattern)
 
     [connectivity]
@@ -36,11 +36,13 @@ from typing import Any
 
 from pattune_common import Record, UserInputError, stable_hash
 from pattune_common.files import read_input
+from search_spaces.encoding import PARAM_ENCODING, suggest_k, suggest_rate
 from search_spaces.patterns import Pattern, PatternSet
 from search_spaces.projection import parse_connectivity
 from search_spaces.pruning import PruneConfig
 
-DEFAULT_K = (4, 6, 8, 12)
+#: K choices of the default space: evenly spaced, so K is an integer parameter.
+DEFAULT_K = (4, 6, 8, 10, 12)
 #: The keys each section of a space file may hold.
 _SECTION_KEYS = {
     "patterns": {"k", "sets"},
@@ -185,26 +187,28 @@ class JointSpace:
         trial: Any,
         layers: Sequence[str],
         select_natural: Callable[[int], PatternSet],
+        *,
+        encoding: int = PARAM_ENCODING,
     ) -> Candidate:
         """Ask an Optuna trial for one Candidate.
 
         Args:
-            trial: ``optuna.Trial`` (anything with ``suggest_categorical``).
+            trial: ``optuna.Trial`` (``suggest_categorical``, ``suggest_int``).
             layers: Names of the layers that take patterns, in model order.
             select_natural: K -> the model's natural top-K pattern set.
+            encoding: How the point is written as parameters
+                (:mod:`search_spaces.encoding`): the study's, 2 for a new one.
         """
         if self.pattern_sets:
             idx = trial.suggest_categorical("pattern_set", list(range(len(self.pattern_sets))))
             ps = self.pattern_sets[idx]
         else:
-            ps = select_natural(int(trial.suggest_categorical("k", list(self.k_choices))))
+            ps = select_natural(suggest_k(trial, self.k_choices, encoding))
         if self.per_layer:
-            rates = [
-                (n, str(trial.suggest_categorical(f"rate:{n}", list(self.rate_choices(n)))))
-                for n in layers
-            ]
+            rates = [(n, suggest_rate(trial, f"rate:{n}", self.rate_choices(n), encoding))
+                     for n in layers]
         else:
-            shared = str(trial.suggest_categorical("rate", list(self.rates)))
+            shared = suggest_rate(trial, "rate", self.rates, encoding)
             rates = [
                 (n, shared if shared in self.rate_choices(n) else self.rate_choices(n)[0])
                 for n in layers

@@ -40,7 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autotune.export_files import write_makefile, write_report
 from autotune.finalize import FinalModel, Remeasured, final_model, remeasure
-from autotune.results import LayerResult, TrialResult
+from autotune.results import LayerResult, TrialResult, read_trial
 from autotune.session import TuneSession
 from autotune.study import OWNER_ATTR
 from codegen import generate
@@ -302,8 +302,7 @@ def export_study(
         ) from None
     chosen, note = pick_trial(study, trial=trial, max_drop=max_drop,
                               dense=session.accuracy.dense())
-    cand = Candidate.from_dict(chosen.user_attrs["pattune:candidate"])
-    result = TrialResult.from_attrs(chosen.user_attrs)
+    cand, result = read_trial(session.records, opts.study, chosen)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -208,7 +208,11 @@ class OuterStudy:
             try:
                 cand = self.space.suggest(trial, self.layers, self.select_natural,
                                           encoding=self.param_encoding)
-                trial.set_user_attr("pattune:candidate", cand.to_dict())
+                # A short scalar on the trial; the candidate itself goes to the records.
+                trial.set_user_attr("pattune:k", cand.k)
+                self.records.save_trial_detail(study=self.study.study_name,
+                                               trial_number=trial.number,
+                                               candidate=cand.to_dict())
                 outcome = evaluate(cand, trial.number)
             except KeyboardInterrupt:
                 self.study.tell(trial, state=TrialState.FAIL)

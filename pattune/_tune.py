@@ -27,7 +27,7 @@ from types import FrameType
 
 from optuna.trial import TrialState
 
-from autotune.results import TrialResult
+from autotune.results import trial_candidate
 from autotune.session import TuneOptions, TuneSession
 from autotune.strategies import strategy_names
 from autotune.study import OBJECTIVES, OuterStudy, TrialOutcome, TrialsFailing
@@ -36,7 +36,6 @@ from pattune._args import in_range, one_of, parse_duration, path_text, shape_tex
 from pattune._tune_types import TrialReport, TuneProgress, TuneSummary
 from pattune_common import DEFAULT_STORAGE, UserInputError
 from search_spaces.loading import parse_input_shape
-from search_spaces.space import Candidate
 
 OPTIONS_ATTR = "pattune:options"
 DENSE_ATTR = "pattune:dense_accuracy"
@@ -48,9 +47,11 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _completed(outer: OuterStudy) -> list[TrialResult]:
+def _completed(outer: OuterStudy) -> list[tuple[float, float]]:
+    """(latency ms, accuracy) of every complete trial of the study."""
     complete = outer.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [TrialResult.from_attrs(t.user_attrs) for t in complete]
+    return [(float(t.user_attrs["pattune:latency_ms"]), float(t.user_attrs["pattune:accuracy"]))
+            for t in complete]
 
 
 @contextmanager
@@ -87,7 +88,7 @@ class _Run:
         self.rss_marks: dict[str, float] = {}
         self.trial_times: list[float] = []
         self.last_trial = time.perf_counter()
-        known = [(r.latency_ms, r.accuracy) for r in _completed(outer)]
+        known = _completed(outer)
         self.tuner = Tuner(session, on_progress=self.on_stats, known=known)
         self.setup_s = time.perf_counter() - t_start
 
@@ -128,8 +129,8 @@ class _Run:
         trials = self.outer.study.get_trials(deepcopy=False)
         t = next((t for t in reversed(trials) if t.number == number), None)
         attrs = {} if t is None else t.user_attrs
-        cand = attrs.get("pattune:candidate")
-        c = None if cand is None else Candidate.from_dict(cand)
+        c = None if t is None else trial_candidate(self.session.records,
+                                                   self.session.options.study, t)
         return TrialReport(
             number=number, state="fail" if outcome is None else "complete",
             k=None if c is None else c.k, rates=() if c is None else c.rates,
@@ -156,11 +157,11 @@ class _Run:
             cost_model_train_s=tuner.models.train_s, overhead_s=overhead,
             overhead_fraction=overhead / (wall - self.setup_s) if wall > self.setup_s else 0.0,
             peak_rss_mib=_rss_mib(), rss_mib=dict(self.rss_marks),
-            best_latency_ms=min((r.latency_ms for r in done), default=None),
+            best_latency_ms=min((lat for lat, _ in done), default=None),
             untouched_ms=None if untouched is None else untouched.ms,
             untouched_method=None if untouched is None else untouched.method,
             untouched_torch_threads=None if untouched is None else untouched.threads,
-            best_accuracy=max((r.accuracy for r in done), default=None),
+            best_accuracy=max((acc for _, acc in done), default=None),
             dense_accuracy=self.dense, interrupted=interrupted, error=error,
         )  # fmt: skip
 

@@ -69,6 +69,9 @@ def test_the_dashboard_shows_metric_names_and_numeric_parameters(tmp_path: Path)
         assert len(study["trials"]) == 2
         for t in study["trials"]:
             assert t["state"] == "Complete"
+            long = {a["key"]: len(a["value"]) for a in t["user_attrs"]
+                    if len(a["value"]) > MAX_ATTR_CHARS}
+            assert not long, f"trial attributes too long for the trial page: {long}"
     finally:
         proc.terminate()
         proc.wait(timeout=30)

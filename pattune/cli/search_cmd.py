@@ -26,13 +26,16 @@ DEFAULT_SET = "data/measurements/vgg16-imagenet-k8-c3.6x.json.gz"
 _FIELDS = {f.name: f for f in dataclasses.fields(__import__("codegen").KernelConfig)}
 
 
-def parse_pins(pins: list[str], preset: str) -> dict[str, tuple[Any, ...]]:
-    """``["threads=1", "oc_block=2,8"]`` over a preset (``bench`` or ``none``) -> pins."""
+def parse_pins(pins: list[str], preset: str) -> tuple[dict[str, tuple[Any, ...]],
+                                                      dict[str, tuple[Any, ...]]]:
+    """``["threads=1", "oc_block=2,8"]`` and a preset name (``bench`` or ``none``) ->
+    (the preset's pins, fitted to each layer later; the user's pins, strict)."""
     from autotune.measurement_set.record import BENCH_PINS
 
     if preset not in ("bench", "none"):
         fail(f"--space must be one of bench, none; got {preset!r}")
-    out: dict[str, tuple[Any, ...]] = dict(BENCH_PINS) if preset == "bench" else {}
+    chosen: dict[str, tuple[Any, ...]] = dict(BENCH_PINS) if preset == "bench" else {}
+    out: dict[str, tuple[Any, ...]] = {}
     for text in pins:
         key, sep, values = text.partition("=")
         key = key.strip()
@@ -56,7 +59,7 @@ def parse_pins(pins: list[str], preset: str) -> dict[str, tuple[Any, ...]]:
             else:
                 parsed.append(v)
         out[key] = tuple(parsed)
-    return out
+    return chosen, out
 
 
 @app.command("record")
@@ -66,12 +69,16 @@ def record_cmd(
     model: ModelOpt = "vgg16",
     dataset: Annotated[str, typer.Option(help="Dataset variant of the model.")] = "imagenet",
     layers: Annotated[
-        str, typer.Option(help="Comma-separated 3x3 convs (features.7, or conv2_2 for VGG-16).")
-    ] = "conv2_2,conv3_2,conv4_2,conv5_2",
+        str | None, typer.Option(help=(
+            "Comma-separated 3x3 convs (features.7, or conv2_2 for VGG-16). Default: "
+            "conv2_2,conv3_2,conv4_2,conv5_2 of VGG-16; of other models, the first 3x3 "
+            "conv of each distinct shape."))
+    ] = None,
     patterns: PatternsOpt = 8,
     connectivity: Annotated[str, typer.Option(help="Connectivity rate (3.6x or 0.72).")] = "3.6x",
     space: Annotated[
-        str, typer.Option(help="bench (the documented benchmark-sized pins) or none.")
+        str, typer.Option(help=(
+            "bench (the documented benchmark-sized pins, fitted to each layer) or none."))
     ] = "bench",
     pin: Annotated[
         list[str] | None, typer.Option(help="FIELD=V1,V2 narrows a KernelConfig field.")
@@ -100,19 +107,19 @@ def record_cmd(
         fail(f"--out must end in .json.gz or .json; got {out!r}")
     if min(batch, repeats, passes, 1 if max_configs is None else max_configs) < 1:
         fail("--batch, --repeats, --passes and --max-configs must be >= 1")
-    pins = parse_pins(pin or [], space)
+    preset, pins = parse_pins(pin or [], space)
     protocol = ProtocolConfig(
         warmup=1, min_repeats=repeats, max_repeats=max(20, repeats), min_total_s=min_total_s,
         remeasure=0, max_cv=0.5,
     )  # fmt: skip
     tgt = get_target(target)
     devices = load_inventory(inventory).of_type(device_type, protocol) if inventory else None
-    names = [n.strip() for n in layers.split(",") if n.strip()]
+    names = [n.strip() for n in (layers or "").split(",") if n.strip()]
     pruned, meta = model_layers(
         model, dataset, names, k=patterns, connectivity=connectivity, seed=seed
     )
     plan = RecordPlan(
-        layers=pruned, target=tgt, pins=pins, max_configs=max_configs, protocol=protocol,
+        layers=pruned, target=tgt, pins=pins, preset=preset, max_configs=max_configs, protocol=protocol,
         batch=batch, seed=seed, pruning=meta, device_type=device_type, passes=passes,
     )  # fmt: skip
 

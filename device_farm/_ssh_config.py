@@ -22,8 +22,9 @@ from device_farm._errors import DeviceFault
 
 __all__ = ["HostConfig", "expand_proxy_command", "lookup", "split_jumps"]
 
-#: OpenSSH's default identities: tried only when they exist, as ssh tries them.
 _SSH_G_TIMEOUT_S = 10.0
+#: The user's ssh_config, which may be absent (ssh then reads only the system's).
+_DEFAULT_CONFIG = os.path.join(os.path.expanduser("~"), ".ssh", "config")
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,11 @@ def lookup(host: str, *, config: str | None = None, port: int | None = None,
     Raises:
         DeviceFault: ``ssh -G`` refused the config (a syntax error, a missing Include).
     """
+    if config and not os.path.exists(config):
+        if os.path.abspath(config) != _DEFAULT_CONFIG:
+            raise DeviceFault(f"ssh_config {config} does not exist; fix ssh_config in the "
+                              "inventory or remove it")
+        config = None  # the usual ~/.ssh/config, absent: ssh's defaults, as ssh itself does
     if shutil.which("ssh"):
         return _ssh_g(host, config=config, port=port, user=user, jump=jump)
     return _paramiko(host, config=config, port=port, user=user, jump=jump)

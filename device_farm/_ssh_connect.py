@@ -72,6 +72,7 @@ class SSHTarget:
         """
         cfg = lookup(self.host, config=self.ssh_config, port=self.port, user=self.user,
                      jump=self.proxy_jump)
+        idents: tuple[str, ...]
         if self.identity_file:
             idents, only = (os.path.expanduser(self.identity_file),), True
         else:

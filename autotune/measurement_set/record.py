@@ -138,6 +138,10 @@ def _metadata(plan: RecordPlan, complete: bool) -> dict[str, Any]:
     }
 
 
+def _nearest(allowed: tuple[Any, ...], wanted: Any) -> Any:
+    return min(allowed, key=lambda a: (abs(a - wanted), a))
+
+
 def fit_pins(preset: dict[str, tuple[Any, ...]],
              allowed: dict[str, tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
     """A preset's pins made valid for one layer: the values the layer allows, in the
@@ -152,8 +156,7 @@ def fit_pins(preset: dict[str, tuple[Any, ...]],
         if not kept:
             numeric = all(isinstance(v, int | float) and not isinstance(v, bool)
                           for v in (*wanted, *ok))
-            kept = [min(ok, key=lambda a, w=w: (abs(a - w), a)) for w in wanted] if numeric \
-                else [ok[0]]
+            kept = [_nearest(ok, w) for w in wanted] if numeric else [ok[0]]
         out[key] = tuple(dict.fromkeys(kept))
     return out
 

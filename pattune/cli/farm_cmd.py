@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -48,7 +48,7 @@ def devices_list(inventory: InventoryOpt = None, db: LeaseDbOpt = None, json_: J
     if db:
         require_existing(db, flag="--storage")  # listing reads; it must not create a database
     store = LeaseStore(db) if db else None
-    docs = [{"name": "local", "type": "local", "arch": None, "user": None, "host": None,
+    docs: list[dict[str, Any]] = [{"name": "local", "type": "local", "arch": None, "user": None, "host": None,
              "port": None, "proxy_jump": [], "proxy_command": None, "work_dir": None,
              "build": "host", "threads": None, "cpu_affinity": []}]
     for d in inv.devices:
@@ -71,11 +71,11 @@ def devices_list(inventory: InventoryOpt = None, db: LeaseDbOpt = None, json_: J
     for doc in docs:
         login = "(this machine)" if doc["host"] is None else \
             f"{doc['user']}@{doc['host']}:{doc['port']}"
-        via = " -> ".join(doc["proxy_jump"]) or (  # type: ignore[arg-type]
+        via = " -> ".join(doc["proxy_jump"]) or (
             f"ProxyCommand {doc['proxy_command']}" if doc["proxy_command"] else "-")
         row = [str(doc["name"]), str(doc["type"]), str(doc["arch"] or "-"), login, via,
                str(doc["work_dir"] or "-"), str(doc["build"]), str(doc["threads"] or "-"),
-               ",".join(map(str, doc["cpu_affinity"])) or "-"]  # type: ignore[call-overload]
+               ",".join(map(str, doc["cpu_affinity"])) or "-"]
         if store:
             row += [str(doc["lease_holder"] or "-"), str(doc["quarantined"] or "-")]
         rows.append(row)

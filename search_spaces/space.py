@@ -229,8 +229,9 @@ class JointSpace:
             raise UserInputError(f"space file {p} cannot be read: {exc.strerror or exc}") from None
         try:
             return cls.from_dict(data)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            # AttributeError: a key that must be a table is a string or a list
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # AttributeError: a key that must be a table is a string or a list;
+            # OverflowError: int() of an infinite number (budget = inf)
             raise UserInputError(f"space file {p}: {exc}") from None
 
     @classmethod

@@ -124,6 +124,7 @@ def make_files(d: Path) -> None:
     (d / "space_typo_per_layer.toml").write_text("[connectivity]\nper_layr = false\n")
     (d / "space_typo_k.toml").write_text("[patterns]\nK = [4]\n")
     (d / "space_fixed_unknown.toml").write_text("[kernel]\nfixed = { threadz = 1 }\n")
+    (d / "space_budget_inf.toml").write_text("[kernel]\nbudget = inf\n")
     (d / "bad_ssh_config").write_text("Host p\n  Bogus yes\n")
     (d / "inv_ssh_config_bad.toml").write_text(SSH_CONFIG_BAD)
     (d / "target_bad.toml").write_text("cc = 5\n")
@@ -314,6 +315,8 @@ def cases() -> list[Case]:
          "[connectivity] per_layr; [connectivity] allows layers, per_layer, rates"),
         ("tune-space-typo-k", [*tune, "--space", f"{d}/space_typo_k.toml"],
          "[patterns] K; [patterns] allows k, sets"),
+        ("tune-space-budget-inf", [*tune, "--space", f"{d}/space_budget_inf.toml"],
+         "space_budget_inf.toml"),
         ("tune-space-fixed-unknown", [*tune, "--space", f"{d}/space_fixed_unknown.toml"],
          "threadz; fields are fkr"),
         ("tune-model-unknown", ["tune", "--model", "nosuchmodel", "--storage",

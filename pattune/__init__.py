@@ -20,6 +20,7 @@ function             CLI                         returns
 :func:`prune`        ``pattune prune``           :class:`PruneResult`
 :func:`measure`      ``pattune measure``         :class:`MeasureResult`
 :func:`dashboard`    ``pattune dashboard``       (serves optuna-dashboard until stopped)
+:func:`measurements` ``pattune measurements``    ``tuple[KernelMeasurement, ...]``
 ===================  ==========================  =====================================
 
 Bad arguments raise :class:`UserInputError` (a :class:`PattuneError` and a
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from pattune._dashboard import dashboard
     from pattune._measure import MeasureProgress, MeasureResult, measure
     from pattune._prune import PruneResult, prune
+    from pattune._records import KernelMeasurement, measurements
     from pattune._study import BestTrial, StudyStatus, export, status
     from pattune._tune import TrialReport, TuneProgress, TuneSummary, tune
     from pattune_common import PattuneError, UserInputError
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 # Where each public name lives. They are imported on first use, so that `import pattune`
 # (and with it every CLI start, even `pattune --help`) does not import torch and optuna.
 _WHERE = {
+    "measurements": "pattune._records",
+    "KernelMeasurement": "pattune._records",
     "dashboard": "pattune._dashboard",
     "tune": "pattune._tune",
     "TuneProgress": "pattune._tune",
@@ -69,6 +73,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BestTrial",
     "ExportResult",
+    "KernelMeasurement",
     "MeasureProgress",
     "MeasureResult",
     "PattuneError",
@@ -81,6 +86,7 @@ __all__ = [
     "dashboard",
     "export",
     "measure",
+    "measurements",
     "prune",
     "status",
     "tune",

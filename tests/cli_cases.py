@@ -239,7 +239,7 @@ def cases() -> list[Case]:
         "devices-check": ["devices", "check"], "prune": ["prune", *tiny],
         "patterns": ["patterns"], "bench-kernels": ["bench", "kernels"],
         "bench-farm": ["bench", "farm"], "bench-search": ["bench", "search"],
-        "bench-accuracy": ["bench", "accuracy"],
+        "bench-accuracy": ["bench", "accuracy"], "measurements": ["measurements"],
     }
     for name, argv in reporting.items():
         out += [(f"{name}-json-out-dir", [*argv, "--json-out", f"{d}/adir"], f"{d}/adir"),
@@ -251,6 +251,9 @@ def cases() -> list[Case]:
          "bad_ssh_config: line 2: Bad configuration option: bogus"),
         ("devices-check-ssh-config-bad",
          ["devices", "check", "-i", f"{d}/inv_ssh_config_bad.toml"], "bad_ssh_config"),
+        ("measurements-missing-db", ["measurements", "-s", f"sqlite:///{d}/none.db"],
+         "none.db"),
+        ("measurements-status", ["measurements", "--status", "great"], "--status"),
         ("dashboard-missing-db", ["dashboard", "-s", f"sqlite:///{d}/none.db"], "none.db"),
         ("dashboard-port", ["dashboard", "--port", "70000"], "--port"),
         ("dashboard-port-text", ["dashboard", "--port", "http"], "--port"),

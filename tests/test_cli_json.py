@@ -46,6 +46,17 @@ def test_status_and_export_print_and_write_json(tmp_path: Path) -> None:
     best = doc["best"][0]
     assert re.search(rf"^{best['number']}\t{best['latency_ms']:.4g}\t", r.stdout, re.M)
 
+    # The kernel-level measurements behind the trials, as a documented log.
+    r = pattune("measurements", "-s", storage, "--json")
+    assert r.returncode == 0, r.stderr
+    ms = _doc(r.stdout, "pattune.measurements")["measurements"]
+    assert len(ms) == doc["measurements"]["done"] and ms
+    assert {m["layer"] for m in ms} == {"0", "2", "4"}  # the tiny model's three convs
+    assert all(m["status"] == "done" and m["latency_ms"] > 0 and m["config"]["format"]
+               for m in ms)
+    r = pattune("measurements", "-s", storage, "--status", "failed", "--json")
+    assert _doc(r.stdout, "pattune.measurements")["measurements"] == []
+
     out = tmp_path / "export"
     r = pattune("export", "-s", storage, "--study", "e2e", "-o", str(out), "--retrain", "none",
                 "--json")

@@ -122,7 +122,8 @@ def test_quiet_and_verbose_on_every_command() -> None:
     for cmd in (["tune"], ["status"], ["export"], ["prune"], ["patterns"], ["record"],
                 ["measure"], ["devices", "list"], ["devices", "check"], ["devices", "trust"],
                 ["devices", "clean"], ["bench", "accuracy"], ["bench", "kernels"],
-                ["bench", "farm"], ["bench", "search"], ["dashboard"]):
+                ["bench", "farm"], ["bench", "search"], ["dashboard"],
+                ["measurements"]):
         r = pattune(*cmd, "--help", timeout=120)
         assert r.returncode == 0, (cmd, r.stderr)
         assert "--verbose" in r.stdout and "-q" in r.stdout, (cmd, r.stdout[-800:])

@@ -194,6 +194,7 @@ SCHEMAS = {
     "pattune.bench_kernels": 1,
     "pattune.bench_farm": 1,
     "pattune.bench_search": 1,
+    "pattune.measurements": 1,
 }
 
 JsonOpt = Annotated[bool, typer.Option(

@@ -164,8 +164,11 @@ def show_table(console: Console, table: Table) -> None:
 
     def plain(cell: Any) -> str:
         if isinstance(cell, str):
-            return render(cell).plain
-        return cell.plain if hasattr(cell, "plain") else str(cell)
+            text = render(cell).plain
+        else:
+            text = cell.plain if hasattr(cell, "plain") else str(cell)
+        # one row per line, one cell per column, whatever a cell holds
+        return " ".join(text.replace("\t", " ").splitlines())
 
     lines = [] if table.title is None else [f"# {plain(table.title)}"]
     if table.show_header:

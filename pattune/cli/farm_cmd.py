@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pattune.cli._app import app, bench_app, devices_app, fail
@@ -124,9 +125,10 @@ def devices_check(
         print_table(out_console(), ["name", "type", "reachable", "arch", "cores", "compiler",
                                     "thermal", "rtt", "error"],
                     [[r.name, r.device_type, "yes" if r.reachable else "[red]no[/red]", r.arch,
-                      str(r.cores or ""), r.compiler,
+                      str(r.cores or ""), escape(r.compiler),
                       f"{r.thermal_c:.1f} C" if r.thermal_c is not None else "-",
-                      f"{r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "-", r.error or ""]
+                      f"{r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "-",
+                      escape(r.error or "")]
                      for r in reports])
     if not all(r.reachable for r in reports):
         raise typer.Exit(1)

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from pattune.cli._app import app
 from pattune.cli._common import (
@@ -48,5 +49,5 @@ def measurements_cmd(
                                 "config", "error"],
                 [[m.layer, m.status, "-" if m.latency_ms is None else f"{m.latency_ms:.4g}",
                   "-" if m.predicted_ms is None else f"{m.predicted_ms:.4g}", m.device or "-",
-                  _config_text(m.config), m.error or ""] for m in rows],
+                  _config_text(m.config), escape(m.error or "")] for m in rows],
                 title=f"kernel measurements on device type {device_type}")

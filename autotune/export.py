@@ -46,7 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autotune.export_files import write_makefile, write_report
 from autotune.export_model import ModelExport, check_network, write_model
 from autotune.finalize import FinalModel, Remeasured, final_model, remeasure
-from autotune.results import LayerResult, TrialResult
+from autotune.results import LayerResult, TrialResult, read_trial
 from autotune.session import TuneSession
 from autotune.study import OWNER_ATTR
 from codegen import generate
@@ -321,8 +321,7 @@ def export_study(
     check_network(session)  # an op the runtime cannot run: refused before any work
     chosen, note = pick_trial(study, trial=trial, max_drop=max_drop,
                               dense=session.accuracy.dense())
-    cand = Candidate.from_dict(chosen.user_attrs["pattune:candidate"])
-    result = TrialResult.from_attrs(chosen.user_attrs)
+    cand, result = read_trial(session.records, opts.study, chosen)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -14,7 +14,6 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from autotune.results import TrialResult
 from codegen import Target
 
 
@@ -67,17 +66,16 @@ def _plots(rdir: Path, study: optuna.Study, chosen: int, config: dict[str, Any])
     import matplotlib.pyplot as plt
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    results = [TrialResult.from_attrs(t.user_attrs) for t in complete]
-    lat = [r.latency_ms for r in results]
-    acc = [r.accuracy for r in results]
+    lat = [float(t.user_attrs["pattune:latency_ms"]) for t in complete]
+    acc = [float(t.user_attrs["pattune:accuracy"]) for t in complete]
     front = {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(lat, acc, s=14, c="0.6", label="trials")
     if front:
         pts = sorted(
-            (r.latency_ms, r.accuracy)
-            for t, r in zip(complete, results, strict=True)
+            (la, ac)
+            for t, la, ac in zip(complete, lat, acc, strict=True)
             if t.number in front
         )
         ax.plot(*zip(*pts, strict=True), "o-", c="tab:blue", label="Pareto front")

@@ -1,28 +1,35 @@
 """What a tuning trial leaves in its study: one record per tuned layer, one per trial.
 
 The tuner builds a :class:`LayerResult` from each kernel task's
-:class:`~autotune.task.TaskResult` and a :class:`TrialResult` from those; the
-trial result goes into the Optuna trial's user attributes through its JSON form
-(:meth:`TrialResult.to_attrs`), and the export reads it back as records
-(:meth:`TrialResult.from_attrs`), never by dict key.
+:class:`~autotune.task.TaskResult` and a :class:`TrialResult` from those. The
+trial's short scalars (latency, sums, untouched time, ``refined``, the number of
+layers) go into the Optuna trial's user attributes (:meth:`TrialResult.to_attrs`),
+one attribute per figure as optuna-dashboard shows them; the per-layer results and
+the candidate go into the records (``pt_trial_details``), and :func:`read_trial`
+reads both back as records, never by dict key.
 
-The JSON form is exactly what earlier versions stored as plain dicts (the
-``pattune:layers`` list and the ``pattune:tuned_ms``, ``pattune:default_ms``,
-... attributes), so studies they wrote still export, and
-``optuna-dashboard`` still shows one attribute per figure.
+Studies written before revision 0003 kept the per-layer list as the
+``pattune:layers`` attribute and the candidate as ``pattune:candidate``; the
+readers take those too, so such studies still export.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autotune.task import TaskResult
 from codegen import KernelConfig
 from pattune_common import Record
 from search_spaces.fusion import Epilogue
 from search_spaces.layers import PrunedLayer
+from search_spaces.space import Candidate
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+    from autotune.records import RecordsDB
 
 #: Prefix of every trial attribute pattune writes.
 ATTR_PREFIX = "pattune:"
@@ -175,13 +182,24 @@ class TrialResult(Record):
         return cls(**d)
 
     def to_attrs(self) -> dict[str, Any]:
-        """The trial user attributes that store this record, one per field."""
-        return {ATTR_PREFIX + k: v for k, v in self.to_dict().items()}
+        """The trial user attributes that store this record's scalars, one per field
+        (the layers are counted here; their records go to the records database)."""
+        d = self.to_dict()
+        layers = d.pop("layers")
+        return {**{ATTR_PREFIX + k: v for k, v in d.items()},
+                ATTR_PREFIX + "layer_count": len(layers)}
+
+    def layers_json(self) -> list[dict[str, Any]]:
+        """The per-layer records' JSON form, as the records database stores it."""
+        return [x.to_dict() for x in self.layers]
 
     @classmethod
-    def from_attrs(cls, attrs: Mapping[str, Any]) -> TrialResult:
-        """Read the record back from a trial's user attributes.
+    def from_attrs(cls, attrs: Mapping[str, Any],
+                   layers: list[dict[str, Any]] | None = None) -> TrialResult:
+        """Read the record back from a trial's user attributes and its layers' JSON.
 
+        ``layers`` is what the records database holds for the trial; a study written
+        before revision 0003 has them in the ``pattune:layers`` attribute instead.
         Attributes a study written by an earlier version lacks take their
         "not known" value (None, or False for ``refined``).
 
@@ -192,11 +210,40 @@ class TrialResult(Record):
                     "untouched_threads": None, "refined": False, "network_ms": None,
                     "network_error": None, "latency_source": "sum"}  # fmt: skip
         data = {
-            name: attrs[ATTR_PREFIX + name] if name not in optional
-            else attrs.get(ATTR_PREFIX + name, optional[name])
+            name: attrs.get(ATTR_PREFIX + name, optional.get(name)) if name != "layers"
+            else attrs.get(ATTR_PREFIX + "layers", layers)
             for name in (f.name for f in fields(cls))
         }  # fmt: skip
+        missing = [n for n, v in data.items() if v is None and n not in optional]
+        if missing:
+            raise KeyError(f"the trial holds no tuning result (no {', '.join(missing)})")
         return cls.from_dict(data)
 
 
-__all__ = ["ATTR_PREFIX", "STUDY_ATTRS", "LayerResult", "TrialResult"]
+def trial_candidate(records: RecordsDB, study: str, trial: FrozenTrial) -> Candidate | None:
+    """The candidate a trial evaluated (records, or the attribute of older studies)."""
+    old = trial.user_attrs.get(ATTR_PREFIX + "candidate")
+    if old is not None:
+        return Candidate.from_dict(old)
+    detail = records.trial_detail(study, trial.number)
+    cand = None if detail is None else detail.get("candidate")
+    return None if cand is None else Candidate.from_dict(cand)
+
+
+def read_trial(records: RecordsDB, study: str, trial: FrozenTrial) -> tuple[Candidate,
+                                                                            TrialResult]:
+    """A complete trial's candidate and result, from its attributes and the records.
+
+    Raises:
+        KeyError: The trial holds no candidate or no tuning result.
+    """
+    cand = trial_candidate(records, study, trial)
+    if cand is None:
+        raise KeyError(f"trial {trial.number} of study {study!r} holds no candidate")
+    detail = records.trial_detail(study, trial.number)
+    layers = None if detail is None else detail.get("layers")
+    return cand, TrialResult.from_attrs(trial.user_attrs, layers)
+
+
+__all__ = ["ATTR_PREFIX", "STUDY_ATTRS", "LayerResult", "TrialResult", "read_trial",
+           "trial_candidate"]

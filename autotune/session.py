@@ -125,6 +125,7 @@ class TuneSession:
             for c in self.layers
             if c.name in self.space.layer_rates or (c.name != first and not c.spec.is_depthwise)
         ]
+        self._check_pins()
         unknown = set(self.space.layer_rates) - {c.name for c in self.layers}
         if unknown:
             raise UserInputError(
@@ -134,6 +135,28 @@ class TuneSession:
         self._natural: dict[int, PatternSet] = {}
         # Last: a database is created (or migrated) only for input that passed every check.
         self.records = RecordsDB(options.storage)
+
+    def _check_pins(self) -> None:
+        """Every [kernel] pin names a KernelConfig field and a layer of the model."""
+        import dataclasses
+
+        from codegen import KernelConfig
+
+        fields = sorted(f.name for f in dataclasses.fields(KernelConfig))
+        k = self.space.kernel
+        for where, pins in [("[kernel] fixed", k.fixed),
+                            *((f"[kernel.layers] {n!r}", p) for n, p in k.layers.items())]:
+            unknown = sorted(set(pins) - set(fields))
+            if unknown:
+                raise UserInputError(
+                    f"space file {self.options.space}: {where} pins unknown KernelConfig "
+                    f"field(s) {', '.join(unknown)}; fields are {', '.join(fields)}")
+        names = {c.name for c in self.layers}
+        if set(k.layers) - names:
+            raise UserInputError(
+                f"space file {self.options.space}: [kernel.layers] names "
+                f"{sorted(set(k.layers) - names)}, which are not 3x3 conv layers of the "
+                f"model; they are {', '.join(sorted(names))}")
 
     # -- resolution ---------------------------------------------------------
 

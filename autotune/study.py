@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.records import RecordsDB
+from search_spaces.encoding import ENCODINGS, PARAM_ENCODING
 from search_spaces.patterns import PatternSet
 from search_spaces.space import Candidate, JointSpace
 
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 OBJECTIVES = ("pareto", "latency")
 OWNER_ATTR = "pattune:owner"
 CONSTRAINT_ATTR = "pattune:constraint"
+ENCODING_ATTR = "pattune:param_encoding"
+#: The objectives' names, as optuna-dashboard and ``study.metric_names`` show them.
+METRIC_NAMES = {"pareto": ["latency_ms", "accuracy"], "latency": ["latency_ms"]}
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -127,6 +131,25 @@ class OuterStudy:
                 f"study {study_name!r} was created with objective {stored!r}; "
                 f"use --objective {stored} or a new --study name"
             )
+        if self.study.metric_names != METRIC_NAMES[objective]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.set_metric_names(METRIC_NAMES[objective])
+        self.param_encoding = self._encoding(study_name)
+
+    def _encoding(self, study_name: str) -> int:
+        """The study's parameter encoding: as stored, 1 for a study an older pattune began
+        (it has trials but no record of one), the newest for a new study."""
+        stored = self.study.user_attrs.get(ENCODING_ATTR)
+        if stored is None:
+            stored = 1 if self.study.get_trials(deepcopy=False) else PARAM_ENCODING
+            self.study.set_user_attr(ENCODING_ATTR, stored)
+        if stored not in ENCODINGS:
+            raise ValueError(
+                f"study {study_name!r} encodes its parameters as version {stored}, newer than "
+                f"this pattune reads ({', '.join(map(str, ENCODINGS))}); upgrade pattune"
+            )
+        return int(stored)
 
     # -- bookkeeping --------------------------------------------------------
 
@@ -183,8 +206,13 @@ class OuterStudy:
             trial = self.study.ask()
             trial.set_user_attr(OWNER_ATTR, self.records.owner)
             try:
-                cand = self.space.suggest(trial, self.layers, self.select_natural)
-                trial.set_user_attr("pattune:candidate", cand.to_dict())
+                cand = self.space.suggest(trial, self.layers, self.select_natural,
+                                          encoding=self.param_encoding)
+                # A short scalar on the trial; the candidate itself goes to the records.
+                trial.set_user_attr("pattune:k", cand.k)
+                self.records.save_trial_detail(study=self.study.study_name,
+                                               trial_number=trial.number,
+                                               candidate=cand.to_dict())
                 outcome = evaluate(cand, trial.number)
             except KeyboardInterrupt:
                 self.study.tell(trial, state=TrialState.FAIL)

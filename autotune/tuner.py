@@ -280,6 +280,8 @@ class Tuner:
             network_error=net.error or None,
             latency_source="network" if net.ms is not None else "sum",
         )
-        # The study records the trial's two values itself.
+        # The per-layer detail goes to the records; the study records the two values itself.
+        s.records.save_trial_detail(study=s.options.study, trial_number=trial_number,
+                                    layers=result.layers_json())
         attrs = {k: v for k, v in result.to_attrs().items() if k not in STUDY_ATTRS}
         return TrialOutcome(latency_ms=latency_ms, accuracy=accuracy, attrs=attrs)

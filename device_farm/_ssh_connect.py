@@ -1,4 +1,5 @@
-"""Opening SSH connections: ssh_config aliases, ProxyJump, host-key checks, trust.
+"""Opening SSH connections: ssh_config as OpenSSH reads it, ProxyJump chains,
+ProxyCommand, host-key checks, trust.
 
 Host keys are checked against a known_hosts file with paramiko's RejectPolicy:
 an unknown key is refused with a message naming ``pattune devices trust NAME``
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import paramiko
 
 from device_farm._errors import DeviceFault
+from device_farm._ssh_config import expand_proxy_command, lookup, split_jumps
 
 __all__ = ["SSHTarget", "connect", "fetch_host_key", "fingerprint", "record_host_key",
            "recorded_keys"]
@@ -36,10 +38,16 @@ class SSHTarget:
         port: TCP port (None: from ssh_config, else 22).
         user: Login name (None: from ssh_config, else the local user).
         identity_file: Private key (None: from ssh_config, else the agent/default keys).
-        proxy_jump: ``[user@]host[:port]`` or alias of a hub host to tunnel through.
+        proxy_jump: ``[user@]host[:port]`` or alias of a hub host to tunnel through, or
+            a comma-separated chain of them (first hop first), as ``ProxyJump``.
         known_hosts: File of trusted host keys (default ``~/.ssh/known_hosts``).
-        ssh_config: ssh_config to read aliases from (default ``~/.ssh/config`` if present).
+        ssh_config: ssh_config to read aliases from (default ``~/.ssh/config`` and the
+            system's, as ``ssh`` reads them).
         connect_timeout_s: TCP connect timeout; also used for the banner and auth.
+        identity_files: After :meth:`resolved`: every key to offer, in order.
+        identities_only: After :meth:`resolved`: offer only ``identity_files``.
+        proxy_command: After :meth:`resolved`: ssh_config's ``ProxyCommand``, tokens
+            expanded, or None.
     """
 
     host: str
@@ -50,25 +58,35 @@ class SSHTarget:
     known_hosts: str = field(default_factory=default_known_hosts)
     ssh_config: str | None = None
     connect_timeout_s: float = 10.0
+    identity_files: tuple[str, ...] = ()
+    identities_only: bool = False
+    proxy_command: str | None = None
 
     def resolved(self) -> SSHTarget:
-        """Fill host, port, user, identity and ProxyJump from ssh_config (explicit wins)."""
-        path = self.ssh_config or os.path.join(os.path.expanduser("~"), ".ssh", "config")
-        cfg: dict[str, object] = {}
-        if os.path.exists(path):
-            cfg = dict(paramiko.SSHConfig.from_path(path).lookup(self.host))
-        ident = cfg.get("identityfile")
-        jump = self.proxy_jump or cfg.get("proxyjump")
-        if jump in ("none", None):
-            jump = None
-        return replace(
-            self,
-            host=str(cfg.get("hostname", self.host)),
-            port=self.port or int(str(cfg.get("port", 22))),
-            user=self.user or str(cfg.get("user") or _local_user()),
-            identity_file=self.identity_file or (str(ident[0]) if isinstance(ident, list) else None),
-            proxy_jump=str(jump) if jump else None,
-        )
+        """Host, port, user, keys, jump hosts and proxy command as OpenSSH resolves them.
+
+        ``ssh -G`` where the client is installed (``Include``, ``Match``, chains, every
+        ``IdentityFile``), else ssh_config read by paramiko; what the inventory sets
+        explicitly wins, as ``ssh -p/-l/-J/-i`` do (an explicit identity file is the
+        only key offered).
+        """
+        cfg = lookup(self.host, config=self.ssh_config, port=self.port, user=self.user,
+                     jump=self.proxy_jump)
+        idents: tuple[str, ...]
+        if self.identity_file:
+            idents, only = (os.path.expanduser(self.identity_file),), True
+        else:
+            idents, only = cfg.identity_files, cfg.identities_only
+        jump = ",".join(cfg.proxy_jump) or None
+        command = None if jump or not cfg.proxy_command else expand_proxy_command(
+            cfg.proxy_command, host=cfg.hostname, port=cfg.port, user=cfg.user)
+        return replace(self, host=cfg.hostname, port=cfg.port, user=cfg.user,
+                       identity_files=idents, identities_only=only, proxy_jump=jump,
+                       proxy_command=command)
+
+    def jump_chain(self) -> tuple[str, ...]:
+        """The jump hosts, first hop first (empty when the connection is direct)."""
+        return split_jumps(self.proxy_jump)
 
     @property
     def host_key_entry(self) -> str:
@@ -77,28 +95,34 @@ class SSHTarget:
         return self.host if port == 22 else f"[{self.host}]:{port}"
 
 
-def _local_user() -> str:
-    import getpass
-
-    return getpass.getuser()
+#: Jump hosts one connection may go through (a longer chain is a loop in ssh_config).
+MAX_HOPS = 8
 
 
-def parse_jump(spec: str, base: SSHTarget) -> SSHTarget:
-    """Parse ``[user@]host[:port]`` (or an alias) into a target sharing base's key files."""
+def parse_jump(spec: str, base: SSHTarget, before: tuple[str, ...] = ()) -> SSHTarget:
+    """Parse ``[user@]host[:port]`` (or an alias) into a resolved target sharing base's
+    key files; ``before`` are the hops to reach it through (the chain's earlier hops)."""
     user, _, hostport = spec.rpartition("@")
     host, sep, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
     return SSHTarget(
         host=host if sep else hostport, port=int(port) if sep else None, user=user or None,
         identity_file=base.identity_file, known_hosts=base.known_hosts,
         ssh_config=base.ssh_config, connect_timeout_s=base.connect_timeout_s,
+        proxy_jump=",".join(before) or None,
     ).resolved()
 
 
-def _open_sock(target: SSHTarget, label: str) -> tuple[socket.socket | paramiko.Channel,
+def _open_sock(target: SSHTarget, label: str) -> tuple[socket.socket | paramiko.Channel
+                                                      | paramiko.ProxyCommand,
                                                       paramiko.SSHClient | None]:
     port = target.port or 22
-    if target.proxy_jump:
-        hub = parse_jump(target.proxy_jump, target)
+    hops = target.jump_chain()
+    if hops:
+        if label.count("(via jump host") >= MAX_HOPS:
+            raise DeviceFault(f"{label}: more than {MAX_HOPS} jump hosts; does a ProxyJump "
+                              "in ssh_config lead back to itself?")
+        # The last hop is reached through the ones before it, as ssh -J a,b does.
+        hub = parse_jump(hops[-1], target, hops[:-1])
         jump_client = connect(hub, label=f"{label} (via jump host {hub.host})")
         transport = jump_client.get_transport()
         assert transport is not None
@@ -113,6 +137,11 @@ def _open_sock(target: SSHTarget, label: str) -> tuple[socket.socket | paramiko.
                 f"{label}: jump host {hub.host} cannot reach {target.host}:{port}: {exc}"
             ) from exc
         return chan, jump_client
+    if target.proxy_command:
+        try:
+            return paramiko.ProxyCommand(target.proxy_command), None
+        except paramiko.SSHException as exc:
+            raise DeviceFault(f"{label}: ProxyCommand failed: {exc}") from exc
     try:
         sock = socket.create_connection((target.host, port), timeout=target.connect_timeout_s)
     except OSError as exc:
@@ -156,13 +185,18 @@ def connect(target: SSHTarget, *, label: str) -> paramiko.SSHClient:
     if os.path.exists(target.known_hosts):
         client.load_host_keys(target.known_hosts)
     client.set_missing_host_key_policy(_Refuse())
-    ident = os.path.expanduser(target.identity_file) if target.identity_file else None
+    idents = list(target.identity_files)
+    if not idents and target.identity_file:  # a target that was not resolved
+        idents = [os.path.expanduser(target.identity_file)]
+    ident = ", ".join(idents) or None
     t = target.connect_timeout_s
     try:
         client.connect(
-            target.host, port=target.port or 22, username=target.user, key_filename=ident,
-            timeout=t, banner_timeout=t, auth_timeout=t, channel_timeout=t, sock=sock,
-            allow_agent=ident is None, look_for_keys=ident is None,
+            target.host, port=target.port or 22, username=target.user,
+            key_filename=idents or None, timeout=t, banner_timeout=t, auth_timeout=t,
+            channel_timeout=t, sock=sock,  # type: ignore[arg-type]
+            allow_agent=not (target.identities_only or target.identity_file),
+            look_for_keys=not idents,
         )
     except (paramiko.BadHostKeyException, _UnknownKey) as exc:
         _abandon(client, jump, sock)

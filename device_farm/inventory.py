@@ -32,7 +32,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Host names, addresses ([::1] too) and ssh_config aliases; never an option ("-o...").
 _HOST = re.compile(r"[A-Za-z0-9_\[:][A-Za-z0-9_.:%\[\]-]{0,253}")  # ::1 and [::1] too
 _USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}")
-_JUMP = re.compile(r"(?:[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}@)?" + _HOST.pattern)
+_HOP = r"(?:[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}@)?" + _HOST.pattern
+_JUMP = re.compile(f"{_HOP}(?:,{_HOP}){{0,7}}")  # a chain, first hop first, as ProxyJump
 # A command name or an absolute path, passed to the device as one argument.
 _COMPILER = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_.+/-]{0,127}")
 _RULES = {
@@ -40,7 +41,8 @@ _RULES = {
     "host": (_HOST, "a host name, address or ssh_config alias (letters, digits, ._:%[]-, "
                     "not starting with '-')"),
     "user": (_USER, "a login name (letters, digits, ._@-, not starting with '-')"),
-    "proxy_jump": (_JUMP, "[user@]host[:port] or an ssh_config alias"),
+    "proxy_jump": (_JUMP, "[user@]host[:port] or an ssh_config alias, or a comma-separated "
+                          "chain of up to 8 of them"),
     "compiler": (_COMPILER, "a command name or absolute path (letters, digits, ._+/-)"),
 }
 _DEVICE_KEYS = {

@@ -19,6 +19,8 @@ function             CLI                         returns
 :func:`export`       ``pattune export``          :class:`ExportResult`
 :func:`prune`        ``pattune prune``           :class:`PruneResult`
 :func:`measure`      ``pattune measure``         :class:`MeasureResult`
+:func:`dashboard`    ``pattune dashboard``       (serves optuna-dashboard until stopped)
+:func:`measurements` ``pattune measurements``    ``tuple[KernelMeasurement, ...]``
 ===================  ==========================  =====================================
 
 Bad arguments raise :class:`UserInputError` (a :class:`PattuneError` and a
@@ -33,17 +35,23 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from autotune.export import ExportResult
+    from pattune._dashboard import dashboard
     from pattune._measure import MeasureProgress, MeasureResult, measure
     from pattune._prune import PruneResult, prune
+    from pattune._records import KernelMeasurement, measurements
     from pattune._study import BestTrial, StudyStatus, export, status
-    from pattune._tune import TuneProgress, TuneSummary, tune
+    from pattune._tune import TrialReport, TuneProgress, TuneSummary, tune
     from pattune_common import PattuneError, UserInputError
 
 # Where each public name lives. They are imported on first use, so that `import pattune`
 # (and with it every CLI start, even `pattune --help`) does not import torch and optuna.
 _WHERE = {
+    "measurements": "pattune._records",
+    "KernelMeasurement": "pattune._records",
+    "dashboard": "pattune._dashboard",
     "tune": "pattune._tune",
     "TuneProgress": "pattune._tune",
+    "TrialReport": "pattune._tune",
     "TuneSummary": "pattune._tune",
     "status": "pattune._study",
     "StudyStatus": "pattune._study",
@@ -59,19 +67,26 @@ _WHERE = {
     "UserInputError": "pattune_common",
 }
 
+#: The package's version (``pattune --version``); pyproject.toml carries the same.
+__version__ = "0.1.0"
+
 __all__ = [
     "BestTrial",
     "ExportResult",
+    "KernelMeasurement",
     "MeasureProgress",
     "MeasureResult",
     "PattuneError",
     "PruneResult",
     "StudyStatus",
+    "TrialReport",
     "TuneProgress",
     "TuneSummary",
     "UserInputError",
+    "dashboard",
     "export",
     "measure",
+    "measurements",
     "prune",
     "status",
     "tune",

@@ -81,12 +81,15 @@ def _load(records: RecordsDB, storage: str, study: str) -> optuna.Study:
 
 
 def _best_row(t: FrozenTrial) -> BestTrial:
-    cand = t.user_attrs.get("pattune:candidate")
+    k = t.user_attrs.get("pattune:k")
+    cand = t.user_attrs.get("pattune:candidate")  # studies before records revision 0003
+    if k is None and cand is not None:
+        k = Candidate.from_dict(cand).k
     return BestTrial(
         number=t.number,
         latency_ms=float(t.values[0]),
         accuracy=float(t.user_attrs.get("pattune:accuracy", float("nan"))),
-        patterns=0 if cand is None else Candidate.from_dict(cand).k,
+        patterns=int(k or 0),
     )
 
 

@@ -23,18 +23,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import FrameType
 
 from optuna.trial import TrialState
 
-from autotune.results import TrialResult
+from autotune.results import trial_candidate
 from autotune.session import TuneOptions, TuneSession
 from autotune.strategies import strategy_names
 from autotune.study import OBJECTIVES, OuterStudy, TrialOutcome, TrialsFailing
 from autotune.tuner import Tuner, TunerStats
 from pattune._args import in_range, one_of, parse_duration, path_text, shape_text
-from pattune_common import DEFAULT_STORAGE, ESTIMATE_SAMPLES, Record, UserInputError
+from pattune._tune_types import TrialReport, TuneProgress, TuneSummary
+from pattune_common import DEFAULT_STORAGE, ESTIMATE_SAMPLES, UserInputError
 from search_spaces.loading import parse_input_shape
 
 OPTIONS_ATTR = "pattune:options"
@@ -43,111 +43,15 @@ DENSE_ATTR = "pattune:dense_accuracy"
 RSS_MARKS = (30, 300)
 
 
-@dataclass(frozen=True)
-class TuneProgress:
-    """A snapshot of a running :func:`tune`, given to its ``progress`` callback.
-
-    It is sent when tuning starts, after every layer's kernel task and after
-    every trial. Latencies are milliseconds, times seconds.
-
-    Attributes:
-        trials_finished: Finished trials of the study (complete, pruned or failed).
-        trials: The study's target number of trials.
-        configs_measured: Kernel configs built and measured by this call.
-        configs_reused: Configs whose results came from the records.
-        configs_filtered: Configs the cost model scored but did not pick.
-        configs_failed: Configs that failed to build, verify or run.
-        best_latency_ms: The study's fastest trial so far, or None.
-        best_accuracy: The study's most accurate trial so far, or None.
-        dense_accuracy: The unpruned model's accuracy.
-        eta_s: Seconds left at this call's mean trial time, or None before a trial ends.
-    """
-
-    trials_finished: int
-    trials: int
-    configs_measured: int
-    configs_reused: int
-    configs_filtered: int
-    configs_failed: int
-    best_latency_ms: float | None
-    best_accuracy: float | None
-    dense_accuracy: float
-    eta_s: float | None
-
-
-@dataclass(frozen=True)
-class TuneSummary(Record):
-    """What one :func:`tune` call did (seconds; latencies in milliseconds).
-
-    Its JSON form (:meth:`to_dict`) is what ``pattune tune --summary-json`` writes.
-
-    Attributes:
-        study: The study's name.
-        trials_finished: Finished trials of the study after the call.
-        trials_this_run: Trials this call finished.
-        wall_s: Wall time of the call.
-        setup_s: Of which resolving the model, devices, records and dense accuracy.
-        configs_measured: Kernel configs built and measured.
-        configs_reused: Configs whose results came from the records.
-        configs_filtered: Configs the cost model scored but did not pick.
-        configs_failed: Configs that failed to build, verify or run.
-        build_s: Time in builds.
-        verify_s: Time in verification.
-        measure_s: Time in measurements.
-        accuracy_s: Time in accuracy estimates.
-        cost_model_train_s: Time training the cost model.
-        overhead_s: Tuner overhead: wall time that is none of setup, building,
-            verifying, measuring or estimating accuracy (sampling, cost model, database).
-        overhead_fraction: ``overhead_s`` over the wall time after setup.
-        peak_rss_mib: Peak resident memory of the process.
-        rss_mib: Peak RSS when ``after_30`` and ``after_300`` configs were measured.
-        best_latency_ms: The study's fastest complete trial, or None.
-        untouched_ms: What torch runs besides the generated kernels, or None if not timed.
-        untouched_method: How it was timed (``torchscript`` or ``eager``), or None.
-        untouched_torch_threads: At how many torch threads, or None.
-        best_accuracy: The study's most accurate complete trial, or None.
-        dense_accuracy: The unpruned model's accuracy.
-        interrupted: Ctrl-C or SIGTERM stopped the call (nothing measured is lost).
-        error: Why tuning stopped early (several trials in a row failed), or None.
-    """
-
-    study: str
-    trials_finished: int
-    trials_this_run: int
-    wall_s: float
-    setup_s: float
-    configs_measured: int
-    configs_reused: int
-    configs_filtered: int
-    configs_failed: int
-    build_s: float
-    verify_s: float
-    measure_s: float
-    accuracy_s: float
-    cost_model_train_s: float
-    overhead_s: float
-    overhead_fraction: float
-    peak_rss_mib: float
-    rss_mib: dict[str, float]
-    best_latency_ms: float | None
-    untouched_ms: float | None
-    untouched_method: str | None
-    untouched_torch_threads: int | None
-    best_accuracy: float | None
-    dense_accuracy: float
-    interrupted: bool
-    error: str | None = None
-
-    schema = "tune_summary"
-
-
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _completed(outer: OuterStudy) -> list[TrialResult]:
+def _completed(outer: OuterStudy) -> list[tuple[float, float]]:
+    """(latency ms, accuracy) of every complete trial of the study."""
     complete = outer.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [TrialResult.from_attrs(t.user_attrs) for t in complete]
+    return [(float(t.user_attrs["pattune:latency_ms"]), float(t.user_attrs["pattune:accuracy"]))
+            for t in complete]
 
 
 @contextmanager
@@ -184,11 +88,11 @@ class _Run:
         self.rss_marks: dict[str, float] = {}
         self.trial_times: list[float] = []
         self.last_trial = time.perf_counter()
-        known = [(r.latency_ms, r.accuracy) for r in _completed(outer)]
+        known = _completed(outer)
         self.tuner = Tuner(session, on_progress=self.on_stats, known=known)
         self.setup_s = time.perf_counter() - t_start
 
-    def snapshot(self) -> TuneProgress:
+    def snapshot(self, event: str = "layer", trial: TrialReport | None = None) -> TuneProgress:
         """The run as the progress callback sees it now."""
         st = self.tuner.stats
         done = self.outer.finished_trials()
@@ -202,7 +106,8 @@ class _Run:
             trials_finished=done, trials=self.trials, configs_measured=st.measured,
             configs_reused=st.reused, configs_filtered=st.filtered, configs_failed=st.failed,
             best_latency_ms=min(lats, default=None), best_accuracy=max(accs, default=None),
-            dense_accuracy=self.dense, eta_s=eta,
+            dense_accuracy=self.dense, eta_s=eta, event=event, trial=trial,
+            trials_this_run=done - self.started_with,
         )  # fmt: skip
 
     def on_stats(self, st: TunerStats) -> None:
@@ -212,12 +117,27 @@ class _Run:
         if self.progress is not None:
             self.progress(self.snapshot())
 
-    def on_trial(self, _number: int, _outcome: TrialOutcome | None) -> None:
+    def on_trial(self, number: int, outcome: TrialOutcome | None) -> None:
         now = time.perf_counter()
         self.trial_times.append(now - self.last_trial)
         self.last_trial = now
         if self.progress is not None:
-            self.progress(self.snapshot())
+            self.progress(self.snapshot("trial", self._report(number, outcome)))
+
+    def _report(self, number: int, outcome: TrialOutcome | None) -> TrialReport:
+        """The finished trial as the callback is told of it (its candidate read back)."""
+        trials = self.outer.study.get_trials(deepcopy=False)
+        t = next((t for t in reversed(trials) if t.number == number), None)
+        attrs = {} if t is None else t.user_attrs
+        c = None if t is None else trial_candidate(self.session.records,
+                                                   self.session.options.study, t)
+        return TrialReport(
+            number=number, state="fail" if outcome is None else "complete",
+            k=None if c is None else c.k, rates=() if c is None else c.rates,
+            latency_ms=None if outcome is None else outcome.latency_ms,
+            accuracy=None if outcome is None else outcome.accuracy,
+            error=attrs.get("pattune:error") if outcome is None else None,
+        )  # fmt: skip
 
     def summary(self, *, interrupted: bool, error: str | None) -> TuneSummary:
         """The call's figures (the study's best over every complete trial, this call's or not)."""
@@ -237,11 +157,11 @@ class _Run:
             cost_model_train_s=tuner.models.train_s, overhead_s=overhead,
             overhead_fraction=overhead / (wall - self.setup_s) if wall > self.setup_s else 0.0,
             peak_rss_mib=_rss_mib(), rss_mib=dict(self.rss_marks),
-            best_latency_ms=min((r.latency_ms for r in done), default=None),
+            best_latency_ms=min((lat for lat, _ in done), default=None),
             untouched_ms=None if untouched is None else untouched.ms,
             untouched_method=None if untouched is None else untouched.method,
             untouched_torch_threads=None if untouched is None else untouched.threads,
-            best_accuracy=max((r.accuracy for r in done), default=None),
+            best_accuracy=max((acc for _, acc in done), default=None),
             dense_accuracy=self.dense, interrupted=interrupted, error=error,
         )  # fmt: skip
 
@@ -373,7 +293,7 @@ def tune(
     try:
         with _sigterm_interrupts():
             if progress is not None:
-                progress(run.snapshot())
+                progress(run.snapshot("start"))
             outer.run(run.tuner.evaluate, n_trials=trials, timeout_s=timeout_s,
                       on_trial=run.on_trial)  # fmt: skip
     except KeyboardInterrupt:
@@ -386,4 +306,4 @@ def tune(
     return run.summary(interrupted=interrupted, error=error)
 
 
-__all__ = ["TuneProgress", "TuneSummary", "tune"]
+__all__ = ["TrialReport", "TuneProgress", "TuneSummary", "tune"]

@@ -9,7 +9,7 @@ codegen's valid ranges, optionally pinned here (``[kernel] fixed``).
 Space file::
 
     [patterns]
-    k = [4, 6, 8, 12]            # choices for the number of patterns K
+    k = [4, 6, 8, 10, 12]        # choices for the number of patterns K
     # sets = [["010111000", ...]] # or explicit sets (rows of 3 '0'/'1' per pattern)
 
     [connectivity]
@@ -36,11 +36,19 @@ from typing import Any
 
 from pattune_common import Record, UserInputError, stable_hash
 from pattune_common.files import read_input
+from search_spaces.encoding import PARAM_ENCODING, suggest_k, suggest_rate
 from search_spaces.patterns import Pattern, PatternSet
 from search_spaces.projection import parse_connectivity
 from search_spaces.pruning import PruneConfig
 
-DEFAULT_K = (4, 6, 8, 12)
+#: K choices of the default space: evenly spaced, so K is an integer parameter.
+DEFAULT_K = (4, 6, 8, 10, 12)
+#: The keys each section of a space file may hold.
+_SECTION_KEYS = {
+    "patterns": {"k", "sets"},
+    "connectivity": {"rates", "per_layer", "layers"},
+    "kernel": {"budget", "refine_budget", "candidates_per_measure", "fixed", "layers"},
+}
 DEFAULT_RATES = ("1x", "2x", "3.6x", "5x")
 
 
@@ -179,26 +187,28 @@ class JointSpace:
         trial: Any,
         layers: Sequence[str],
         select_natural: Callable[[int], PatternSet],
+        *,
+        encoding: int = PARAM_ENCODING,
     ) -> Candidate:
         """Ask an Optuna trial for one Candidate.
 
         Args:
-            trial: ``optuna.Trial`` (anything with ``suggest_categorical``).
+            trial: ``optuna.Trial`` (``suggest_categorical``, ``suggest_int``).
             layers: Names of the layers that take patterns, in model order.
             select_natural: K -> the model's natural top-K pattern set.
+            encoding: How the point is written as parameters
+                (:mod:`search_spaces.encoding`): the study's, 2 for a new one.
         """
         if self.pattern_sets:
             idx = trial.suggest_categorical("pattern_set", list(range(len(self.pattern_sets))))
             ps = self.pattern_sets[idx]
         else:
-            ps = select_natural(int(trial.suggest_categorical("k", list(self.k_choices))))
+            ps = select_natural(suggest_k(trial, self.k_choices, encoding))
         if self.per_layer:
-            rates = [
-                (n, str(trial.suggest_categorical(f"rate:{n}", list(self.rate_choices(n)))))
-                for n in layers
-            ]
+            rates = [(n, suggest_rate(trial, f"rate:{n}", self.rate_choices(n), encoding))
+                     for n in layers]
         else:
-            shared = str(trial.suggest_categorical("rate", list(self.rates)))
+            shared = suggest_rate(trial, "rate", self.rates, encoding)
             rates = [
                 (n, shared if shared in self.rate_choices(n) else self.rate_choices(n)[0])
                 for n in layers
@@ -219,13 +229,18 @@ class JointSpace:
             raise UserInputError(f"space file {p} cannot be read: {exc.strerror or exc}") from None
         try:
             return cls.from_dict(data)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            # AttributeError: a key that must be a table is a string or a list
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # AttributeError: a key that must be a table is a string or a list;
+            # OverflowError: int() of an infinite number (budget = inf)
             raise UserInputError(f"space file {p}: {exc}") from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JointSpace:
-        """Build from the TOML structure documented in the module docstring."""
+        """Build from the TOML structure documented in the module docstring.
+
+        Unknown sections and keys are refused with the allowed ones listed: a typo
+        (``budgte = 3``) must not run a night with the default.
+        """
         known = {"patterns", "connectivity", "kernel"}
         if set(data) - known:
             raise ValueError(
@@ -234,6 +249,16 @@ class JointSpace:
         pat = data.get("patterns", {})
         con = data.get("connectivity", {})
         ker = data.get("kernel", {})
+        for section, value in (("patterns", pat), ("connectivity", con), ("kernel", ker)):
+            if not isinstance(value, dict):
+                raise ValueError(f"[{section}] must be a table; got {value!r}")
+            unknown = sorted(set(value) - _SECTION_KEYS[section])
+            if unknown:
+                raise ValueError(
+                    f"unknown key{'s' if len(unknown) > 1 else ''} "
+                    f"{', '.join(f'[{section}] {k}' for k in unknown)}; [{section}] allows "
+                    f"{', '.join(sorted(_SECTION_KEYS[section]))}"
+                )
         sets = tuple(
             PatternSet(tuple(_pattern_from_rows(t, "patterns.sets") for t in s))
             for s in pat.get("sets", [])

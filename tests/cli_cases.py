@@ -53,7 +53,12 @@ INVENTORIES = {
     "compiler_option": GOOD_DEVICE + 'compiler = "-fplugin=x.so"\n',
     "duplicate": GOOD_DEVICE * 2,
     "defaults_unknown": '[defaults]\nname = "x"\n' + GOOD_DEVICE,
+    "jump_empty_hop": GOOD_DEVICE + 'proxy_jump = "hub,,hub2"\n',
+    "jump_option": GOOD_DEVICE + 'proxy_jump = "hub,-oProxyCommand=x"\n',
+    "jump_too_long": GOOD_DEVICE + 'proxy_jump = "' + ",".join(["h"] * 9) + '"\n',
 }
+#: An inventory that parses, whose ssh_config OpenSSH refuses.
+SSH_CONFIG_BAD = '[defaults]\nssh_config = "bad_ssh_config"\n' + GOOD_DEVICE
 
 
 def _job(d: Path, **change: object) -> str:
@@ -115,6 +120,13 @@ def make_files(d: Path) -> None:
     (d / "space_bad.toml").write_text("[patterns]\nk = 'many'\n")
     (d / "space_unknown.toml").write_text("[colours]\nred = 1\n")
     (d / "space_kernel_str.toml").write_text("kernel = 'fast'\n")
+    (d / "space_typo_budget.toml").write_text("[kernel]\nbudgte = 3\n")
+    (d / "space_typo_per_layer.toml").write_text("[connectivity]\nper_layr = false\n")
+    (d / "space_typo_k.toml").write_text("[patterns]\nK = [4]\n")
+    (d / "space_fixed_unknown.toml").write_text("[kernel]\nfixed = { threadz = 1 }\n")
+    (d / "space_budget_inf.toml").write_text("[kernel]\nbudget = inf\n")
+    (d / "bad_ssh_config").write_text("Host p\n  Bogus yes\n")
+    (d / "inv_ssh_config_bad.toml").write_text(SSH_CONFIG_BAD)
     (d / "target_bad.toml").write_text("cc = 5\n")
     (d / "pattern_set_bad.json").write_text('{"patterns": "all"}')
 
@@ -218,6 +230,40 @@ def cases() -> list[Case]:
         ("record-out-ext", ["record", "--out", f"{d}/r.txt"], "--out"),
     ]
 
+    # --json-out (every reporting command) to a folder or into a missing one, checked
+    # before the work; the old --json PATH alias goes the same way
+    reporting = {
+        "tune": tune, "status": ["status", "--storage", f"sqlite:///{d}/none.db"],
+        "export": ["export", "--storage", f"sqlite:///{d}/none.db", "--out", f"{d}/ex"],
+        "measure": measure, "devices-list": ["devices", "list"],
+        "devices-check": ["devices", "check"], "prune": ["prune", *tiny],
+        "patterns": ["patterns"], "bench-kernels": ["bench", "kernels"],
+        "bench-farm": ["bench", "farm"], "bench-search": ["bench", "search"],
+        "bench-accuracy": ["bench", "accuracy"], "measurements": ["measurements"],
+    }
+    for name, argv in reporting.items():
+        out += [(f"{name}-json-out-dir", [*argv, "--json-out", f"{d}/adir"], f"{d}/adir"),
+                (f"{name}-json-out-missing", [*argv, "--json-out", f"{d}/no/x.json"], f"{d}/no")]
+    out += [
+        ("prune-json-alias-eq", ["prune", *tiny, f"--json={d}/adir"], f"{d}/adir"),
+        ("tune-summary-json-alias", [*tune, "--summary-json", f"{d}/no/s.json"], f"{d}/no"),
+        ("devices-list-ssh-config-bad", ["devices", "list", "-i", f"{d}/inv_ssh_config_bad.toml"],
+         "bad_ssh_config: line 2: Bad configuration option: bogus"),
+        ("devices-check-ssh-config-bad",
+         ["devices", "check", "-i", f"{d}/inv_ssh_config_bad.toml"], "bad_ssh_config"),
+        ("measurements-missing-db", ["measurements", "-s", f"sqlite:///{d}/none.db"],
+         "none.db"),
+        ("measurements-status", ["measurements", "--status", "great"], "--status"),
+        ("dashboard-missing-db", ["dashboard", "-s", f"sqlite:///{d}/none.db"], "none.db"),
+        ("dashboard-port", ["dashboard", "--port", "70000"], "--port"),
+        ("dashboard-port-text", ["dashboard", "--port", "http"], "--port"),
+        ("dashboard-bad-url", ["dashboard", "-s", PG_DOWN], ""),
+        ("quiet-still-one-error-line", ["-q", "status", "--storage", f"sqlite:///{d}/none.db"],
+         "none.db"),
+        ("verbose-still-one-error-line", ["status", "-v", "-s", f"sqlite:///{d}/none.db"],
+         "none.db"),
+    ]
+
     # storage URLs, every one with a password that must never be shown
     urls = {
         "mysql": f"mysql://u:{PASSWORD}@h/db",
@@ -266,6 +312,16 @@ def cases() -> list[Case]:
         ("tune-space-kernel-str", [*tune, "--space", f"{d}/space_kernel_str.toml"],
          "space_kernel_str"),
         ("tune-space-devzero", [*tune, "--space", "/dev/zero"], "/dev/zero"),
+        ("tune-space-typo-budget", [*tune, "--space", f"{d}/space_typo_budget.toml"],
+         "[kernel] budgte; [kernel] allows budget, candidates_per_measure"),
+        ("tune-space-typo-per-layer", [*tune, "--space", f"{d}/space_typo_per_layer.toml"],
+         "[connectivity] per_layr; [connectivity] allows layers, per_layer, rates"),
+        ("tune-space-typo-k", [*tune, "--space", f"{d}/space_typo_k.toml"],
+         "[patterns] K; [patterns] allows k, sets"),
+        ("tune-space-budget-inf", [*tune, "--space", f"{d}/space_budget_inf.toml"],
+         "space_budget_inf.toml"),
+        ("tune-space-fixed-unknown", [*tune, "--space", f"{d}/space_fixed_unknown.toml"],
+         "threadz; fields are fkr"),
         ("tune-model-unknown", ["tune", "--model", "nosuchmodel", "--storage",
                                 f"sqlite:///{d}/t.db"], "nosuchmodel"),
         ("tune-model-garbage", ["tune", "--model", f"{d}/garbage.bin", "--input-shape",

@@ -117,7 +117,7 @@ def test_the_table_is_large_and_covers_every_subcommand() -> None:
     assert commands >= {
         "prune", "patterns", "record", "tune", "status", "export", "measure",
         "devices list", "devices check", "devices trust", "devices clean",
-        "bench accuracy", "bench kernels", "bench farm", "bench search",
+        "bench accuracy", "bench kernels", "bench farm", "bench search", "dashboard", "measurements",
     }
 
 

@@ -28,7 +28,7 @@ def _pattune(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         (["--target", "mars"], "pattune: error: unknown target 'mars'; use one of host, aarch64"),
         (["--target", "aarch64"], ("pattune: error: bench kernels times in-process next to "
                                   "torch, but target 'aarch64' cannot be loaded here")),
-        (["--json", "/nonexistent/dir/out.json"], ("pattune: error: --json /nonexistent/dir/"
+        (["--json-out", "/nonexistent/dir/out.json"], ("pattune: error: --json-out /nonexistent/dir/"
                                                   "out.json: directory /nonexistent/dir does "
                                                   "not exist; create it first")),
         (["--layers", "features.99", "--dataset", "cifar"],

@@ -150,7 +150,9 @@ def test_trust_records_an_unknown_key_and_refuses_a_changed_one(tmp_path, make_f
     inv = write_inventory(tmp_path / "inv.toml", farm, known_hosts=str(kh))
     r = pattune("devices", "check", "dev0", "-i", inv, "--json")
     assert r.returncode == 1
-    report = json.loads(r.stdout)
+    doc = json.loads(r.stdout)
+    assert (doc["schema"], doc["schema_version"]) == ("pattune.devices_check", 1)
+    [report] = doc["devices"]
     assert not report["reachable"] and "`pattune devices trust dev0`" in report["error"]
     r = pattune("devices", "trust", "dev0", "-i", inv)
     assert r.returncode == 0, r.stderr
@@ -159,7 +161,7 @@ def test_trust_records_an_unknown_key_and_refuses_a_changed_one(tmp_path, make_f
     assert r.stdout.strip().endswith(f": added in {kh}")
     r = pattune("devices", "check", "dev0", "-i", inv, "--json")
     assert r.returncode == 0, r.stdout
-    report = json.loads(r.stdout)
+    [report] = json.loads(r.stdout)["devices"]
     assert report["reachable"] and report["arch"] == os.uname().machine
     # The device is reinstalled: a new key is refused until explicitly replaced.
     s = farm.servers[0]

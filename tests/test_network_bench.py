@@ -20,7 +20,7 @@ pytestmark = pytest.mark.xdist_group("network-bench")
 def test_bench_network_times_ours_torch_and_ort_side_by_side(tmp_path: Path) -> None:
     out = tmp_path / "b.json"
     r = pattune("bench", "network", "--model", "example", "--budget", "1", "--rounds", "3",
-                "--out-dir", str(tmp_path / "build"), "--json", str(out))
+                "--out-dir", str(tmp_path / "build"), "--json-out", str(out))
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     sm = doc["summary"]

@@ -149,11 +149,11 @@ def test_prune_and_tune_outputs_are_checked_before_the_work(tmp_path):
     assert _one_error_line(r, 2) == (f"pattune: error: --out {a_file} is a file; give a "
                                      "directory (it is created if missing)")
     r = run_cli("tune", "--model", "tests.tune.tiny:tiny_bn", "--input-shape", "1,1,12,12",
-                "--storage", f"sqlite:///{tmp_path}/t.db", "--summary-json", str(tmp_path))
-    assert _one_error_line(r, 2) == (f"pattune: error: --summary-json {tmp_path} is a directory;"
+                "--storage", f"sqlite:///{tmp_path}/t.db", "--json-out", str(tmp_path))
+    assert _one_error_line(r, 2) == (f"pattune: error: --json-out {tmp_path} is a directory;"
                                      f" give a file path such as {tmp_path / 'out.json'}")
-    r = run_cli("prune", "--json", "/sys/kernel/x.json")
-    assert _one_error_line(r, 2).startswith("pattune: error: --json /sys/kernel/x.json: cannot "
+    r = run_cli("prune", "--json-out", "/sys/kernel/x.json")
+    assert _one_error_line(r, 2).startswith("pattune: error: --json-out /sys/kernel/x.json: cannot "
                                             "write in /sys/kernel: Permission denied")
     assert time.monotonic() - t0 < 60 and not (tmp_path / "t.db").exists()
 

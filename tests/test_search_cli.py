@@ -169,12 +169,15 @@ def test_prune_example_with_admm(tmp_path: Path) -> None:
 def test_patterns_command() -> None:
     r = run("patterns", "--json")
     assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)
+    doc = json.loads(r.stdout)
+    assert (doc["schema"], doc["schema_version"]) == ("pattune.patterns", 1)
+    rows = doc["patterns"]
     assert len(rows) == 56 and rows[0] == {"id": 0, "taps": [0, 1, 2, 4]}
-    assert len(json.loads(run("patterns", "--json", "--no-keep-centre").stdout)) == 126
+    assert len(json.loads(run("patterns", "--json", "--no-keep-centre").stdout)["patterns"]) == 126
     art = run("patterns").stdout
     assert "56 candidate patterns" in art and "X X X" in art
-    ranked = json.loads(run("patterns", "--model", "vgg16-cifar", "--top", "4", "--json").stdout)
+    ranked = json.loads(run("patterns", "--model", "vgg16-cifar", "--top", "4",
+                            "--json").stdout)["patterns"]
     assert [r["id"] for r in ranked] == [0, 1, 2, 3]
     counts = [r["count"] for r in ranked]
     assert counts == sorted(counts, reverse=True) and counts[0] > 0

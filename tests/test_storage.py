@@ -124,7 +124,7 @@ def test_schema_version_is_the_head_of_the_migrations() -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     script = ScriptDirectory.from_config(cfg)
     assert script.get_current_head() == SCHEMA_VERSION
-    assert [s.revision for s in script.walk_revisions()] == ["0002", "0001"]
+    assert [s.revision for s in script.walk_revisions()] == ["0003", "0002", "0001"]
 
 
 def _columns(inspector: sa.Inspector, table: str) -> dict[str, tuple[bool, bool]]:

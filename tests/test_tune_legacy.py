@@ -49,9 +49,13 @@ def test_legacy_trials_read_back_as_records_with_the_same_json(legacy: str) -> N
         assert [x.name for x in result.layers] == ["0", "3", "5"]
         assert result.latency_ms == pytest.approx(result.tuned_ms + (result.untouched_ms or 0))
         assert result.layers[0].epilogue is not None and result.layers[0].epilogue.relu == "2"
+        # Today the scalars stay attributes and the layers go to the records; both in the
+        # JSON form the legacy study stored.
         written = result.to_attrs()
+        assert written.pop("pattune:layer_count") == 3
         stored = {k: v for k, v in trial.user_attrs.items() if k in written}
         assert written == stored and set(STUDY_ATTRS) <= set(written)
+        assert result.layers_json() == trial.user_attrs["pattune:layers"]
 
 
 def _check(ex: pattune.ExportResult, out: Path) -> None:

@@ -67,7 +67,11 @@ class RecordPlan:
     Attributes:
         layers: The pruned layers, with their names unique.
         target: Compile target of the device type.
-        pins: KernelConfig field -> allowed values (``codegen.config_space`` pins).
+        pins: KernelConfig field -> allowed values (``codegen.config_space`` pins),
+            as the user gave them: a value a layer does not allow is an error.
+        preset: Pins of a preset (``BENCH_PINS``), fitted to each layer
+            (:func:`fit_pins`): any model's layers get a benchmark-sized space.
+            ``pins`` win over it.
         min_accumulators: ``codegen.config_space`` prior.
         max_configs: Most configs per layer (None = exhaustive; else a random sample).
         protocol: Measurement protocol of the device.
@@ -82,6 +86,7 @@ class RecordPlan:
     layers: Sequence[PrunedLayer]
     target: Target
     pins: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    preset: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     min_accumulators: int = 1
     max_configs: int | None = None
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
@@ -122,6 +127,7 @@ def _metadata(plan: RecordPlan, complete: bool) -> dict[str, Any]:
         "pruning": plan.pruning,
         "protocol": dataclasses.asdict(plan.protocol),
         "pins": {k: list(v) for k, v in plan.pins.items()},
+        "preset": {k: list(v) for k, v in plan.preset.items()},
         "min_accumulators": plan.min_accumulators,
         "max_configs": plan.max_configs,
         "seed": plan.seed,
@@ -132,9 +138,37 @@ def _metadata(plan: RecordPlan, complete: bool) -> dict[str, Any]:
     }
 
 
+def _nearest(allowed: tuple[Any, ...], wanted: Any) -> Any:
+    return min(allowed, key=lambda a: (abs(a - wanted), a))
+
+
+def fit_pins(preset: dict[str, tuple[Any, ...]],
+             allowed: dict[str, tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
+    """A preset's pins made valid for one layer: the values the layer allows, in the
+    preset's order; where it allows none of them, the allowed value nearest each one
+    (numbers) or the first allowed (others). VGG-16's benchmark pins stay as they are
+    for VGG-16; ResNet's 3-channel first conv gets ``ic_block = 3``, a NEON target
+    ``vector_width = 4``."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for key, wanted in preset.items():
+        ok = allowed[key]
+        kept = [v for v in wanted if v in ok]
+        if not kept:
+            numeric = all(isinstance(v, int | float) and not isinstance(v, bool)
+                          for v in (*wanted, *ok))
+            kept = [_nearest(ok, w) for w in wanted] if numeric else [ok[0]]
+        out[key] = tuple(dict.fromkeys(kept))
+    return out
+
+
 def _order(plan: RecordPlan, layer: PrunedLayer) -> tuple[list[KernelConfig], dict[str, Any], int]:
+    pins = dict(plan.pins)
+    if plan.preset:
+        full = config_space(layer.spec, plan.target, min_accumulators=plan.min_accumulators)
+        pins = {**fit_pins({k: v for k, v in plan.preset.items() if k not in plan.pins},
+                           full.choices), **pins}
     space = config_space(
-        layer.spec, plan.target, min_accumulators=plan.min_accumulators, **plan.pins
+        layer.spec, plan.target, min_accumulators=plan.min_accumulators, **pins
     )
     configs = list(space.enumerate())
     rng = np.random.default_rng([plan.seed, int(layer.weights_hash[:8], 16)])
@@ -143,7 +177,7 @@ def _order(plan: RecordPlan, layer: PrunedLayer) -> tuple[list[KernelConfig], di
         order = order[: plan.max_configs]
     desc = {
         "choices": {k: list(v) for k, v in space.choices.items()},
-        "pins": {k: list(v) for k, v in plan.pins.items()},
+        "pins": {k: list(v) for k, v in pins.items()},
         "min_accumulators": plan.min_accumulators,
     }
     return order, desc, len(configs)
@@ -278,6 +312,25 @@ def _resume(plan: RecordPlan, out: Path, plans: dict[str, Any]) -> MeasurementSe
     return old
 
 
+#: The layers ``pattune record`` measures of VGG-16 by default (the shipped set's).
+VGG16_DEFAULT = ("conv2_2", "conv3_2", "conv4_2", "conv5_2")
+
+
+def distinct_layers(specs: Sequence[Any]) -> list[str]:
+    """The first layer of each distinct shape (channels, size, stride, groups), in model
+    order, leaving out layers that read the image (3 or fewer input channels): the
+    layers whose kernels a benchmark of a model needs, each once."""
+    seen: set[tuple[int, ...]] = set()
+    out = []
+    for s in specs:
+        key = (s.cin, s.cout, s.h, s.w, s.stride, s.groups)
+        if s.cin // s.groups <= 3 or key in seen:
+            continue
+        seen.add(key)
+        out.append(s.name)
+    return out
+
+
 def model_layers(
     model_name: str,
     dataset: str,
@@ -291,7 +344,9 @@ def model_layers(
 
     The weights are the model's seeded initialisation (latency does not depend on
     trained values, only on the pruning structure). ``names`` are module names
-    (``features.7``) or, for VGG-16, conventional ones (``conv2_2``).
+    (``features.7``) or, for VGG-16, conventional ones (``conv2_2``); empty means
+    :data:`VGG16_DEFAULT` for VGG-16 and, for any other model, the first 3x3 conv of
+    each distinct shape past the image-reading one (:func:`distinct_layers`).
 
     Returns:
         The pruned layers and the pruning metadata.
@@ -307,6 +362,9 @@ def model_layers(
     shape = input_shape(model_name, dataset)
     convs = {c.name: c for c in conv_layers(model, shape) if c.is_3x3}
     pset = select_pattern_set(model, shape, k)
+    if not names:
+        names = VGG16_DEFAULT if model_name == "vgg16" else distinct_layers(
+            [c.spec for c in convs.values()])
     out = []
     for name in names:
         mod_name = VGG16_NAMES.get(name, name) if model_name == "vgg16" else name

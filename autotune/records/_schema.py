@@ -155,3 +155,21 @@ class MeasurementRow(Base):
     cost_model_version: Mapped[int | None] = mapped_column(Integer, default=None)
     started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class TrialDetailRow(Base):
+    """The detail of one trial of a study: its candidate and its per-layer results.
+
+    The Optuna trial keeps short scalars that read well in optuna-dashboard; this
+    row keeps what the export needs (written by the outer study and the tuner).
+    """
+
+    __tablename__ = "pt_trial_details"
+    __table_args__ = (UniqueConstraint("study", "trial_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study: Mapped[str] = mapped_column(String(512))
+    trial_number: Mapped[int] = mapped_column(Integer)
+    candidate: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    layers: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    updated: Mapped[float] = mapped_column(Float)

@@ -14,16 +14,19 @@ from autotune.records.claims import ClaimsMixin
 from autotune.records.cost_models import CostModelsMixin
 from autotune.records.queries import QueriesMixin
 from autotune.records.rows import RowsMixin
+from autotune.records.trials import TrialsMixin
 from autotune.records.workers import WorkersMixin
 
 
-class RecordsDB(ClaimsMixin, QueriesMixin, CostModelsMixin, WorkersMixin, RowsMixin):
+class RecordsDB(ClaimsMixin, QueriesMixin, CostModelsMixin, WorkersMixin, TrialsMixin,
+                RowsMixin):
     """Records database on one storage URL.
 
     Each concern lives in its own module and is mixed in here: opening,
     sessions and Optuna's storage (``_base``), worker heartbeats and liveness
     (``workers``), get-or-create rows (``rows``), the claim/finish protocol
-    (``claims``), queries (``queries``) and cost-model blobs (``cost_models``).
+    (``claims``), queries (``queries``), cost-model blobs (``cost_models``) and each
+    trial's candidate and per-layer results (``trials``).
 
     Thread safety: each method opens its own short session, so one instance may
     be shared by threads. Units: seconds for every time.

@@ -11,25 +11,73 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
+from pattune.cli._argv import normalise
+from pattune.cli._common import (
+    QUIET,
+    QuietOpt,
+    VerboseOpt,
+    apply_log_level,
+    debug_enabled,
+    env_log_level,
+    reset_verbosity,
+    set_verbosity,
+    verbosity,
+    with_verbosity,
+)
 from pattune_common import OutputError, PattuneError
 from pattune_common.redaction import redact_text
 
-app = typer.Typer(
+
+class _Typer(typer.Typer):
+    """A Typer app whose every command takes ``-v``/``-q`` (:func:`with_verbosity`)."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+        register = super().command(*args, **kwargs)
+        return lambda fn: register(with_verbosity(fn))
+
+
+app = _Typer(
     name="pattune",
     help="Tune pattern-pruned CNNs (PatDNN) for phone and board CPUs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="Benchmarks: accuracy, kernels, network, farm, search.", no_args_is_help=True)
-devices_app = typer.Typer(
+bench_app = _Typer(help="Benchmarks: accuracy, kernels, network, farm, search.", no_args_is_help=True)
+devices_app = _Typer(
     help="Inspect and trust the devices of an inventory.", no_args_is_help=True
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(devices_app, name="devices")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from pattune import __version__
+
+        print(f"pattune {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _group(
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Tune pattern-pruned CNNs (PatDNN) for phone and board CPUs.
+
+    -v/-q work here and on every command; --json prints a command's result as JSON.
+    """
+    set_verbosity(verbose, quiet)
+
 
 EXIT_USAGE = 2
 #: A bug (EX_SOFTWARE of sysexits.h): not the user's input, not a failed write.
@@ -53,12 +101,6 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _log_level() -> int:
-    name = os.environ.get("PATTUNE_LOG_LEVEL", "WARNING").upper()
-    level = logging.getLevelName(name)
-    return level if isinstance(level, int) else logging.WARNING
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code.
 
@@ -67,33 +109,33 @@ def main(argv: list[str] | None = None) -> int:
     ``pattune: error: <message>`` and return 2; an
     :class:`~pattune_common.OutputError` (work done, results not all written)
     returns 1. Anything else is a bug: one line naming it, exit code 70, and the
-    traceback only with ``PATTUNE_LOG_LEVEL=DEBUG``. No path prints a traceback
+    traceback only with ``-vv`` (or ``PATTUNE_LOG_LEVEL=DEBUG``). No path prints a traceback
     by default: users run pattune overnight and in batch, where one line per
     failure is what a log can be searched for.
     """
     # Training XGBoost with busy-waiting OpenMP threads can stall on 2 cores.
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    level = _log_level()
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if level > logging.DEBUG:
-        # paramiko logs every refused channel and lost connection at ERROR, with
-        # tracebacks; pattune reports those itself, once, in the job's record.
-        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+    reset_verbosity()
+    env = env_log_level()
+    logging.basicConfig(level=logging.WARNING if env is None else env,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    apply_log_level()
     try:
         return _run(argv)
     except Exception as exc:  # noqa: BLE001  (the boundary: a bug, still one line)
-        logging.getLogger("pattune").debug("internal error", exc_info=True)
+        if debug_enabled():
+            logging.getLogger("pattune").exception("internal error")
         print(f"pattune: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
-              "PATTUNE_LOG_LEVEL=DEBUG for the traceback, and please report it)",
-              file=sys.stderr)
+              "-vv for the traceback, and please report it)", file=sys.stderr)
         return EXIT_INTERNAL
 
 
 def _run(argv: list[str] | None) -> int:
     from pattune.cli import _register  # noqa: F401  (registers every command group)
 
+    args, notes = normalise(sys.argv[1:] if argv is None else list(argv))
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="pattune")
+        result = app(args=args, standalone_mode=False, prog_name="pattune")
     except typer.Abort:
         print("pattune: interrupted", file=sys.stderr)
         return 130
@@ -119,4 +161,6 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("pattune: interrupted", file=sys.stderr)
         return 130
+    for note in notes if verbosity() > QUIET else ():  # after the work: an error stays one line
+        print(f"pattune: warning: {note}", file=sys.stderr)
     return int(result) if isinstance(result, int) else 0

@@ -3,81 +3,111 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from pattune.cli._app import app, bench_app, devices_app, fail
+from pattune.cli._common import (
+    QUIET,
+    JsonOpt,
+    JsonOutOpt,
+    check_json_out,
+    document,
+    emit_json,
+    err_console,
+    out_console,
+    print_table,
+    verbosity,
+)
+from pattune.cli._options import DeviceTypeOpt, InventoryOpt, LeaseDbOpt
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from pattune import MeasureProgress, MeasureResult
 
-_err = Console(stderr=True)
-_out = Console()
-
-InventoryOpt = Annotated[
-    Path | None,
-    typer.Option("--inventory", "-i", help="Inventory TOML (default: only the local device)."),
-]
-
-
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--db", help="Lease database URL: also show leases and quarantines."),
-]
 
 
 @devices_app.command("list")
-def devices_list(inventory: InventoryOpt = None, db: DbOpt = None) -> None:
-    """List the devices of the inventory (plus the built-in local device)."""
+def devices_list(inventory: InventoryOpt = None, db: LeaseDbOpt = None, json_: JsonOpt = False,
+                 json_out: JsonOutOpt = None) -> None:
+    """List the devices of the inventory (plus the built-in local device).
+
+    An SSH device's login is shown as OpenSSH resolves it (user, host, port, jump
+    hosts, proxy command), from ``ssh -G`` where the client is installed.
+    """
     from device_farm import LeaseStore, load_inventory
     from pattune_common.storage import require_existing
 
+    check_json_out(json_out)
     inv = load_inventory(inventory)
     if db:
-        require_existing(db, flag="--db")  # listing reads; it must not create a database
+        require_existing(db, flag="--storage")  # listing reads; it must not create a database
     store = LeaseStore(db) if db else None
-    columns = ["name", "type", "arch", "host", "work dir", "build", "threads", "cpus"]
-    table = Table(*columns, *(["lease holder", "quarantined"] if store else []))
-    rows = [["local", "local", "(this machine)", "-", "-", "host", "-", "-"]]
+    docs: list[dict[str, Any]] = [{"name": "local", "type": "local", "arch": None, "user": None, "host": None,
+             "port": None, "proxy_jump": [], "proxy_command": None, "work_dir": None,
+             "build": "host", "threads": None, "cpu_affinity": []}]
     for d in inv.devices:
-        port = f":{d.port}" if d.port else ""
-        via = f" via {d.proxy_jump}" if d.proxy_jump else ""
-        login = f"{d.user}@{d.host}" if d.user else d.host
-        rows.append([d.name, d.device_type, d.arch, f"{login}{port}{via}", d.work_dir, d.build,
-                     str(d.threads or "-"), ",".join(map(str, d.cpu_affinity)) or "-"])
-    for row in rows:
+        t = d.target().resolved()
+        docs.append({"name": d.name, "type": d.device_type, "arch": d.arch, "user": t.user,
+                     "host": t.host, "port": t.port, "proxy_jump": list(t.jump_chain()),
+                     "proxy_command": t.proxy_command, "work_dir": d.work_dir,
+                     "build": d.build, "threads": d.threads,
+                     "cpu_affinity": list(d.cpu_affinity)})
+    for doc in docs:
         if store:
-            row += [store.holder_of(row[0]) or "-", store.quarantine(row[0]) or "-"]
-        table.add_row(*row)
-    _out.print(table)
+            doc["lease_holder"] = store.holder_of(str(doc["name"]))
+            doc["quarantined"] = store.quarantine(str(doc["name"]))
+    emit_json(document("pattune.devices_list", {"devices": docs}), to_stdout=json_,
+              path=json_out)
+    if json_:
+        return
+    columns = ["name", "type", "arch", "login", "via", "work dir", "build", "threads", "cpus"]
+    rows = []
+    for doc in docs:
+        login = "(this machine)" if doc["host"] is None else \
+            f"{doc['user']}@{doc['host']}:{doc['port']}"
+        via = " -> ".join(doc["proxy_jump"]) or (
+            f"ProxyCommand {doc['proxy_command']}" if doc["proxy_command"] else "-")
+        row = [str(doc["name"]), str(doc["type"]), str(doc["arch"] or "-"), login, via,
+               str(doc["work_dir"] or "-"), str(doc["build"]), str(doc["threads"] or "-"),
+               ",".join(map(str, doc["cpu_affinity"])) or "-"]
+        if store:
+            row += [str(doc["lease_holder"] or "-"), str(doc["quarantined"] or "-")]
+        rows.append(row)
+    print_table(out_console(), columns + (["lease holder", "quarantined"] if store else []),
+                rows)
 
 
 @devices_app.command("check")
 def devices_check(
     names: Annotated[list[str] | None, typer.Argument(help="Devices to check (default: all).")] = None,
     inventory: InventoryOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead.")] = False,
-    db: Annotated[str | None, typer.Option(
-        "--db", help="Lease database URL: lift the quarantine of devices that answer.")] = None,
+    json_: JsonOpt = False,
+    json_out: JsonOutOpt = None,
+    db: LeaseDbOpt = None,
 ) -> None:
     """Show reachability, arch, cores, compiler, thermal state and round-trip time."""
     from concurrent.futures import ThreadPoolExecutor
 
     from device_farm import LeaseStore, load_inventory
+    from device_farm.ssh import SSHDevice
     from pattune_common.storage import require_existing
 
+    check_json_out(json_out)
     inv = load_inventory(inventory)
     if db:
-        require_existing(db, flag="--db")
+        require_existing(db, flag="--storage")
     chosen = names or inv.names()
     devices = [inv.make(n) for n in chosen]
+    for d in devices:  # a broken ssh_config is bad input (exit 2), not an unreachable device
+        if isinstance(d, SSHDevice):
+            d.target.resolved()
     with ThreadPoolExecutor(max_workers=len(devices)) as pool:
         reports = list(pool.map(lambda d: d.check(), devices))
     for d in devices:
@@ -87,20 +117,19 @@ def devices_check(
         for r in reports:
             if r.reachable and store.quarantine(r.name):
                 store.record_success(r.name)
-                _err.print(f"{r.name}: answers again; quarantine lifted")
-    if as_json:
-        for r in reports:
-            print(r.to_json())
-    else:
-        table = Table("name", "type", "reachable", "arch", "cores", "compiler", "thermal", "rtt",
-                      "error")
-        for r in reports:
-            table.add_row(
-                r.name, r.device_type, "yes" if r.reachable else "[red]no[/red]", r.arch,
-                str(r.cores or ""), r.compiler[:40],
-                f"{r.thermal_c:.1f} C" if r.thermal_c is not None else "-",
-                f"{r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "-", r.error or "")
-        _out.print(table)
+                if verbosity() > QUIET:
+                    print(f"{r.name}: answers again; quarantine lifted", file=sys.stderr)
+    emit_json(document("pattune.devices_check", {"devices": [r.to_dict() for r in reports]}),
+              to_stdout=json_, path=json_out)
+    if not json_:
+        print_table(out_console(), ["name", "type", "reachable", "arch", "cores", "compiler",
+                                    "thermal", "rtt", "error"],
+                    [[r.name, r.device_type, "yes" if r.reachable else "[red]no[/red]", r.arch,
+                      str(r.cores or ""), escape(r.compiler),
+                      f"{r.thermal_c:.1f} C" if r.thermal_c is not None else "-",
+                      f"{r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "-",
+                      escape(r.error or "")]
+                     for r in reports])
     if not all(r.reachable for r in reports):
         raise typer.Exit(1)
 
@@ -154,10 +183,11 @@ def devices_clean(
 @app.command("measure")
 def measure(
     jobs: Annotated[Path, typer.Option("--jobs", help="JSON Lines file of MeasureJobs.")],
-    out: Annotated[Path, typer.Option("--out", help="JSON Lines results (appended, resumable).")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="JSON Lines results (appended, resumable).")],
     inventory: InventoryOpt = None,
-    device_type: Annotated[str, typer.Option("--device-type", "-t", help="Device type.")] = "local",
-    db: Annotated[str, typer.Option("--db", help="SQLAlchemy URL for leases.")] = "",
+    device_type: DeviceTypeOpt = "local",
+    db: LeaseDbOpt = None,
     warmup: Annotated[int, typer.Option(help="Warmup runs.")] = 1,
     min_repeats: Annotated[int, typer.Option(help="Fewest timed repeats.")] = 5,
     min_total_s: Annotated[float, typer.Option(help="Repeat until this many seconds.")] = 0.05,
@@ -168,11 +198,14 @@ def measure(
     max_attempts: Annotated[int, typer.Option(help="Devices a job may fault on.")] = 3,
     quarantine_after: Annotated[int, typer.Option(help="Consecutive faults to quarantine.")] = 3,
     lease_ttl_s: Annotated[float, typer.Option(help="Lease expiry after a crash.")] = 60.0,
+    json_: JsonOpt = False,
+    json_out: JsonOutOpt = None,
 ) -> None:
     """Measure every job on every healthy device of one type; rerun to resume."""
     import pattune
     from pattune_common import OutputError
 
+    check_json_out(json_out)
     bar = _MeasureBar(out)
     try:
         result = pattune.measure(
@@ -185,11 +218,11 @@ def measure(
     except OutputError as exc:
         bar.stop()
         if exc.result is not None:  # show what was measured, then the one error line
-            _summary(exc.result)  # type: ignore[arg-type]
+            _summary(exc.result, json_)  # type: ignore[arg-type]
         raise
     finally:
         bar.stop()
-    _summary(result)
+    _summary(result, json_, json_out)
 
 
 class _MeasureBar:
@@ -197,26 +230,45 @@ class _MeasureBar:
 
     def __init__(self, out: Path) -> None:
         self.out = out
+        self.err = err_console()
+        self.shown = verbosity() > QUIET
         self.progress = Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("{task.description}"),
-                                 console=_err)
+                                 console=self.err)
         self.task: TaskID | None = None
+        self.started = False
+        self.done = 0
+
+    def _line(self, text: str) -> None:
+        print(text, file=self.err.file, flush=True)
 
     def update(self, p: MeasureProgress) -> None:
-        if self.task is None:  # the first event: the batch is about to start
+        if not self.shown:
+            return
+        if not self.started:  # the first event: the batch is about to start
+            self.started = True
             if p.skipped_lines:
-                _err.print(f"{self.out}: ignored {p.skipped_lines} unreadable line(s); "
+                self._line(f"{self.out}: ignored {p.skipped_lines} unreadable line(s); "
                            "those jobs rerun")
-            _err.print(f"{p.jobs} jobs, {p.already_done} already in {self.out}, "
+            self._line(f"{p.jobs} jobs, {p.already_done} already in {self.out}, "
                        f"{p.to_measure} to measure on {p.devices} device(s) of type "
                        f"{p.device_type}")
-            self.progress.start()
-            self.task = self.progress.add_task("", total=p.to_measure)
+            if self.err.is_terminal:
+                self.progress.start()
+                self.task = self.progress.add_task("", total=p.to_measure)
         if p.last is not None:
-            self.progress.update(self.task, advance=1,
-                                 description=f"last: {p.last.job_id} {p.last.status.value}")
+            self.done += 1
+            if self.task is not None:
+                self.progress.update(self.task, advance=1,
+                                     description=f"last: {p.last.job_id} {p.last.status.value}")
+            else:  # a log: one line per job
+                self._line(f"measured {self.done}/{p.to_measure}: {p.last.job_id} "
+                           f"{p.last.status.value}")
         if p.event is not None:
-            self.progress.console.print(f"[yellow]{p.event}[/yellow]")
+            if self.task is not None:
+                self.progress.console.print(f"[yellow]{p.event}[/yellow]")
+            else:
+                self._line(p.event)
 
     def stop(self) -> None:
         if self.task is not None:
@@ -224,19 +276,25 @@ class _MeasureBar:
             self.task = None
 
 
-def _summary(result: MeasureResult) -> None:
-    table = Table("status", "jobs", title="pattune measure summary")
-    for status, n in result.statuses.items():
-        table.add_row(status, str(n))
-    _out.print(table)
-    _out.print(f"measured now: {len(result.measured)} in {result.wall_s:.1f} s "
-               f"({result.jobs_per_s:.2f} jobs/s); by device: "
-               + ", ".join(f"{k}={v}" for k, v in result.by_device.items()))
+def _summary(result: MeasureResult, as_json: bool, json_out: Path | None = None) -> None:
+    doc = {"statuses": dict(result.statuses), "measured_now": len(result.measured),
+           "wall_s": result.wall_s, "jobs_per_s": result.jobs_per_s,
+           "by_device": dict(result.by_device)}
+    emit_json(document("pattune.measure_summary", doc), to_stdout=as_json, path=json_out)
+    if as_json:
+        return
+    out = out_console()
+    print_table(out, ["status", "jobs"], [[k, str(n)] for k, n in result.statuses.items()],
+                title="pattune measure summary")
+    out.file.write(f"measured now: {len(result.measured)} in {result.wall_s:.1f} s "
+                   f"({result.jobs_per_s:.2f} jobs/s); by device: "
+                   + ", ".join(f"{k}={v}" for k, v in result.by_device.items()) + "\n")
 
 
 @bench_app.command("farm")
 def bench_farm(
-    json_out: Annotated[Path, typer.Option("--json", help="Write the JSON summary here.")],
+    json_: JsonOpt = False,
+    json_out: JsonOutOpt = None,
     jobs: Annotated[int, typer.Option(help="Jobs in the scaling batch.")] = 60,
     overhead_jobs: Annotated[int, typer.Option(help="Jobs for the overhead median.")] = 50,
     wifi_delay_ms: Annotated[float, typer.Option(help="One-way delay of the Wi-Fi proxy.")] = 30.0,
@@ -244,16 +302,17 @@ def bench_farm(
     """Measure SSH overhead per job and 3-over-1 device scaling against real sshd."""
     from benchmarks.farm import run_farm_bench
     from pattune_common import UserInputError
-    from pattune_common.files import check_output_file, json_safe, write_text
 
     for flag, value in (("--jobs", jobs), ("--overhead-jobs", overhead_jobs)):
         if not 1 <= value <= 10_000:
             raise UserInputError(f"{flag} must be 1-10000; got {value}")
     if not (0 <= wifi_delay_ms <= 1000):  # also false for NaN
         raise UserInputError(f"--wifi-delay-ms must be 0-1000 ms; got {wifi_delay_ms}")
-    check_output_file(json_out, "--json")
+    check_json_out(json_out)
+    shown = verbosity() > QUIET
     summary = run_farm_bench(jobs=jobs, overhead_jobs=overhead_jobs, wifi_delay_ms=wifi_delay_ms,
-                             log=lambda s: _err.print(s))
-    write_text(json_out, json.dumps(json_safe(summary), indent=2, sort_keys=True) + "\n",
-               what="the benchmark result")
-    print(json.dumps(summary["summary"], sort_keys=True))
+                             log=lambda s: print(s, file=sys.stderr) if shown else None)
+    emit_json(document("pattune.bench_farm", summary), to_stdout=json_, path=json_out,
+              what="the benchmark result")
+    if not json_:
+        print(json.dumps(summary["summary"], sort_keys=True))

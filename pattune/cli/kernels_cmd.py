@@ -8,17 +8,26 @@ line with exit code 2.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from pattune.cli._app import bench_app
+from pattune.cli._common import (
+    QUIET,
+    JsonOpt,
+    JsonOutOpt,
+    check_json_out,
+    document,
+    emit_json,
+    out_console,
+    show_table,
+    verbosity,
+)
+from pattune.cli._options import PatternsOpt, SeedOpt
 
 
 def _table(doc: dict[str, Any]) -> Table:
@@ -53,9 +62,10 @@ def _table(doc: dict[str, Any]) -> Table:
 
 @bench_app.command("kernels")
 def bench_kernels(
-    model: Annotated[str, typer.Option(help="Built-in model (vgg16, resnet18, ...).")] = "vgg16",
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Built-in model (vgg16, resnet18, ...).")] = "vgg16",
     dataset: Annotated[str | None, typer.Option(help="imagenet or cifar (model default).")] = None,
-    patterns: Annotated[int, typer.Option(help="Pattern-set size K (top-K natural).")] = 8,
+    patterns: PatternsOpt = 8,
     connectivity: Annotated[
         str, typer.Option(help="Connectivity ratio (3.6 keeps 1/3.6 of kernels; 1 = none).")
     ] = "3.6",
@@ -66,16 +76,15 @@ def bench_kernels(
         str | None, typer.Option(help="Comma-separated layer names (default: all 3x3).")
     ] = None,
     target: Annotated[str, typer.Option(help="host, or a .toml/.json target file.")] = "host",
-    seed: Annotated[int, typer.Option(help="Seed of weights, input and sampling.")] = 0,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
+    seed: SeedOpt = 0,
+    json_: JsonOpt = False,
+    json_out: JsonOutOpt = None,
 ) -> None:
     """Tune and time pattern kernels per 3x3 layer against torch, ORT and sparse baselines."""
     from benchmarks.kernels.run import BenchOptions, run_bench
     from codegen.target import get_target
-    from pattune_common.files import check_output_file, write_text
 
-    if json_out is not None:
-        check_output_file(json_out, "--json")
+    check_json_out(json_out)
     if patterns < 1 or patterns > 56:
         raise ValueError(f"--patterns must lie in 1..56; got {patterns}")
     opts = BenchOptions(
@@ -83,10 +92,10 @@ def bench_kernels(
         threads=threads, budget=budget, rounds=rounds, seed=seed,
         layers=tuple(n.strip() for n in layers.split(",") if n.strip()) if layers else (),
     )
-    err = Console(stderr=True)
-    doc = run_bench(opts, get_target(target), progress=lambda m: err.print(f"[dim]{m}[/dim]"))
-    if json_out is not None:
-        write_text(json_out, json.dumps(doc, indent=2, allow_nan=True) + "\n",
-                   what="the benchmark result")
-    out = Console(width=160) if not sys.stdout.isatty() else Console()
-    out.print(_table(doc))
+    shown = verbosity() > QUIET
+    doc = run_bench(opts, get_target(target),
+                    progress=lambda m: print(m, file=sys.stderr, flush=True) if shown else None)
+    emit_json(document("pattune.bench_kernels", doc), to_stdout=json_, path=json_out,
+              what="the benchmark result")
+    if not json_:
+        show_table(out_console(), _table(doc))

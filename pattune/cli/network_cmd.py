@@ -1,22 +1,32 @@
 """``pattune bench network``: the whole tuned network against torch and ONNX Runtime.
 
 Thin: flags become a :class:`benchmarks.network.run.NetworkBenchOptions`, the run happens
-in :func:`benchmarks.network.run.run_network_bench`, the result is a JSON file and a
-table. Bad input raises ``PattuneError``/``ValueError``: one line, exit code 2.
+in :func:`benchmarks.network.run.run_network_bench`, the result is a JSON document
+(``--json``, ``--json-out``) and a table. Bad input raises ``PattuneError``/``ValueError``: one line, exit code 2.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from pattune.cli._app import bench_app
+from pattune.cli._common import (
+    QUIET,
+    JsonOpt,
+    JsonOutOpt,
+    check_json_out,
+    document,
+    emit_json,
+    out_console,
+    show_table,
+    verbosity,
+)
+from pattune.cli._options import PatternsOpt, SeedOpt
 
 
 def _table(doc: dict[str, Any]) -> Table:
@@ -39,33 +49,32 @@ def _table(doc: dict[str, Any]) -> Table:
 def bench_network(
     model: Annotated[str, typer.Option(help="Built-in model (resnet18, vgg16, ...).")] = "resnet18",
     dataset: Annotated[str | None, typer.Option(help="imagenet or cifar (model default).")] = None,
-    patterns: Annotated[int, typer.Option(help="Pattern-set size K (top-K natural).")] = 8,
+    patterns: PatternsOpt = 8,
     connectivity: Annotated[
         str, typer.Option(help="Connectivity ratio (3.6 keeps 1/3.6 of kernels; 1 = none).")
     ] = "3.6",
     threads: Annotated[int, typer.Option(help="Threads for every implementation.")] = 1,
     budget: Annotated[int, typer.Option(help="KernelConfigs tried per pattern layer.")] = 8,
     rounds: Annotated[int, typer.Option(help="Interleaved timing rounds (medians).")] = 15,
-    seed: Annotated[int, typer.Option(help="Seed of weights, input and search.")] = 0,
+    seed: SeedOpt = 0,
     out_dir: Annotated[Path | None, typer.Option(help="Build folder (default: temporary).")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
+    json_: JsonOpt = False,
+    json_out: JsonOutOpt = None,
 ) -> None:
     """Tune each pattern layer, build the whole network, time it against torch and ORT."""
     from benchmarks.network.run import NetworkBenchOptions, run_network_bench
     from codegen.target import host_target
-    from pattune_common.files import check_output_file, write_text
 
-    if json_out is not None:
-        check_output_file(json_out, "--json")
+    check_json_out(json_out)
     opts = NetworkBenchOptions(model=model, dataset=dataset, patterns=patterns,
                                connectivity=connectivity, threads=threads, budget=budget,
                                rounds=rounds, seed=seed,
                                out_dir=None if out_dir is None else str(out_dir))
-    err = Console(stderr=True)
+    shown = verbosity() > QUIET
     doc = run_network_bench(opts, host_target(),
-                            progress=lambda m: err.print(f"[dim]{m}[/dim]"))
-    if json_out is not None:
-        write_text(json_out, json.dumps(doc, indent=2, allow_nan=True) + "\n",
-                   what="the benchmark result")
-    out = Console(width=160) if not sys.stdout.isatty() else Console()
-    out.print(_table(doc))
+                            progress=lambda m: print(m, file=sys.stderr, flush=True) if shown
+                            else None)
+    emit_json(document("pattune.bench_network", doc), to_stdout=json_, path=json_out,
+              what="the benchmark result")
+    if not json_:
+        show_table(out_console(), _table(doc))

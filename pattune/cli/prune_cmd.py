@@ -8,7 +8,6 @@ turns into one line and exit code 2.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +15,19 @@ import typer
 from rich.console import Console
 
 from pattune.cli._app import app, bench_app
+from pattune.cli._common import (
+    QUIET,
+    JsonOpt,
+    JsonOutOpt,
+    check_json_out,
+    document,
+    emit_json,
+    err_console,
+    out_console,
+    show_table,
+    verbosity,
+)
+from pattune.cli._options import ModelOpt, PatternsOpt
 
 if TYPE_CHECKING:
     from pattune import PruneResult
@@ -24,20 +36,36 @@ OUT_HELP = "Directory for the pruned state_dict, per-layer JSON/NPZ and the repo
 
 
 def _console() -> Console:
-    # A pipe gets 80 columns by default, too narrow for the per-layer table.
-    c = Console()
-    return c if c.is_terminal else Console(width=140)
+    """stdout for results (tables print as plain rows when it is not a terminal)."""
+    return out_console()
+
+
+class _Status:
+    """A spinner on stderr while a terminal watches; nothing in a log or with -q."""
+
+    def __init__(self, what: str) -> None:
+        err = err_console()
+        self.status = err.status(what) if err.is_terminal and verbosity() > QUIET else None
+
+    def __enter__(self) -> _Status:
+        if self.status is not None:
+            self.status.start()
+        return self
+
+    def update(self, msg: str) -> None:
+        if self.status is not None:
+            self.status.update(msg)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.status is not None:
+            self.status.stop()
 
 
 @app.command("prune")
 def prune(
-    model: Annotated[
-        str, typer.Option(help="Built-in name, package.module:factory, or TorchScript file.")
-    ] = "example",
-    out: Annotated[Path | None, typer.Option(help=OUT_HELP)] = None,
-    patterns: Annotated[
-        int, typer.Option("--patterns", "-k", help="K: patterns to select (PatDNN frequency rule).")
-    ] = 8,
+    model: ModelOpt = "example",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help=OUT_HELP)] = None,
+    patterns: PatternsOpt = 8,
     pattern_set: Annotated[
         str | None,
         typer.Option(help="Use this set instead: a .json file or tap lists like 1,3,4,5/1,4,5,7."),
@@ -95,18 +123,15 @@ def prune(
         int | None,
         typer.Option(help="Evaluate the example on this many test examples (default 10000)."),
     ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the summary JSON here.")
-    ] = None,
+    json_: JsonOpt = False,
+    json_out: JsonOutOpt = None,
 ) -> None:
     """Pattern- and connectivity-prune a model; print the per-layer report; write the files."""
     import pattune
-    from pattune_common.files import check_output_file
 
-    if json_out is not None:
-        check_output_file(json_out, "--json")
+    check_json_out(json_out)
     console = _console()
-    with console.status("pruning") as status:
+    with _Status("pruning") as status:
         result = pattune.prune(
             model=model, out=out, patterns=patterns, pattern_set=pattern_set,
             connectivity=connectivity, layer_rate=layer_rate,
@@ -119,12 +144,15 @@ def prune(
             train_samples=train_samples, threads=threads, test_samples=test_samples,
             progress=lambda msg: status.update(msg),
         )  # fmt: skip
-    _print_result(console, result, json_out)
+    emit_json(document("pattune.prune", result.to_dict()), to_stdout=json_, path=json_out,
+              what="the prune summary")
+    if not json_:
+        _print_result(console, result)
 
 
-def _print_result(console: Console, result: PruneResult, json_out: Path | None) -> None:
-    """The per-layer table, the pattern set, one summary line; the summary JSON if asked."""
-    console.print(result.report.rich_table())
+def _print_result(console: Console, result: PruneResult) -> None:
+    """The per-layer table, the pattern set, one summary line."""
+    show_table(console, result.report.rich_table())
     m = result.metrics
     accs = ", ".join(
         f"{k} {m[k]:.4f}" for k in ("dense_acc", "oneshot_acc", "pruned_acc") if k in m
@@ -136,17 +164,13 @@ def _print_result(console: Console, result: PruneResult, json_out: Path | None) 
     )
     if result.out is not None:
         console.print(f"wrote {result.out}/ (manifest.json, state_dict.pt, layers/, report.json)")
-    if json_out is not None:
-        from pattune_common.files import json_safe, write_text
-
-        write_text(json_out, json.dumps(json_safe(result.to_dict()), indent=1, sort_keys=True),
-                   what="the prune summary")
 
 
 @app.command("patterns")
 def patterns_cmd(
     model: Annotated[
-        str | None, typer.Option(help="Rank patterns by natural-pattern frequency in this model.")
+        str | None, typer.Option(
+            "--model", "-m", help="Rank patterns by natural-pattern frequency in this model.")
     ] = None,
     top: Annotated[
         int, typer.Option("--top", "-k", help="How many to show when ranking a model.")
@@ -156,9 +180,8 @@ def patterns_cmd(
     input_shape: Annotated[
         str | None, typer.Option(help="N,C,H,W for non-built-in models.")
     ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print JSON instead of ASCII art.")
-    ] = False,
+    json_: JsonOpt = False,
+    json_out: JsonOutOpt = None,
 ) -> None:
     """List the candidate patterns, or a model's most frequent natural patterns."""
     from pattune_common import UserInputError
@@ -171,16 +194,18 @@ def patterns_cmd(
     if model is not None and n != 4:
         raise UserInputError(f"--n {n} lists candidate patterns; a model's natural patterns "
                              "have 4 non-zeros, so drop --n or --model")
+    check_json_out(json_out)
     console = _console()
     if model is None:
         pats = all_patterns(3, n, keep_centre=keep_centre)
         counts: list[int] | None = None
     else:
         pats, counts = _ranked(model, top, input_shape)
-    if json_out:
-        rows = [{"id": i, "taps": list(p.taps)} | ({} if counts is None else {"count": counts[i]})
-                for i, p in enumerate(pats)]  # fmt: skip
-        typer.echo(json.dumps(rows))
+    rows = [{"id": i, "taps": list(p.taps)} | ({} if counts is None else {"count": counts[i]})
+            for i, p in enumerate(pats)]  # fmt: skip
+    emit_json(document("pattune.patterns", {"model": model, "n": n, "patterns": rows}),
+              to_stdout=json_, path=json_out)
+    if json_:
         return
     what = (
         f"top {len(pats)} natural patterns of {model}"
@@ -229,9 +254,8 @@ def _ranked(model: str, top: int, input_shape: str | None) -> tuple[tuple, list[
 
 @bench_app.command("accuracy")
 def bench_accuracy(
-    json_path: Annotated[Path, typer.Option("--json", help="Write the JSON summary here.")] = Path(
-        "bench-accuracy.json"
-    ),
+    json_: JsonOpt = False,
+    json_out: JsonOutOpt = None,
     quick: Annotated[
         bool, typer.Option(help="10k training subset, <= 4 min (targets 0.85 / 2.0 points).")
     ] = False,
@@ -254,29 +278,30 @@ def bench_accuracy(
     """
     from benchmarks.accuracy import AccuracyBenchConfig, run_accuracy_bench, run_ranking_bench
     from pattune_common import UserInputError
-    from pattune_common.files import check_output_file, json_safe, write_text
 
-    check_output_file(json_path, "--json")
+    check_json_out(json_out)
     config = AccuracyBenchConfig.quick() if quick else AccuracyBenchConfig.full()
     console = _console()
     if ranking:
         if configurations < 2:
             raise UserInputError(f"--configurations must be >= 2; got {configurations}")
-        with console.status("ranking benchmark") as status:
+        with _Status("ranking benchmark") as status:
             doc = run_ranking_bench(config, configurations=configurations, cache_dir=cache_dir,
                                     data_dir=data_dir, threads=threads, progress=status.update)
-        write_text(json_path, json.dumps(json_safe(doc), indent=1, sort_keys=True),
-                   what="the benchmark result")
-        console.print(f"estimate_spearman={doc['estimate_spearman']} "
-                      f"estimate_gap_points={doc['estimate_gap_points']} total {doc['seconds']} s")
-        console.print(f"wrote {json_path}")
+        emit_json(document("pattune.bench_accuracy", doc), to_stdout=json_, path=json_out,
+                  what="the benchmark result")
+        if not json_:
+            console.print(f"estimate_spearman={doc['estimate_spearman']} estimate_gap_points="
+                          f"{doc['estimate_gap_points']} total {doc['seconds']} s")
         return
-    with console.status("accuracy benchmark") as status:
+    with _Status("accuracy benchmark") as status:
         result = run_accuracy_bench(
             config, cache_dir=cache_dir, data_dir=data_dir, threads=threads, progress=status.update
         )
-    write_text(json_path, json.dumps(json_safe(result), indent=1, sort_keys=True),
-               what="the benchmark result")
+    emit_json(document("pattune.bench_accuracy", result), to_stdout=json_, path=json_out,
+              what="the benchmark result")
+    if json_:
+        return
     keys = (
         "dense_acc",
         "oneshot_acc",
@@ -289,4 +314,3 @@ def bench_accuracy(
     console.print(
         " ".join(f"{k}={result[k]}" for k in keys) + f" total {result['seconds']['total']} s"
     )
-    console.print(f"wrote {json_path}")

@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from pattune.cli._app import app, bench_app, fail
+from pattune.cli._common import (
+    QUIET,
+    JsonOpt,
+    JsonOutOpt,
+    check_json_out,
+    document,
+    emit_json,
+    verbosity,
+)
+from pattune.cli._options import DeviceTypeOpt, InventoryOpt, ModelOpt, PatternsOpt, SeedOpt
 
-_err = Console(stderr=True)
 DEFAULT_SET = "data/measurements/vgg16-imagenet-k8-c3.6x.json.gz"
 _FIELDS = {f.name: f for f in dataclasses.fields(__import__("codegen").KernelConfig)}
 
 
-def parse_pins(pins: list[str], preset: str) -> dict[str, tuple[Any, ...]]:
-    """``["threads=1", "oc_block=2,8"]`` over a preset (``bench`` or ``none``) -> pins."""
+def parse_pins(pins: list[str], preset: str) -> tuple[dict[str, tuple[Any, ...]],
+                                                      dict[str, tuple[Any, ...]]]:
+    """``["threads=1", "oc_block=2,8"]`` and a preset name (``bench`` or ``none``) ->
+    (the preset's pins, fitted to each layer later; the user's pins, strict)."""
     from autotune.measurement_set.record import BENCH_PINS
 
     if preset not in ("bench", "none"):
         fail(f"--space must be one of bench, none; got {preset!r}")
-    out: dict[str, tuple[Any, ...]] = dict(BENCH_PINS) if preset == "bench" else {}
+    chosen: dict[str, tuple[Any, ...]] = dict(BENCH_PINS) if preset == "bench" else {}
+    out: dict[str, tuple[Any, ...]] = {}
     for text in pins:
         key, sep, values = text.partition("=")
         key = key.strip()
@@ -47,21 +59,26 @@ def parse_pins(pins: list[str], preset: str) -> dict[str, tuple[Any, ...]]:
             else:
                 parsed.append(v)
         out[key] = tuple(parsed)
-    return out
+    return chosen, out
 
 
 @app.command("record")
 def record_cmd(
-    out: Annotated[str, typer.Option("--out", help="Measurement-set file to write (.json.gz).")],
-    model: Annotated[str, typer.Option(help="Zoo model (pattune's built-in names).")] = "vgg16",
+    out: Annotated[str, typer.Option(
+        "--out", "-o", help="Measurement-set file to write (.json.gz).")],
+    model: ModelOpt = "vgg16",
     dataset: Annotated[str, typer.Option(help="Dataset variant of the model.")] = "imagenet",
     layers: Annotated[
-        str, typer.Option(help="Comma-separated 3x3 convs (features.7, or conv2_2 for VGG-16).")
-    ] = "conv2_2,conv3_2,conv4_2,conv5_2",
-    patterns: Annotated[int, typer.Option(help="K of the natural top-K pattern set.")] = 8,
+        str | None, typer.Option(help=(
+            "Comma-separated 3x3 convs (features.7, or conv2_2 for VGG-16). Default: "
+            "conv2_2,conv3_2,conv4_2,conv5_2 of VGG-16; of other models, the first 3x3 "
+            "conv of each distinct shape."))
+    ] = None,
+    patterns: PatternsOpt = 8,
     connectivity: Annotated[str, typer.Option(help="Connectivity rate (3.6x or 0.72).")] = "3.6x",
     space: Annotated[
-        str, typer.Option(help="bench (the documented benchmark-sized pins) or none.")
+        str, typer.Option(help=(
+            "bench (the documented benchmark-sized pins, fitted to each layer) or none."))
     ] = "bench",
     pin: Annotated[
         list[str] | None, typer.Option(help="FIELD=V1,V2 narrows a KernelConfig field.")
@@ -70,15 +87,15 @@ def record_cmd(
         int | None, typer.Option(help="Random sample of at most N configs per layer.")
     ] = None,
     target: Annotated[str, typer.Option(help="Compile target: host, aarch64, or a file.")] = "host",
-    inventory: Annotated[str | None, typer.Option(help="Inventory TOML of devices.")] = None,
-    device_type: Annotated[str, typer.Option("--device-type")] = "local",
+    inventory: InventoryOpt = None,
+    device_type: DeviceTypeOpt = "local",
     min_total_s: Annotated[float, typer.Option(help="Timed seconds per config, at least.")] = 0.03,
     repeats: Annotated[int, typer.Option(help="Fewest timed repeats per config.")] = 3,
     batch: Annotated[int, typer.Option(help="Configs per layer per build batch.")] = 4,
     passes: Annotated[
         int, typer.Option(help="Measure every config this many times afresh; times are pooled.")
     ] = 1,
-    seed: Annotated[int, typer.Option(help="Seed of the config order and the weights.")] = 0,
+    seed: SeedOpt = 0,
     work_dir: Annotated[str | None, typer.Option(help="Scratch directory.")] = None,
 ) -> None:
     """Measure every config of a benchmark-sized space (or a random sample) and save a set."""
@@ -90,43 +107,43 @@ def record_cmd(
         fail(f"--out must end in .json.gz or .json; got {out!r}")
     if min(batch, repeats, passes, 1 if max_configs is None else max_configs) < 1:
         fail("--batch, --repeats, --passes and --max-configs must be >= 1")
-    pins = parse_pins(pin or [], space)
+    preset, pins = parse_pins(pin or [], space)
     protocol = ProtocolConfig(
         warmup=1, min_repeats=repeats, max_repeats=max(20, repeats), min_total_s=min_total_s,
         remeasure=0, max_cv=0.5,
     )  # fmt: skip
     tgt = get_target(target)
     devices = load_inventory(inventory).of_type(device_type, protocol) if inventory else None
-    names = [n.strip() for n in layers.split(",") if n.strip()]
+    names = [n.strip() for n in (layers or "").split(",") if n.strip()]
     pruned, meta = model_layers(
         model, dataset, names, k=patterns, connectivity=connectivity, seed=seed
     )
     plan = RecordPlan(
-        layers=pruned, target=tgt, pins=pins, max_configs=max_configs, protocol=protocol,
+        layers=pruned, target=tgt, pins=pins, preset=preset, max_configs=max_configs, protocol=protocol,
         batch=batch, seed=seed, pruning=meta, device_type=device_type, passes=passes,
     )  # fmt: skip
 
+    shown = verbosity() > QUIET
+
     def progress(mset: Any) -> None:
-        done = ", ".join(f"{r.name} {len(r.entries)}/{r.space_size}" for r in mset.layers)
-        _err.print(f"record: {done}", highlight=False)
+        if shown:
+            done = ", ".join(f"{r.name} {len(r.entries)}/{r.space_size}" for r in mset.layers)
+            print(f"record: {done}", file=sys.stderr, flush=True)
 
     mset = record(plan, out, work_dir=work_dir, devices=devices, on_batch=progress)
-    _err.print(
-        f"record: wrote {out} ({sum(len(r.entries) for r in mset.layers)} configs, "
-        f"{sum(len(r.measured()) for r in mset.layers)} measured)",
-        highlight=False,
-    )
+    if shown:
+        print(f"record: wrote {out} ({sum(len(r.entries) for r in mset.layers)} configs, "
+              f"{sum(len(r.measured()) for r in mset.layers)} measured)", file=sys.stderr)
 
 
 @bench_app.command("search")
 def bench_search(
-    json_out: Annotated[
-        str | None, typer.Option("--json", help="Write the JSON report here.")
-    ] = None,
+    json_: JsonOpt = False,
+    json_out: JsonOutOpt = None,
     measurements: Annotated[
         str, typer.Option("--set", help="Measurement set from `pattune record`.")
     ] = DEFAULT_SET,
-    plot: Annotated[str | None, typer.Option(help="PNG plot (default: next to --json).")] = None,
+    plot: Annotated[str | None, typer.Option(help="PNG plot (default: next to --json-out).")] = None,
     strategies: Annotated[
         str, typer.Option(help="Comma-separated: random, tpe, filtered, filtered-warm.")
     ] = "random,tpe,filtered,filtered-warm",
@@ -149,6 +166,7 @@ def bench_search(
 
     if workers < 1:
         fail(f"--workers must be >= 1; got {workers}")
+    check_json_out(json_out)
     mset = load(measurements)
     for rec in mset.layers:
         if not rec.measured():
@@ -161,9 +179,11 @@ def bench_search(
     if plot is None and json_out is not None:
         plot = str(Path(json_out).with_suffix(".png"))
 
+    shown = verbosity() > QUIET
+
     def progress(done: int, total: int) -> None:
-        if done == total or done % 10 == 0:
-            _err.print(f"bench search: {done}/{total} runs", highlight=False)
+        if shown and (done == total or done % 10 == 0):
+            print(f"bench search: {done}/{total} runs", file=sys.stderr, flush=True)
 
     doc = run_benchmark(
         mset,
@@ -174,18 +194,12 @@ def bench_search(
         progress=progress,
         workers=workers,
     )
-    text = json.dumps(doc, indent=2, sort_keys=False)
-    if json_out:
-        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(text + "\n")
-    typer.echo(
-        json.dumps(
-            {
-                "summary": doc["summary"],
-                "strategies": {
-                    k: v["median_measurements_to_within"] for k, v in doc["strategies"].items()
-                },
-            },
-            indent=2,
-        )
-    )
+    emit_json(document("pattune.bench_search", doc), to_stdout=json_, path=json_out,
+              what="the benchmark report")
+    if json_:
+        return
+    print(json.dumps({
+        "summary": doc["summary"],
+        "strategies": {k: v["median_measurements_to_within"]
+                       for k, v in doc["strategies"].items()},
+    }, indent=2))

@@ -6,80 +6,43 @@ Each command parses its flags, calls the Python API (:func:`pattune.tune`,
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from pattune.cli._app import app
+from pattune.cli._common import (
+    QUIET,
+    JsonOpt,
+    JsonOutOpt,
+    check_json_out,
+    document,
+    emit_json,
+    err_console,
+    load_optuna,
+    out_console,
+    print_table,
+    verbosity,
+)
+from pattune.cli._options import (
+    DeviceTypeOpt,
+    InventoryOpt,
+    ModelOpt,
+    SeedOpt,
+    StorageOpt,
+    StudyOpt,
+)
+from pattune.cli._tune_view import TuneScreen, fmt_acc, fmt_ms
 from pattune_common import DEFAULT_STORAGE, ESTIMATE_SAMPLES
-
-if TYPE_CHECKING:
-    from pattune import TuneProgress
-
-_out = Console()
-_err = Console(stderr=True)
-
-StorageOpt = Annotated[
-    str, typer.Option("--storage", help="Study + records URL: sqlite:///FILE or postgresql://...")
-]
-StudyOpt = Annotated[str, typer.Option("--study", help="Study name; the same name resumes it.")]
-
-
-def _view(p: TuneProgress) -> Table:
-    """The live table of a running tune."""
-    table = Table.grid(padding=(0, 2))
-    eta = "-" if p.eta_s is None else f"{p.eta_s / 60:.1f} min"
-    table.add_row("trials", f"{p.trials_finished}/{p.trials}", "ETA", eta)
-    table.add_row("configs measured", str(p.configs_measured), "reused", str(p.configs_reused))
-    table.add_row(
-        "filtered by cost model", str(p.configs_filtered), "failed", str(p.configs_failed)
-    )
-    best = "-" if p.best_latency_ms is None else f"{p.best_latency_ms:.3f} ms"
-    acc = "-" if p.best_accuracy is None else f"{p.best_accuracy:.4f}"
-    table.add_row("best latency", best, "best accuracy", f"{acc} (dense {p.dense_accuracy:.4f})")
-    return table
-
-
-class _Screen:
-    """A spinner while the run prepares, then the live table (stderr)."""
-
-    def __init__(self, what: str) -> None:
-        self.status = _err.status(what)
-        self.live: Live | None = None
-
-    def __enter__(self) -> _Screen:
-        self.status.start()
-        return self
-
-    def update(self, p: TuneProgress) -> None:
-        if self.live is None:  # the first snapshot: preparing is over
-            self.status.stop()
-            self.live = Live(console=_err, refresh_per_second=4, transient=False)
-            self.live.start()
-        self.live.update(_view(p))
-
-    def __exit__(self, *_exc: object) -> None:
-        self.status.stop()
-        if self.live is not None:
-            self.live.stop()
-            if not _err.is_terminal:
-                _err.print()  # the last live frame ends without a newline when stderr is a file
 
 
 @app.command("tune")
 def tune(
-    model: Annotated[
-        str, typer.Option(help="example, a built-in name, module:factory or a TorchScript file.")
-    ] = "example",
-    device_type: Annotated[
-        str, typer.Option("--device-type", help="Device type to tune for.")
-    ] = "local",
-    inventory: Annotated[str | None, typer.Option(help="Inventory TOML of SSH devices.")] = None,
+    model: ModelOpt = "example",
+    device_type: DeviceTypeOpt = "local",
+    inventory: InventoryOpt = None,
     trials: Annotated[int, typer.Option(help="Total outer trials of the study.")] = 30,
     timeout: Annotated[
         str | None, typer.Option(help="Stop after this long (8h, 30m, ...).")
@@ -121,24 +84,22 @@ def tune(
     estimate_epochs: Annotated[
         int, typer.Option(help="Epochs of your --train/--data training per estimate.")
     ] = 1,
-    seed: Annotated[int, typer.Option(help="Seed of every sampler.")] = 0,
+    seed: SeedOpt = 0,
     work_dir: Annotated[str | None, typer.Option(help="Scratch directory.")] = None,
-    summary_json: Annotated[
-        Path | None,
-        typer.Option("--summary-json", help="Write a run summary (timings, overhead, RSS) here."),
-    ] = None,
+    json_: JsonOpt = False,
+    json_out: JsonOutOpt = None,
 ) -> None:
     """Tune pattern set, per-layer connectivity and kernel code for a device type.
 
     Re-running the same command resumes the study; Ctrl-C stops cleanly.
     """
     import pattune
-    from pattune_common.files import check_output_file, json_safe, write_text
     from pattune_common.storage import redact_url
 
-    if summary_json is not None:  # before the hours of tuning, not after
-        check_output_file(summary_json, "--summary-json")
-    with _Screen(f"preparing {model} for device type {device_type} ...") as screen:
+    load_optuna()
+    check_json_out(json_out)  # before the hours of tuning, not after
+    err = err_console()
+    with TuneScreen(err, f"preparing {model} for device type {device_type} ...", study) as screen:
         summary = pattune.tune(
             model=model, device_type=device_type, inventory=inventory, trials=trials,
             timeout=timeout, storage=storage, study=study, objective=objective,
@@ -148,40 +109,51 @@ def tune(
             work_dir=work_dir,
             progress=screen.update,
         )  # fmt: skip
-    if summary_json:
-        doc = json.dumps(json_safe(summary.to_dict()), indent=2, allow_nan=False)
-        write_text(summary_json, doc + "\n", what="the run summary")
+    emit_json(document("pattune.tune_summary", summary.to_dict()), to_stdout=json_,
+              path=json_out, what="the run summary")
     if summary.interrupted:
-        _err.print("pattune: stopped; nothing measured is lost. Run the same command to resume.")
+        print("pattune: stopped; nothing measured is lost. Run the same command to resume.",
+              file=err.file)
         raise typer.Exit(130)
     if summary.error:
-        _err.print(f"pattune: tuning stopped: {summary.error}")
+        print(f"pattune: tuning stopped: {summary.error}", file=err.file)
         raise typer.Exit(1)
-    _err.print(
-        f"pattune: {summary.trials_this_run} trials in {summary.wall_s:.0f} s; "
-        f"best latency {summary.best_latency_ms} ms. Export with: pattune export --study "
-        f"{study} --storage {redact_url(storage)} --out DIR",
-        soft_wrap=True, highlight=False,  # one line, to copy as it is
-    )
+    if verbosity() > QUIET:
+        print(f"pattune: {summary.trials_this_run} trials this run in {summary.wall_s:.0f} s "
+              f"({summary.trials_finished} finished in the study); study best latency "
+              f"{fmt_ms(summary.best_latency_ms)} ms, best accuracy "
+              f"{fmt_acc(summary.best_accuracy)} (dense {fmt_acc(summary.dense_accuracy)}). "
+              f"Export with: pattune export --study {study} --storage {redact_url(storage)} "
+              "--out DIR", file=err.file)
 
 
 @app.command("status")
-def status(storage: StorageOpt = DEFAULT_STORAGE, study: StudyOpt = "pattune") -> None:
+def status(storage: StorageOpt = DEFAULT_STORAGE, study: StudyOpt = "pattune",
+           json_: JsonOpt = False, json_out: JsonOutOpt = None) -> None:
     """Summarise a study: trials by state, best trials, measurements recorded."""
     import pattune
 
+    load_optuna()
+    check_json_out(json_out)
     st = pattune.status(storage=storage, study=study)
-    table = Table("trial", "latency (ms)", "accuracy", "patterns", title=f"study {study}: best")
-    for t in st.best:
-        table.add_row(str(t.number), f"{t.latency_ms:.4f}", f"{t.accuracy:.4f}", str(t.patterns))
-    _out.print(f"trials: {', '.join(f'{k} {v}' for k, v in st.trials.items()) or 'none'}")
-    _out.print(f"measurements: {st.measurements or 'none'}")
-    _out.print(table)
+    emit_json(document("pattune.status", dataclasses.asdict(st)), to_stdout=json_,
+              path=json_out)
+    if json_:
+        return
+    out = out_console()
+    counts = ", ".join(f"{k} {v}" for k, v in st.trials.items()) or "none"
+    out.file.write(f"study {study}: trials {counts}\n")
+    out.file.write("measurements: "
+                   + (", ".join(f"{k} {v}" for k, v in st.measurements.items()) or "none")
+                   + "\n")
+    print_table(out, ["trial", "latency (ms)", "accuracy", "patterns"],
+                [[str(t.number), fmt_ms(t.latency_ms), fmt_acc(t.accuracy), str(t.patterns)]
+                 for t in st.best], title=f"study {study}: best")
 
 
 @app.command("export")
 def export(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the export to.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the export to.")],
     storage: StorageOpt = DEFAULT_STORAGE,
     study: StudyOpt = "pattune",
     trial: Annotated[
@@ -207,6 +179,8 @@ def export(
     evaluate: Annotated[
         str | None, typer.Option(help="module:function(model) -> accuracy.")
     ] = None,
+    json_: JsonOpt = False,
+    json_out: JsonOutOpt = None,
 ) -> None:
     """Retrain the best configuration and write it: kernels, weights, checkpoint, config, report.
 
@@ -214,6 +188,8 @@ def export(
     """
     import pattune
 
+    load_optuna()
+    check_json_out(json_out)
     with _RetrainScreen() as screen:
         ex = pattune.export(
             out=out, storage=storage, study=study, trial=trial,
@@ -221,20 +197,24 @@ def export(
             retrain_epochs=retrain_epochs, lr=lr, data=data, train=train, evaluate=evaluate,
             progress=screen.update,
         )  # fmt: skip
+    doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(ex).items()}
+    doc["weights"] = [str(w) for w in ex.weights]
+    emit_json(document("pattune.export", doc), to_stdout=json_, path=json_out)
+    if ex.note and verbosity() > QUIET:
+        print(f"pattune: note: {ex.note}", file=err_console().file)
+    if json_:
+        return
     measured = "measured again" if ex.latency_ms != ex.latency_tuning_ms else "as tuned"
-    _out.print(
-        f"exported trial {ex.trial} to {out}: {ex.latency_ms:.4f} ms ({measured}; at tuning "
-        f"{ex.latency_tuning_ms:.4f} ms, default configs {ex.default_latency_ms:.4f} ms), "
-        f"accuracy {ex.accuracy:.4f} (dense {ex.dense_accuracy:.4f}, drop "
-        f"{ex.drop_points:.2f} points; tuning estimate {ex.accuracy_estimate:.4f})"
-    )
-    torch_text = "" if ex.torch_ms is None else f", torch here {ex.torch_ms:.4f} ms"
+    print(f"exported trial {ex.trial} to {out}: {fmt_ms(ex.latency_ms)} ms ({measured}; at "
+          f"tuning {fmt_ms(ex.latency_tuning_ms)} ms, default configs "
+          f"{fmt_ms(ex.default_latency_ms)} ms), accuracy {fmt_acc(ex.accuracy)} (dense "
+          f"{fmt_acc(ex.dense_accuracy)}, drop {ex.drop_points:.2f} points; tuning estimate "
+          f"{fmt_acc(ex.accuracy_estimate)})", file=out_console().file)
+    torch_text = "" if ex.torch_ms is None else f", torch here {fmt_ms(ex.torch_ms)} ms"
     default_text = ("not timed" if ex.end_to_end_default_ms is None
-                    else f"{ex.end_to_end_default_ms:.4f} ms")
-    _out.print(f"whole network: {ex.model_dir} (one library, header, weights; default configs "
-               f"{default_text}{torch_text})")
-    if ex.note:
-        _err.print(f"pattune: note: {ex.note}")
+                    else f"{fmt_ms(ex.end_to_end_default_ms)} ms")
+    print(f"whole network: {ex.model_dir} (one library, header, weights; default configs "
+          f"{default_text}{torch_text})", file=out_console().file)
 
 
 class _RetrainScreen:
@@ -243,20 +223,26 @@ class _RetrainScreen:
     def __init__(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+        self.err = err_console()
+        self.shown = verbosity() > QUIET
         self.progress = Progress(TextColumn("retraining"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.description}"), console=_err,
+                                 TextColumn("{task.description}"), console=self.err,
                                  transient=False)
         self.task: Any = None
 
     def update(self, rec: Any, total: int) -> None:
+        if not self.shown:
+            return
+        if not self.err.is_terminal:  # a log: one line per epoch, no bar
+            print(f"retrain {rec.phase} epoch {rec.epoch + 1}: loss {rec.loss:.4f} "
+                  f"accuracy {rec.accuracy:.4f} ({rec.seconds:.0f} s)", file=self.err.file,
+                  flush=True)
+            return
         if self.task is None:
             self.progress.start()
             self.task = self.progress.add_task("", total=total)
         self.progress.update(self.task, advance=1, description=(
             f"{rec.phase} epoch {rec.epoch + 1}: loss {rec.loss:.4f} accuracy {rec.accuracy:.4f}"))
-        if not _err.is_terminal:
-            _err.print(f"retrain {rec.phase} epoch {rec.epoch + 1}: loss {rec.loss:.4f} "
-                       f"accuracy {rec.accuracy:.4f} ({rec.seconds:.0f} s)")
 
     def __enter__(self) -> _RetrainScreen:
         return self

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The newest revision of the migrations; every open brings a database here.
-SCHEMA_VERSION = "0002"
+SCHEMA_VERSION = "0003"
 #: Alembic's version table for pattune's tables (Optuna's is ``alembic_version``).
 VERSION_TABLE = "pt_alembic_version"
 MIGRATIONS = Path(__file__).with_name("migrations")

@@ -229,5 +229,9 @@ def test_a_depthwise_layer_is_not_searched_and_runs_as_the_depthwise_op(tmp_path
     assert r.returncode == 0, r.stderr
     [t] = _trials(storage, "dw")
     assert t.user_attrs["pattune:latency_source"] == "network"
-    measured = {d["name"]: d["configs_measured"] for d in t.user_attrs["pattune:layers"]}
+    from autotune.records import RecordsDB
+    from autotune.results import read_trial
+
+    _, result = read_trial(RecordsDB(storage), "dw", t)
+    measured = {la.name: la.configs_measured for la in result.layers}
     assert measured["2"] == 1 and measured["0"] > 1 and measured["4"] > 1, measured

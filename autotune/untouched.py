@@ -26,7 +26,8 @@ import copy
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,6 +189,19 @@ def frozen_leftover(
         return torch.jit.freeze(traced.eval()), args
 
 
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Torch's intra-op threads set to ``threads`` inside, restored afterwards."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1; got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def rest_time_ms(
     model: nn.Module,
     shape: tuple[int, ...],
@@ -202,12 +216,8 @@ def rest_time_ms(
     See the module docstring for what each method times. ``threads`` sets
     torch's intra-op threads for the timing (restored afterwards).
     """
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1; got {threads}")
     x = torch.zeros(shape)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _torch_threads(threads):
         try:
             frozen, args = frozen_leftover(model, x, skip=skip, epilogues=epilogues)
         except Exception as exc:  # noqa: BLE001 - any user model; eager is the fallback
@@ -217,8 +227,6 @@ def rest_time_ms(
                                  threads)
         stubbed = stub_generated(model, x, skip=skip, epilogues=epilogues)
         return UntouchedTime(_median_ms(lambda: stubbed(x), repeats), "eager", threads)
-    finally:
-        torch.set_num_threads(before)
 
 
 def torch_model_ms(model: nn.Module, shape: tuple[int, ...], *, threads: int = 1,
@@ -227,12 +235,8 @@ def torch_model_ms(model: nn.Module, shape: tuple[int, ...], *, threads: int = 1
 
     ``method`` says which was faster (a model TorchScript cannot trace runs eager only).
     """
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1; got {threads}")
     x = torch.zeros(shape)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _torch_threads(threads):
         best = UntouchedTime(_median_ms(lambda: model(x), repeats), "eager", threads)
         try:
             with torch.no_grad(), warnings.catch_warnings():
@@ -244,8 +248,6 @@ def torch_model_ms(model: nn.Module, shape: tuple[int, ...], *, threads: int = 1
             return best
         ms = _median_ms(lambda: frozen(x), repeats)
         return UntouchedTime(ms, "torchscript", threads) if ms < best.ms else best
-    finally:
-        torch.set_num_threads(before)
 
 
 __all__ = ["UntouchedTime", "frozen_leftover", "leftover_graph", "rest_time_ms", "stub_generated",

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -25,6 +26,20 @@ import numpy as np
 from codegen.target import Target
 from pattune_common import PattuneError
 from search_spaces.layers import LayerSpec, output_shape
+
+
+def time_calls(run_into: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray,
+               out: np.ndarray, *, warmup: int, repeats: int) -> list[float]:
+    """Seconds per call of ``run_into(x, out)``: ``repeats`` calls after ``warmup`` untimed."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    for _ in range(warmup):
+        run_into(x, out)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run_into(x, out)
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 class KernelLibrary:
@@ -92,16 +107,8 @@ class KernelLibrary:
 
     def time(self, x: np.ndarray, *, warmup: int = 1, repeats: int = 5) -> list[float]:
         """Per-call seconds of ``repeats`` calls after ``warmup`` calls."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        out = np.empty_like(self._out)
-        for _ in range(warmup):
-            self.run_into(x, out)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            self.run_into(x, out)
-            times.append(time.perf_counter() - t0)
-        return times
+        return time_calls(self.run_into, x, np.empty_like(self._out), warmup=warmup,
+                          repeats=repeats)
 
     def close(self) -> None:
         """Free the kernel's buffers (the library stays mapped)."""

@@ -16,12 +16,29 @@ one), as the generated kernel does, so the comparison is like for like.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 
 from codegen.timing import Generated, Implementation, interleaved_medians
 from search_spaces.layers import PrunedLayer, output_shape
 
+
+def ort_session(model: bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session as every benchmark times it: ``threads`` intra-op
+    threads, sequential, all graph optimisations, pool threads not spinning."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ORT's pool threads otherwise keep spinning after a run (a 100 ms pause did not
+    # stop them) and take the cores from whatever runs next: at 2 threads that
+    # doubled torch's and our kernels' times in the interleaved timing.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 class TorchDense(Implementation):
     """torch's dense conv2d on the masked weights."""
@@ -61,7 +78,6 @@ class OrtDense(Implementation):
 
     def __init__(self, layer: PrunedLayer, x: np.ndarray, threads: int) -> None:
         import onnx
-        import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
 
         s = layer.spec
@@ -88,17 +104,7 @@ class OrtDense(Implementation):
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = min(model.ir_version, 9)
         onnx.checker.check_model(model)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # ORT's pool threads otherwise keep spinning after a run (a 100 ms pause did not
-        # stop them) and take the cores from whatever runs next: at 2 threads that
-        # doubled torch's and our kernels' times in the interleaved timing.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._sess = ort.InferenceSession(model.SerializeToString(), opts,
-                                          providers=["CPUExecutionProvider"])
+        self._sess = ort_session(model.SerializeToString(), threads)
         self._feed = {"X": np.ascontiguousarray(x, dtype=np.float32)}
 
     def call(self) -> None:

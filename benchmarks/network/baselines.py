@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.kernels.baselines import ort_session
 from codegen.network import NetworkLibrary
 from codegen.timing import Implementation
 
@@ -72,8 +73,6 @@ class Ort(Implementation):
     name = "ort"
 
     def __init__(self, model: nn.Module, x: np.ndarray, threads: int) -> None:
-        import onnxruntime as ort
-
         buf = io.BytesIO()
         tx = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         with torch.no_grad(), warnings.catch_warnings():
@@ -81,16 +80,7 @@ class Ort(Implementation):
             torch.onnx.export(model.eval(), (tx,), buf,  # type: ignore[arg-type]
                               dynamo=False, opset_version=17,
                               input_names=["X"], output_names=["Y"])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # As in benchmarks.kernels: spinning pool threads would take the cores from the
-        # implementation timed next.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._sess = ort.InferenceSession(buf.getvalue(), opts,
-                                          providers=["CPUExecutionProvider"])
+        self._sess = ort_session(buf.getvalue(), threads)
         self._feed = {"X": tx.numpy()}
 
     def call(self) -> None:

@@ -13,7 +13,6 @@ import ctypes
 import json
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from codegen.network.graph import NetworkError
 from codegen.network.templates import check_prefix
 from codegen.network.weights import WeightsError, WeightsStatus
-from codegen.runtime import ExecutableRun
+from codegen.runtime import ExecutableRun, time_calls
 from codegen.target import Target
 
 _MAX_DIMS = 4
@@ -143,16 +142,8 @@ class NetworkLibrary:
 
     def time(self, x: np.ndarray, *, warmup: int = 1, repeats: int = 5) -> list[float]:
         """Seconds per call of ``repeats`` calls after ``warmup`` untimed ones."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        out = np.empty(self.output_shape, np.float32)
-        for _ in range(warmup):
-            self.run_into(x, out)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            self.run_into(x, out)
-            times.append(time.perf_counter() - t0)
-        return times
+        return time_calls(self.run_into, x, np.empty(self.output_shape, np.float32),
+                          warmup=warmup, repeats=repeats)
 
     def close(self) -> None:
         """Free the model (idempotent); the library stays loaded."""

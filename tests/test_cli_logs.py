@@ -68,7 +68,8 @@ def test_a_log_gets_a_line_per_trial_and_a_resume_states_the_study(tmp_path: Pat
     assert "Using an existing study" in r.stderr
     s2 = json.loads((tmp_path / "s2.json").read_text())
     assert s2["schema"] == "pattune.tune_summary" and s2["schema_version"] == 1
-    assert s2["trials_this_run"] == 1 and s2["best_latency_ms"] <= min(lats)
+    # the log prints 4 significant digits; the JSON has the full figure
+    assert s2["trials_this_run"] == 1 and s2["best_latency_ms"] <= min(lats) * (1 + 1e-3)
     assert r.stderr.splitlines()[-1].startswith("pattune: 1 trials this run")
     assert f"study best latency {s2['best_latency_ms']:.4g} ms" in r.stderr.splitlines()[-1]
 

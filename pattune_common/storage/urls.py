@@ -52,7 +52,7 @@ def normalize_url(url: str) -> str:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     try:
         parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         # Not echoed: redaction finds a password by the URL's form, which this one lacks.
         raise UserInputError(f"the database URL given does not parse as a URL; {URL_FIX}") from None
     if parsed.get_backend_name() not in _BACKENDS:

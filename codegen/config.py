@@ -69,6 +69,13 @@ class KernelConfig(Record):
             sparse filter visits jump irregularly, which hardware prefetchers do not
             follow; worth it when a channel block's input tile does not stay in L1.
             0 = off.
+        tap_shuffle: Build the taps right of a kernel's first column from aligned loads:
+            per input row the tile's vectors plus one more are loaded aligned and the
+            ``dx``-shifted vectors are lane shuffles of neighbours (``valignd`` on
+            AVX-512, ``ext`` on NEON) instead of unaligned loads, each of which splits
+            across two cache lines with the widest vectors. Needs ``lre`` and the
+            phase-plane layout (not ``shifted``); results are bitwise those of the
+            unaligned loads.
     """
 
     oc_block: int = 1
@@ -85,12 +92,13 @@ class KernelConfig(Record):
     format: str = "fkw"
     shifted: bool = False
     prefetch: int = 0
+    tap_shuffle: bool = False
 
     schema = "kernel_config"
     # Fields added after the first schema, omitted from the stable form while they
     # hold their default: records, recorded sets and hashes written before the field
     # existed still name the same configs (and the same generated code).
-    _added_later: ClassVar[dict[str, Any]] = {"prefetch": 0}
+    _added_later: ClassVar[dict[str, Any]] = {"prefetch": 0, "tap_shuffle": False}
 
     def to_dict(self) -> dict[str, Any]:
         """The stable form; later-added fields appear only when not at their default."""
@@ -176,6 +184,12 @@ class ConfigSpace:
                 f"vector_width {cfg.vector_width}, rounded up) for layer {name!r}; "
                 f"got {cfg.tile_vecs}"
             )
+        if cfg.tap_shuffle and (not cfg.lre or cfg.shifted):
+            raise ConfigError(
+                "KernelConfig.tap_shuffle needs lre=True and shifted=False (it shuffles the "
+                "vectors LRE loads once, from the phase-plane layout); got "
+                f"lre={cfg.lre}, shifted={cfg.shifted}"
+            )
         if cfg.format == "csr" and cfg.lre:
             raise ConfigError(
                 "KernelConfig.lre must be False when format is 'csr' (unstructured kernels "
@@ -212,7 +226,8 @@ class ConfigSpace:
         return list(out.values())
 
     def default(self) -> KernelConfig:
-        """A sensible valid config: widest vectors, a 4 x 2-ish tile, all switches on."""
+        """A sensible valid config: widest vectors, a 4 x 2-ish tile, FKR, LRE and
+        tap_shuffle on (where the space allows them), phase planes (not ``shifted``)."""
         c = self.choices
         vw = max(c["vector_width"])
         vecs_needed = math.ceil(self.layer.out_w / vw)
@@ -238,9 +253,13 @@ class ConfigSpace:
             "fkr": True if True in c["fkr"] else c["fkr"][0],
             "lre": c["lre"][0] if len(c["lre"]) == 1 else c["format"][0] != "csr",
             "format": c["format"][0],
-            "shifted": True if True in c["shifted"] else c["shifted"][0],
+            # Aligned copies per kernel column tripled the input's cache footprint and
+            # halved the speed of VGG-16's layers; tap_shuffle aligns the loads instead.
+            "shifted": False if False in c["shifted"] else c["shifted"][0],
             "prefetch": 0 if 0 in c["prefetch"] else c["prefetch"][0],
         }
+        can_shuffle = pick["lre"] and not pick["shifted"] and True in c["tap_shuffle"]
+        pick["tap_shuffle"] = can_shuffle or c["tap_shuffle"][0]
         return self.validate(KernelConfig(**pick))
 
 
@@ -286,6 +305,7 @@ def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
         "format": FORMATS,
         "shifted": (False, True),
         "prefetch": PREFETCHES,
+        "tap_shuffle": (False, True),
     }
     if layer.cin > 65535:
         raise ConfigError(f"layer {layer.name!r}: cin must be <= 65535 for FKW; got {layer.cin}")
@@ -304,6 +324,8 @@ def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
         choices[key] = tuple(wanted)
     if choices["format"] == ("csr",):
         choices["lre"] = (False,)
+        if "tap_shuffle" not in fixed:
+            choices["tap_shuffle"] = (False,)
     if "threads" in fixed and choices["threads"] == (1,) and "thread_mapping" not in fixed:
         # One thread runs every filter group in order whatever the mapping (the generated
         # code is identical), so a pinned single thread searches one mapping, not three:

@@ -103,9 +103,36 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
     # __builtin_shuffle masks picking the even / odd lanes of two concatenated vectors.
     lines.append(f"#define EVEN_LANES {{{', '.join(str(2 * i) for i in range(vl))}}}")
     lines.append(f"#define ODD_LANES {{{', '.join(str(2 * i + 1) for i in range(vl))}}}")
+    lines.append(_shift_macros(cfg, (s.kw - 1) // s.stride))
     for name, arr in packed.arrays:  # prefetch clamps: last valid index of chan / idx
         if name in ("chan", "idx"):
             lines.append(f"#define {'NCHAN' if name == 'chan' else 'NNZ'} {max(arr.size, 1)}")
+    return "\n".join(lines)
+
+
+def _shift_macros(cfg: KernelConfig, max_k: int) -> str:
+    """``SHIFTk(a, b)`` for tap_shuffle: lanes k..VL-1 of ``a`` then 0..k-1 of ``b`` (what
+    an unaligned load at +k reads). One ``valignd`` on AVX-512 and one ``ext`` on NEON;
+    GCC's generic shuffle picks a two-table permute that clobbers its index register."""
+    if not cfg.tap_shuffle or max_k < 1:
+        return ""
+    vl = cfg.vector_width
+    native = {16: "(vf)_mm512_alignr_epi32((__m512i)(b), (__m512i)(a), {k})",
+              8: "(vf)_mm256_alignr_epi32((__m256i)(b), (__m256i)(a), {k})"}
+    lines = []
+    for k in range(1, max_k + 1):
+        lanes = ", ".join(str(k + i) for i in range(vl))
+        generic = f"__builtin_shuffle((a), (b), (vi){{{lanes}}})"
+        lines.append("#if defined(__AVX512F__) && defined(__AVX512VL__) && VL >= 8")
+        lines.append("#include <immintrin.h>")
+        lines.append(f"#define SHIFT{k}(a, b) {native[16 if vl == 16 else 8].format(k=k)}"
+                     if vl in native else f"#define SHIFT{k}(a, b) {generic}")
+        lines.append("#elif defined(__ARM_NEON) && VL == 4")
+        lines.append("#include <arm_neon.h>")
+        lines.append(f"#define SHIFT{k}(a, b) (vf)vextq_f32((float32x4_t)(a), (float32x4_t)(b), {k})")
+        lines.append("#else")
+        lines.append(f"#define SHIFT{k}(a, b) {generic}")
+        lines.append("#endif")
     return "\n".join(lines)
 
 

@@ -117,8 +117,14 @@ def _channel_lines(var: Variant, lay: Layout) -> list[int]:
     return prefetch_offsets(var, lay, rows, planes)
 
 
-def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str) -> list[str]:
-    """FMAs of one kernel with pattern ``pat``: weights ``{wname}{t}``, input pointer ``ip``."""
+def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str, *,
+                 shuffle: bool = False) -> list[str]:
+    """FMAs of one kernel with pattern ``pat``: weights ``{wname}{t}``, input pointer ``ip``.
+
+    With ``shuffle`` (``KernelConfig.tap_shuffle``, LRE implied) see :func:`_shuffled_taps`.
+    """
+    if shuffle:
+        return _shuffled_taps(pat, var, lay, wname)
     s = lay.spec.stride
     ld = "LDA" if lay.shifted else "LD"
     lines = []
@@ -142,6 +148,37 @@ def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str)
     return lines
 
 
+def _shuffled_taps(pat: Pattern, var: Variant, lay: Layout, wname: str) -> list[str]:
+    """LRE with aligned loads only: tap column ``dx`` reads plane ``dx % s`` at column
+    offset ``k = dx // s``. Per input row, each plane's ``vecs`` vectors (plus one when
+    some ``k > 0``) are loaded aligned, and the vector at offset ``k`` is
+    ``SHIFT{k}(a_v, a_{v+1})``, a lane shuffle of two neighbours. The taps are visited
+    in the plain LRE code's (row, dx) order, so every accumulator sums in the same order
+    and the results are bitwise equal."""
+    s = lay.spec.stride
+    users: dict[int, dict[int, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+    for t, (dy, dx) in enumerate(pat.offsets):
+        for r in range(var.rows):
+            users[r * s + dy][dx].append((t, r))
+    lines = []
+    for row in sorted(users):
+        cols = users[row]
+        body = []
+        for ph in sorted({dx % s for dx in cols}):
+            n = var.vecs + (1 if any(dx // s for dx in cols if dx % s == ph) else 0)
+            base = ph * lay.plane + row * lay.wph
+            body.append("const vf " + ", ".join(
+                f"p{ph}_{v} = LDA(ip + {base + v * lay.vl})" for v in range(n)) + ";")
+        for dx in sorted(cols):
+            ph, k = dx % s, dx // s
+            for v in range(var.vecs):
+                x = f"p{ph}_{v}" if k == 0 else f"SHIFT{k}(p{ph}_{v}, p{ph}_{v + 1})"
+                fmas = " ".join(f"{_acc(r, v)} += {wname}{t} * x;" for t, r in cols[dx])
+                body.append(f"{{ const vf x = {x}; {fmas} }}")
+        lines.append("{ " + " ".join(body) + " }")
+    return lines
+
+
 def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
                 kexpr: str) -> list[str]:
     n = pat.n
@@ -157,7 +194,7 @@ def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
                     "NCHAN - 1 - k0] * CS;")
         head += ["  " + x for x in _prefetch("pf", _channel_lines(var, lay))]
     head += [f"  const vf w{t} = SPLAT(w[{t}]);" for t in range(n)]
-    return head + ["  " + x for x in pattern_taps(pat, var, lay, cfg.lre, "w")] + ["}"]
+    return head + ["  " + x for x in pattern_taps(pat, var, lay, cfg.lre, "w", shuffle=cfg.tap_shuffle)] + ["}"]
 
 
 def _body_fkw(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern]) -> list[str]:
@@ -201,7 +238,7 @@ def _body_dense(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern
     for slot, pat in enumerate(pats):
         lines.append(f"    case {slot}: {{")
         lines += [f"      const vf w{t} = SPLAT(w[{tap}]);" for t, tap in enumerate(pat.taps)]
-        lines += ["      " + x for x in pattern_taps(pat, var, lay, cfg.lre, "w")]
+        lines += ["      " + x for x in pattern_taps(pat, var, lay, cfg.lre, "w", shuffle=cfg.tap_shuffle)]
         lines += ["    } break;"]
     lines += ["    default: break;", "    }", "  }"]
     return lines

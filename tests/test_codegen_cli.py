@@ -72,3 +72,13 @@ def test_bench_kernels_small_run(tmp_path: Path) -> None:
     assert doc["config"]["connectivity_removed_fraction"] == pytest.approx(1 - 1 / 3.6)
     assert len(doc["config"]["pattern_set"]) == 8
     assert "geomean speedup vs torch" in proc.stdout
+    # peak_fraction: the MACs each implementation must do per second over the measured peak
+    peak = doc["config"]["fma_peak_gmacs"] * 1e9
+    assert 1e9 < peak < 64 * 6e9
+    for row in doc["layers"]:
+        med, frac = row["median_s"], row["peak_fraction"]
+        assert frac["pattern"] == pytest.approx(row["pruned_macs"] / med["pattern"] / peak)
+        assert frac["torch"] == pytest.approx(row["dense_macs"] / med["torch"] / peak)
+        assert 0 < frac["pattern"] < 1.05 and 0 < frac["torch"] < 1.05
+    assert s["geomean_peak_fraction"] == pytest.approx(last["peak_fraction"]["pattern"])
+    assert "peak fraction" in proc.stdout

@@ -172,6 +172,7 @@ SWITCHES = [
     {"threads": 2, "thread_mapping": "balanced"}, {"oc_block": 1}, {"shifted": False},
     {"tile_rows": 3, "tile_vecs": 1}, {"vector_width": 8, "tile_vecs": 1},
     {"loop_order": "tile_block_group"}, {"prefetch": 1}, {"prefetch": 3, "unroll": 4},
+    {"shifted": False, "tap_shuffle": True},
 ]
 
 
@@ -192,6 +193,43 @@ def test_switches_give_identical_output(tmp_path, name: str) -> None:
     # order, so equal to the FKW result only to rounding; LRE on/off stays bitwise equal.
     assert np.array_equal(ys[-1], ys[-2])
     assert np.max(np.abs(ys[-1] - ys[0])) <= 1e-6 * np.max(np.abs(ys[0]))
+
+
+SHUFFLE_LAYERS = ["odd_width", "stride2", "stride2_pad0", "pad0", "hw1", "hw5", "all56",
+                  "odd_width_pool", "pool_wide"]
+
+
+@pytest.mark.parametrize("target_name", ["host", "aarch64"])
+def test_tap_shuffle_is_bitwise_equal_to_unaligned_loads(tmp_path, target_name: str) -> None:
+    """tap_shuffle on and off, every vector width, stride 1 and 2, partial tiles, both
+    formats that use it: identical outputs. On AVX-512 the shifts are valignd, on NEON ext."""
+    target = host_target() if target_name == "host" else aarch64_target()
+    jobs = []
+    for name in SHUFFLE_LAYERS:
+        layer = LAYERS[name]
+        sp = config_space(layer.spec, target)
+        for vl in sp.choices["vector_width"]:
+            rows = min(3, max(sp.choices["tile_rows"]))
+            base = sp.default().replace(vector_width=vl, tile_vecs=1, tile_rows=rows,
+                                        shifted=False, threads=1)
+            for fmt in ("fkw", "dense"):
+                off = sp.validate(base.replace(format=fmt, unroll=2))
+                jobs += [(name, off), (name, sp.validate(off.replace(tap_shuffle=True)))]
+    kernels = [generate(LAYERS[n], c, target) for n, c in jobs]
+    product = Product.LIBRARY if target.can_load_library else Product.EXECUTABLE
+    results = LocalBuilder(cache_dir=tmp_path).build(
+        [BuildInput(k, target, (product,)) for k in kernels])
+    ys = []
+    for (name, cfg), kernel, res in zip(jobs, kernels, results, strict=True):
+        x = random_input(LAYERS[name], seed=4)
+        ys.append(_run_on(target, res, kernel, LAYERS[name], x))
+        v = verify(ys[-1], reference_output(LAYERS[name], x))
+        assert v.ok, f"{target.name} {name} {cfg.to_json()}: {v.error}"
+    for i in range(0, len(jobs), 2):
+        assert np.array_equal(ys[i + 1], ys[i]), f"{target.name} {jobs[i + 1]}"
+        assert "SHIFT1(" in kernels[i + 1].source and "SHIFT1(" not in kernels[i].source
+    native = "_mm512_alignr_epi32" if target.vector_floats == 16 else "vextq_f32"
+    assert any(native in k.source for k in kernels[1::2])
 
 
 @pytest.mark.parametrize("name", ["odd_width", "stride2"])

@@ -16,7 +16,9 @@ pruning statistics and the config alone, never from measured latencies:
 * **Loads**: one input vector per FMA (LRE saves nothing for 4-tap patterns:
   their taps rarely share an input vector across rows, and the compiler
   already shares identical loads) and one weight broadcast per tap and tile,
-  over ``load_ports``.
+  over ``load_ports``. With ``tap_shuffle`` a kernel loads each input row of its tile
+  once, aligned (``tile_vecs + 1`` vectors), and shuffles the shifted taps out of
+  those on the shuffle port.
 * **Visit overhead**: accumulator load + store and loop/dispatch work per
   visit; visits scale with ``ceil(cin / ic_block)`` and the tile count.
 * **Cache refills**: the bytes that must come from the next level because a
@@ -99,6 +101,9 @@ class _Shape:
     out_bytes: float  # the whole output
     loop_order: str
     prefetch: int
+    # tap_shuffle: per kernel and tile, each input row's vectors loaded once, aligned
+    # (0 without it: one load per FMA)
+    row_loads: int
 
 
 def _shape(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> _Shape:
@@ -135,6 +140,7 @@ def _shape(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> 
         out_bytes=float(cout * oh * ow * _FLOAT),
         loop_order=str(cfg.get("loop_order", "block_group_tile")),
         prefetch=int(cfg.get("prefetch", 0)),
+        row_loads=((rows - 1) * stride + kh) * (vecs + 1) if cfg.get("tap_shuffle") else 0,
     )
 
 
@@ -147,8 +153,9 @@ def _core_cycles(s: _Shape, core: CoreModel) -> float:
     fmas = s.nnz * s.tiles * s.accumulators
     chains = core.fma_ports * core.fma_latency
     fma_rate = core.fma_ports * min(1.0, s.accumulators / chains)
-    loads = fmas + s.nnz * s.tiles
     kernels = s.nnz / max(1.0, s.taps) * s.tiles
+    per_kernel = min(s.taps * s.accumulators, s.row_loads) if s.row_loads else None
+    loads = (kernels * per_kernel if per_kernel else fmas) + s.nnz * s.tiles
     return max(fmas / fma_rate, loads / core.load_ports) + kernels * core.kernel_cycles
 
 

@@ -57,6 +57,7 @@ BENCH_PINS: dict[str, tuple[Any, ...]] = {
     "lre": (True, False),
     "shifted": (False,),
     "prefetch": (0,),
+    "tap_shuffle": (False,),
 }
 
 

@@ -34,6 +34,7 @@ from benchmarks.kernels.baselines import (
 from codegen.config import ConfigSpace, KernelConfig, config_space
 from codegen.generator import GeneratedKernel
 from codegen.local_builder import LocalBuilder
+from codegen.peak import FmaPeak, measure_peak
 from codegen.target import Target
 from codegen.verify import verify
 from pattune_common import UserInputError
@@ -42,6 +43,7 @@ from search_spaces.patterns import PatternSet
 from search_spaces.projection import parse_connectivity, prune_layer
 
 IMPLS = ("pattern", "unstructured", "torch", "ort", "torch_csr")
+DENSE_IMPLS = ("torch", "ort")  # they do every MAC of the dense layer
 
 
 @dataclass(frozen=True)
@@ -188,15 +190,22 @@ def _tune_both(layer: PrunedLayer, target: Target, opts: BenchOptions,
     fkw_space = search_space(layer.spec, target, "fkw", opts.threads)
     csr_space = search_space(layer.spec, target, "csr", opts.threads)
     pattern = tune_kernel(layer, fkw_space, measurer, opts, seed=opts.seed)
-    seeds = [r.config.replace(format="csr", lre=False) for r in pattern.task.history]
+    seeds = [r.config.replace(format="csr", lre=False, tap_shuffle=False)
+             for r in pattern.task.history]
     unstructured = tune_kernel(layer, csr_space, measurer, opts, seed=opts.seed + 1,
                                first=[c for c in dict.fromkeys(seeds) if csr_space.is_valid(c)])
     return {"pattern": pattern, "unstructured": unstructured}
 
 
 def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Target,
-                opts: BenchOptions, builder: LocalBuilder) -> dict[str, Any]:
-    """Prune, tune, verify and time one layer; return its JSON row."""
+                opts: BenchOptions, builder: LocalBuilder,
+                peak: FmaPeak | None = None) -> dict[str, Any]:
+    """Prune, tune, verify and time one layer; return its JSON row.
+
+    With ``peak``, the row's ``peak_fraction`` gives per implementation the MACs it
+    must do (non-zero ones for the sparse kernels, all for the dense baselines) per
+    second over the machine's FMA peak.
+    """
     import torch
 
     layer = prune_layer(spec, weights, ps, connectivity=opts.connectivity)
@@ -230,6 +239,8 @@ def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Ta
         "speedup_vs": {k: med[k] / pat for k in med if k != "pattern"},
         "gflops_effective": {k: 2 * spec.dense_macs / v / 1e9 for k, v in med.items()},
         "gflops_useful": {k: 2 * layer.pruned_macs / v / 1e9 for k, v in med.items()},
+        "peak_fraction": {k: (spec.dense_macs if k in DENSE_IMPLS else layer.pruned_macs)
+                          / v / peak.macs_per_s for k, v in med.items()} if peak else {},
         "max_rel_error": {k: v.max_rel_error for k, v in errors.items()},
         "verify_errors": {k: v.error for k, v in errors.items() if v.error},
     }
@@ -267,6 +278,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for base in ("torch", "ort", "unstructured", "torch_csr"):
         out[f"geomean_speedup_vs_{base}"] = _geomean(
             [r["speedup_vs"].get(base, math.nan) for r in use])
+    for impl in ("pattern", "torch"):
+        out[f"geomean_peak_fraction{'' if impl == 'pattern' else '_' + impl}"] = _geomean(
+            [r.get("peak_fraction", {}).get(impl, math.nan) for r in use])
     fkw = sum(r["fkw_bytes"] for r in use)
     nz = sum(r["nonzero_bytes"] for r in use)
     out["fkw_bytes_over_nonzero_bytes"] = fkw / nz if nz else math.nan
@@ -285,10 +299,15 @@ def run_bench(opts: BenchOptions, target: Target, *, builder: LocalBuilder | Non
     builder = builder or LocalBuilder()
     rows = []
     t0 = time.perf_counter()
+    # The ceiling every layer's peak_fraction is measured against, at the bench's threads.
+    peak = measure_peak(target, threads=opts.threads)
+    if progress:
+        progress(f"FMA peak: {peak.gmacs:.1f} GMAC/s ({opts.threads} thread(s), "
+                 f"{peak.vector_floats}-float vectors)")
     for spec, w in layers:
         if progress:
             progress(f"{spec.name}: cin {spec.cin} cout {spec.cout} {spec.h}x{spec.w}")
-        rows.append(bench_layer(spec, w, ps, target, opts, builder))
+        rows.append(bench_layer(spec, w, ps, target, opts, builder, peak))
     return {
         "schema": "pattune.bench.kernels/1",
         "config": {
@@ -297,6 +316,9 @@ def run_bench(opts: BenchOptions, target: Target, *, builder: LocalBuilder | Non
             "connectivity_removed_fraction": parse_connectivity(opts.connectivity),
             "threads": opts.threads, "budget": opts.budget, "rounds": opts.rounds,
             "seed": opts.seed, "target": target.to_dict(), "machine": platform.processor(),
+            "fma_peak_gmacs": peak.gmacs,
+            "fma_peak": {"chains": peak.chains, "vector_floats": peak.vector_floats,
+                         "threads": peak.threads},
             "pattern_set": [list(p.taps) for p in ps],
             "pattern_set_source": "select_pattern_set: top-K natural patterns of the model's "
                                   "seeded random weights",

@@ -35,7 +35,7 @@ def _table(doc: dict[str, Any]) -> Table:
                     f"{doc['config']['patterns']} patterns, connectivity "
                     f"{doc['config']['connectivity']}, {doc['config']['threads']} thread(s)")
     for col in ("layer", "pattern ms", "unstr ms", "torch ms", "ort ms", "csr ms", "vs torch",
-                "vs ort", "vs unstr", "GFLOP/s eff", "max err", "FKW/nz"):
+                "vs ort", "vs unstr", "GFLOP/s eff", "peak frac", "max err", "FKW/nz"):
         t.add_column(col, justify="right")
     for r in doc["layers"]:
         m, s = r["median_s"], r["speedup_vs"]
@@ -50,12 +50,17 @@ def _table(doc: dict[str, Any]) -> Table:
                   ms("unstructured"), ms("torch"), ms("ort"), ms("torch_csr"), x("torch"),
                   x("ort"), x("unstructured"),
                   f"{r['gflops_effective'].get('pattern', math.nan):.0f}",
+                  f"{r.get('peak_fraction', {}).get('pattern', math.nan):.2f}",
                   f"{r['max_rel_error'].get('pattern', math.nan):.1e}",
                   f"{r['fkw_over_nonzero']:.3f}")
     sm = doc["summary"]
     t.caption = (f"geomean speedup vs torch {sm['geomean_speedup_vs_torch']:.2f}, vs ort "
                  f"{sm['geomean_speedup_vs_ort']:.2f}, vs unstructured "
-                 f"{sm['geomean_speedup_vs_unstructured']:.2f}; FKW bytes / non-zero bytes "
+                 f"{sm['geomean_speedup_vs_unstructured']:.2f}; peak fraction "
+                 f"{sm.get('geomean_peak_fraction', math.nan):.2f} (torch "
+                 f"{sm.get('geomean_peak_fraction_torch', math.nan):.2f}) of "
+                 f"{doc['config'].get('fma_peak_gmacs', math.nan):.1f} GMAC/s; "
+                 f"FKW bytes / non-zero bytes "
                  f"{sm['fkw_bytes_over_nonzero_bytes']:.3f}  (* = left out of the summary)")
     return t
 

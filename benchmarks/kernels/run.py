@@ -32,6 +32,7 @@ from benchmarks.kernels.baselines import (
     interleaved_medians,
 )
 from codegen.config import ConfigSpace, KernelConfig, config_space
+from codegen.counts import count
 from codegen.generator import GeneratedKernel
 from codegen.local_builder import LocalBuilder
 from codegen.peak import FmaPeak, measure_peak
@@ -245,6 +246,12 @@ def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Ta
         "verify_errors": {k: v.error for k, v in errors.items() if v.error},
     }
     row.update(_format_bytes(layer, kernels))
+    # Where the time goes: the work the tuned code executes (codegen.counts) and the time
+    # its FMAs alone need at the measured peak.
+    row["counts"] = {k: count(layer, t.best).to_dict() for k, t in tuned.items() if t.best}
+    row["fma_bound_s"] = {
+        k: c["vector_fmas"] * tuned[k].best.vector_width / peak.macs_per_s  # type: ignore[union-attr]
+        for k, c in row["counts"].items()} if peak else {}
     for name, t in tuned.items():
         hist = t.task.history
         row[f"tuning_{name}"] = {

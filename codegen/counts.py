@@ -1,0 +1,135 @@
+"""What one call of a generated kernel executes, counted from the code it generates.
+
+``perf stat`` needs hardware counters, which the VMs pattune is developed on do not
+expose; the generated code, though, is fully determined by the layer and its
+KernelConfig, so its work can be counted exactly: vector FMAs (lanes wasted at a
+tile's edge included), input vector loads and how many of them split across two
+64-byte cache lines, the lane shuffles of ``tap_shuffle``, weight broadcasts,
+accumulator loads and stores per (filter, channel block, tile) visit, and the loop
+work (kernel iterations, pattern loops). With the machine's FMA peak
+(:mod:`codegen.peak`), ``vector_fmas * vector_width / peak`` is the time the FMAs
+alone need: a kernel's measured time over that is what loads, cache refills and
+loop work cost it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from codegen.config import KernelConfig
+from codegen.layout import Layout
+from codegen.tiles import Variant, variants
+from search_spaces.layers import PrunedLayer
+from search_spaces.patterns import Pattern
+
+_LINE = 16  # floats per 64-byte cache line
+
+
+@dataclass
+class KernelCounts:
+    """Per call of one kernel (all filters, channel blocks and tiles).
+
+    Attributes:
+        vector_fmas: Vector FMA instructions (each ``vector_width`` lanes).
+        loads: Input vector loads.
+        split_loads: Of those, loads that straddle two cache lines.
+        shuffles: Lane shuffles (``tap_shuffle``'s shifted taps).
+        broadcasts: Weight broadcasts (one per non-zero weight and tile).
+        acc_loads: Accumulator vectors reloaded from the output (every channel block
+            after the first).
+        acc_stores: Accumulator vectors stored.
+        kernel_iterations: Kernel loop iterations (alive kernels x tiles; every
+            channel for the ``dense`` format, which switches on each).
+        visits: (filter, channel block, tile) visits.
+        pattern_loops: Pattern loops entered (``fkw``: one per used pattern per visit).
+    """
+
+    vector_fmas: int = 0
+    loads: int = 0
+    split_loads: int = 0
+    shuffles: int = 0
+    broadcasts: int = 0
+    acc_loads: int = 0
+    acc_stores: int = 0
+    kernel_iterations: int = 0
+    visits: int = 0
+    pattern_loops: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form."""
+        return asdict(self)
+
+
+def _splits(offsets: list[int], ox_list: list[int], vl: int) -> int:
+    """Loads at ``offsets`` (floats from a line-aligned row) that cross a line, over tiles."""
+    return sum(1 for ox in ox_list for o in offsets if (ox + o) % _LINE + vl > _LINE)
+
+
+def _per_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
+                ox_list: list[int]) -> tuple[int, int, int, int]:
+    """(loads, split loads, shuffles, FMAs) of one kernel of ``pat`` over ``ox_list`` tiles."""
+    s, vl, n = lay.spec.stride, lay.vl, len(ox_list)
+    fmas = len(pat.offsets) * var.rows * var.vecs * n
+    if cfg.tap_shuffle:
+        rows: dict[int, set[int]] = {}
+        for dy, dx in pat.offsets:
+            for r in range(var.rows):
+                rows.setdefault(r * s + dy, set()).add(dx)
+        loads = shuffles = 0
+        for cols in rows.values():
+            for ph in {dx % s for dx in cols}:
+                loads += var.vecs + (1 if any(dx // s for dx in cols if dx % s == ph) else 0)
+            shuffles += sum(var.vecs for dx in cols if dx // s)
+        return loads * n, _splits([0], ox_list, vl) * loads, shuffles * n, fmas
+    keys = [(r * s + dy, dx) for dy, dx in pat.offsets for r in range(var.rows)]
+    if cfg.lre:
+        keys = sorted(set(keys))
+    offs = [dx // s + v * vl for _, dx in keys for v in range(var.vecs)]
+    return len(offs) * n, _splits(offs, ox_list, vl), 0, fmas
+
+
+def count(layer: PrunedLayer, cfg: KernelConfig) -> KernelCounts:
+    """Count one call of ``layer``'s kernel under ``cfg`` (see :class:`KernelCounts`)."""
+    lay = Layout.of(layer.spec, cfg)
+    spec, out = layer.spec, KernelCounts()
+    alive = layer.alive
+    per_pattern = Counter(int(p) for p in layer.pattern_ids[alive])
+    kernels = int(alive.sum())
+    cols = {False: [tx * lay.tw for tx in range(lay.ntx - 1)], True: [(lay.ntx - 1) * lay.tw]}
+    for (last_r, last_c), var in variants(lay).items():
+        ty_n = 1 if last_r else lay.nty - 1
+        ox_list = cols[last_c] * ty_n
+        tiles = len(ox_list)
+        if not tiles:
+            continue
+        accs = var.rows * var.vecs
+        out.visits += spec.cout * lay.nblocks * tiles
+        out.acc_stores += spec.cout * lay.nblocks * tiles * accs
+        out.acc_loads += spec.cout * (lay.nblocks - 1) * tiles * accs
+        if cfg.format == "csr":
+            for pid, n in per_pattern.items():
+                for _, dx in layer.pattern_set[pid].offsets:
+                    offs = [dx // spec.stride + v * lay.vl for _ in range(var.rows)
+                            for v in range(var.vecs)]
+                    out.loads += n * len(offs) * tiles
+                    out.split_loads += n * _splits(offs, ox_list, lay.vl)
+                    out.vector_fmas += n * len(offs) * tiles
+            out.broadcasts += layer.nonzeros * tiles
+            out.kernel_iterations += layer.nonzeros * tiles
+            continue
+        for pid, n in per_pattern.items():
+            loads, splits, shuffles, fmas = _per_kernel(layer.pattern_set[pid], var, lay, cfg,
+                                                        ox_list)
+            out.loads += n * loads
+            out.split_loads += n * splits
+            out.shuffles += n * shuffles
+            out.vector_fmas += n * fmas
+            out.broadcasts += n * len(layer.pattern_set[pid].offsets) * tiles
+        if cfg.format == "dense":
+            out.kernel_iterations += spec.cout * spec.cin_per_group * tiles
+        else:
+            out.kernel_iterations += kernels * tiles
+            out.pattern_loops += spec.cout * lay.nblocks * tiles * len(per_pattern)
+    return out

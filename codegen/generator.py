@@ -28,6 +28,7 @@ executable.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ from codegen.harness import (
     api_header,
     check_prefix,
 )
-from codegen.layout import Layout
+from codegen.layout import Layout, OutputLayout
 from codegen.target import Target
 from codegen.tiles import tile_function, variants
 from search_spaces.layers import PrunedLayer
@@ -82,7 +83,7 @@ class GeneratedKernel:
 
 
 def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
-               packed: fkw.Packed) -> str:
+               packed: fkw.Packed, out: OutputLayout) -> str:
     s = layer.spec
     consts = {
         "CIN": s.cin, "H": s.h, "W": s.w, "COUT": s.cout, "OH": s.out_h, "OW": s.out_w,
@@ -95,6 +96,8 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
         # the pooling pass writes POH x POW (floor: an odd last row/column is dropped).
         "POOL": int(layer.maxpool), "POH": s.out_h // 2 if layer.maxpool else s.out_h,
         "POW": s.out_w // 2 if layer.maxpool else s.out_w,
+        # Where the tiles store output (c, y, x): OOFF + c * OCS + y * OWP + x.
+        "OCS": out.chan_stride, "OWP": out.row_pitch, "OOFF": out.offset,
     }
     lines = [f"#define {k} {v}" for k, v in consts.items()]
     lines.append(f"#define IN_FLOATS {lay.input_floats}L")
@@ -224,7 +227,8 @@ def _compute(cfg: KernelConfig) -> str:
 
 
 def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
-             symbol_prefix: str = DEFAULT_PREFIX) -> GeneratedKernel:
+             symbol_prefix: str = DEFAULT_PREFIX, output_layout: OutputLayout | None = None,
+             padded_input: bool = False) -> GeneratedKernel:
     """Emit the C source and weight blob of ``layer`` under ``cfg`` for ``target``.
 
     Args:
@@ -239,19 +243,29 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
             target (checked here, before anything is compiled).
         ValueError: ``symbol_prefix`` is not a C identifier (see
             :func:`codegen.harness.check_prefix`).
+        output_layout: Store the output there instead of plain NCHW: the next layer's
+            zero-bordered input buffer (:meth:`Layout.input_as_output`), so that layer
+            runs without its padding copy. Only the valid outputs are written; not with
+            a fused max-pool.
+        padded_input: Also export ``P_input`` and ``P_run_padded`` (the consumer's side).
     """
     check_prefix(symbol_prefix)
+    if output_layout is not None and layer.maxpool:
+        raise ValueError(f"layer {layer.spec.name!r}: a fused max-pool writes plain NCHW; "
+                         "output_layout needs a layer without one")
+    s = layer.spec
+    out = output_layout or OutputLayout(s.out_h * s.out_w, s.out_w, 0)
     config_space(layer.spec, target).validate(cfg)
     lay = Layout.of(layer.spec, cfg)
     packed = fkw.pack(layer, cfg, lay.plane_offsets() if cfg.format == "csr" else None)
     pats = [layer.pattern_set[p] for p in packed.used_patterns]
     sched_src, per_thread = _schedule(layer, cfg, packed.order)
     var = sorted(set(variants(lay).values()), key=lambda v: v.name)
-    s = layer.spec
     header = api_header(symbol_prefix, (
         f"pattune kernel {s.name!r}: x (1, {s.cin}, {s.h}, {s.w}) -> y {layer.output_shape}, "
         f"float32 NCHW; conv2d + bias{' + relu' if layer.relu else ''}"
-        f"{' + maxpool 2x2/2' if layer.maxpool else ''}; {cfg.threads} thread(s)"))
+        f"{' + maxpool 2x2/2' if layer.maxpool else ''}; {cfg.threads} thread(s)"),
+        padded_input=padded_input)
     parts = [
         (
             f"/* pattune codegen: layer {layer.spec.name!r} {layer.spec.signature()}\n"
@@ -261,7 +275,7 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
             f"   weights {layer.weights_hash} target {target.name} ({target.isa})\n"
             f"   config {cfg.to_json()} */"
         ),
-        _constants(layer, cfg, lay, len(pats), packed),
+        _constants(layer, cfg, lay, len(pats), packed, out),
         PRELUDE_C,
         header,
         _context(cfg.format, packed, symbol_prefix),
@@ -270,7 +284,7 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
         _dispatch(lay),
         _compute(cfg),
         HARNESS_C,
-        api_definitions(symbol_prefix),
+        api_definitions(symbol_prefix, padded_input=padded_input),
     ]
     epilogue = ("-relu" if layer.relu else "") + ("-pool" if layer.maxpool else "")
     name = f"{layer.spec.name or 'layer'}{epilogue}-{cfg.format}-{cfg.stable_hash()[:8]}"
@@ -281,6 +295,8 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
         "relu": layer.relu,
         "maxpool": layer.maxpool,
         "work_per_thread": per_thread,
+        "output_layout": None if output_layout is None else dataclasses.asdict(output_layout),
+        "padded_input": padded_input,
     }
     return GeneratedKernel(
         name=name.replace("/", "_"), source="\n\n".join(parts) + "\n", weights=fkw.blob(packed),

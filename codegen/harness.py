@@ -58,7 +58,7 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-def api_header(prefix: str, comment: str = "") -> str:
+def api_header(prefix: str, comment: str = "", *, padded_input: bool = False) -> str:
     """Declarations of a kernel's prefixed entry points: a C header's text.
 
     Args:
@@ -74,13 +74,21 @@ def api_header(prefix: str, comment: str = "") -> str:
         f"int {p}_create(const void* blob, long long n, {p}_ctx** out);",
         f"int {p}_run({p}_ctx* c, const float* x, float* y);",
         f"void {p}_destroy({p}_ctx* c);",
+        *([f"float* {p}_input({p}_ctx* c);", f"int {p}_run_padded({p}_ctx* c, float* y);"]
+          if padded_input else []),
         "#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */",
     ]
     return "\n".join(lines) + "\n"
 
 
-def api_definitions(prefix: str) -> str:
-    """The prefixed entry points, over the file's static ``ctx_*`` functions."""
+def api_definitions(prefix: str, *, padded_input: bool = False) -> str:
+    """The prefixed entry points, over the file's static ``ctx_*`` functions.
+
+    With ``padded_input`` also ``float* P_input(P_ctx*)``, the context's zero-bordered
+    input buffer, and ``int P_run_padded(P_ctx*, float* y)``, a run that skips the
+    padding copy because a producer already stored the input there (see
+    :meth:`codegen.layout.Layout.input_as_output`).
+    """
     p = check_prefix(prefix)
     return "\n".join([
         f"PT_EXPORT int {p}_create(const void* blob, long long n, {p}_ctx** out) {{",
@@ -88,7 +96,10 @@ def api_definitions(prefix: str) -> str:
         f"PT_EXPORT int {p}_run({p}_ctx* c, const float* x, float* y) {{",
         "  return ctx_run(c, x, y);", "}",
         f"PT_EXPORT void {p}_destroy({p}_ctx* c) {{ ctx_destroy(c); }}",
-    ])
+    ] + ([
+        f"PT_EXPORT float* {p}_input({p}_ctx* c) {{ return c ? c->in : 0; }}",
+        f"PT_EXPORT int {p}_run_padded({p}_ctx* c, float* y) {{ return ctx_run_from(c, 0, y); }}",
+    ] if padded_input else []))
 
 PRELUDE_C = r"""
 #include <stdint.h>
@@ -170,9 +181,10 @@ static void pool_channel(const float* restrict full, float* restrict y, int ch) 
 }
 #endif
 
-/* One call: writes only c's buffers and y, so contexts may run in different threads. */
-static int ctx_run(kctx* c, const float* x, float* y) {
-  if (!c || !x || !y) return 1;
+/* One call: writes only c's buffers and y, so contexts may run in different threads.
+   x NULL: c->in already holds the zero-bordered input (a producer stored it there). */
+static int ctx_run_from(kctx* c, const float* x, float* y) {
+  if (!c || !y) return 1;
   float* const in = c->in;
 #if POOL
   float* const out = c->full;
@@ -183,8 +195,10 @@ static int ctx_run(kctx* c, const float* x, float* y) {
 #pragma omp parallel num_threads(NTHREADS)
   {
     const int t = omp_get_thread_num();
+    if (x) {
 #pragma omp for schedule(static)
-    for (int ch = 0; ch < CIN; ++ch) pad_channel(in, x, ch);
+      for (int ch = 0; ch < CIN; ++ch) pad_channel(in, x, ch);
+    }
     compute(c, out, t);
 #if POOL
 #pragma omp barrier
@@ -193,13 +207,18 @@ static int ctx_run(kctx* c, const float* x, float* y) {
 #endif
   }
 #else
-  for (int ch = 0; ch < CIN; ++ch) pad_channel(in, x, ch);
+  if (x)
+    for (int ch = 0; ch < CIN; ++ch) pad_channel(in, x, ch);
   compute(c, out, 0);
 #if POOL
   for (int ch = 0; ch < COUT; ++ch) pool_channel(out, y, ch);
 #endif
 #endif
   return 0;
+}
+
+static int ctx_run(kctx* c, const float* x, float* y) {
+  return x ? ctx_run_from(c, x, y) : 1;
 }
 
 static void ctx_destroy(kctx* c) {

@@ -21,6 +21,16 @@ def _round_up(n: int, m: int) -> int:
 
 
 @dataclass(frozen=True)
+class OutputLayout:
+    """Where a kernel stores output element (c, y, x): ``offset + c * chan_stride +
+    y * row_pitch + x`` floats from its output pointer (plain NCHW: ``(oh * ow, ow, 0)``)."""
+
+    chan_stride: int
+    row_pitch: int
+    offset: int = 0
+
+
+@dataclass(frozen=True)
 class Layout:
     """Derived sizes (all in floats) for one layer and config."""
 
@@ -73,6 +83,21 @@ class Layout:
             return dx * self.plane + dy * self.wph
         s = self.spec.stride
         return (dx % s) * self.plane + dy * self.wph + dx // s
+
+    def input_as_output(self) -> OutputLayout:
+        """This kernel's zero-bordered input buffer as a producer's :class:`OutputLayout`:
+        a layer that stores its output there saves this kernel the padding copy.
+
+        Raises:
+            ValueError: The buffer is not one plane per channel (stride > 1 or ``shifted``):
+                a producer would have to scatter its rows.
+        """
+        if self.nplanes != 1:
+            raise ValueError(f"layer {self.spec.name!r}: only a one-plane input (stride 1, "
+                             f"not shifted) can be written by its producer; it has "
+                             f"{self.nplanes} planes")
+        pad = self.spec.padding
+        return OutputLayout(self.chan_stride, self.wph, pad * self.wph + pad)
 
     def plane_offsets(self) -> dict[int, int]:
         """Flat tap index -> offset, plus key -1 -> channel stride (for CSR packing)."""

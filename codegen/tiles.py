@@ -64,11 +64,11 @@ def _init(var: Variant, lay: Layout) -> list[str]:
         lines.append(f"    float tmp[VL * {var.vecs}] __attribute__((aligned(64)));")
         for r in range(var.rows):
             lines.append("    memset(tmp, 0, sizeof tmp);")
-            lines.append(f"    memcpy(tmp, out + {r} * OW, {var.partial} * sizeof(float));")
+            lines.append(f"    memcpy(tmp, out + {r} * OWP, {var.partial} * sizeof(float));")
             lines += [f"    {_acc(r, v)} = LD(tmp + {v} * VL);" for v in range(var.vecs)]
     else:
         lines += [
-            f"    {_acc(r, v)} = LD(out + {r} * OW + {v} * VL);"
+            f"    {_acc(r, v)} = LD(out + {r} * OWP + {v} * VL);"
             for r in range(var.rows) for v in range(var.vecs)
         ]
     lines.append("  }")
@@ -83,12 +83,12 @@ def _store(var: Variant, relu: bool = False) -> list[str]:
         accs = [_acc(r, v) for r in range(var.rows) for v in range(var.vecs)]
         lines.append(f"  if (b == NB - 1) {{ {' '.join(f'{a} = RELU({a});' for a in accs)} }}")
     if not var.partial:
-        return lines + [f"  ST(out + {r} * OW + {v} * VL, {_acc(r, v)});"
+        return lines + [f"  ST(out + {r} * OWP + {v} * VL, {_acc(r, v)});"
                         for r in range(var.rows) for v in range(var.vecs)]
     lines += ["  {", f"    float tmp[VL * {var.vecs}] __attribute__((aligned(64)));"]
     for r in range(var.rows):
         lines += [f"    ST(tmp + {v} * VL, {_acc(r, v)});" for v in range(var.vecs)]
-        lines.append(f"    memcpy(out + {r} * OW, tmp, {var.partial} * sizeof(float));")
+        lines.append(f"    memcpy(out + {r} * OWP, tmp, {var.partial} * sizeof(float));")
     lines.append("  }")
     return lines
 
@@ -291,7 +291,7 @@ def tile_function(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Patte
     lines = [
         f"static void {var.name}(const kctx* restrict c, float* y, int i, int b, int oy, int ox) {{",
         "  const int f = c->perm[i];",
-        "  float* restrict out = y + (size_t)f * OH * OW + (size_t)oy * OW + ox;",
+        "  float* restrict out = y + OOFF + (size_t)f * OCS + (size_t)oy * OWP + ox;",
         "  const float* restrict base = c->in + (size_t)oy * S * WPH + ox;",
     ]
     lines += _init(var, lay)

@@ -147,7 +147,7 @@ def build_network(model: nn.Module, input_shape: tuple[int, ...],
                   pattern_layers: Mapping[str, tuple[PrunedLayer, KernelConfig | None]] | None,
                   target: Target, out_dir: str | Path, *, prefix: str = "pt",
                   products: tuple[str, ...] = PRODUCTS,
-                  compiler: NetworkCompiler | None = None) -> NetworkBuild:
+                  compiler: NetworkCompiler | None = None, handoff: bool = True) -> NetworkBuild:
     """Generate, write and compile the whole-network library of ``model``.
 
     Args:
@@ -161,6 +161,8 @@ def build_network(model: nn.Module, input_shape: tuple[int, ...],
         prefix: The C API's prefix; give each network of one program its own.
         products: Which of ``static``, ``shared``, ``run_model`` to build.
         compiler: The compiler to use (default: a :class:`NetworkCompiler`).
+        handoff: Let a pattern layer store its output straight into the next pattern
+            layer's zero-bordered input (see :func:`codegen.network.generate_network`).
 
     Raises:
         UnsupportedOpError: The model runs an op the runtime has no code for.
@@ -168,7 +170,7 @@ def build_network(model: nn.Module, input_shape: tuple[int, ...],
         NetworkBuildError: The generated code did not compile.
     """
     graph = build_graph(model, input_shape, pattern_layers=pattern_layers)
-    src = generate_network(graph, target, prefix=prefix)
+    src = generate_network(graph, target, prefix=prefix, handoff=handoff)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, text in src.files.items():

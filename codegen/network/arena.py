@@ -134,13 +134,16 @@ def plan_arena(buffers: Sequence[Buffer], *,
                      aliases=tuple(sorted((aliases or {}).items())))
 
 
-def network_buffers(graph: Graph, scratch: Mapping[str, int]) -> tuple[list[Buffer],
+def network_buffers(graph: Graph, scratch: Mapping[str, int],
+                    handed_off: frozenset[str] = frozenset()) -> tuple[list[Buffer],
                                                                        dict[str, str]]:
     """The buffers of ``graph``: the input, each op's output and scratch, with lifetimes.
 
     Args:
         graph: The network.
         scratch: Floats of scratch per op name (ops without scratch may be left out).
+        handed_off: Tensors that live in their reader's own input buffer (a pattern
+            layer's handoff): they take no arena space.
 
     Returns:
         The buffers and the aliases (a flatten's output -> the buffer it shares).
@@ -162,7 +165,8 @@ def network_buffers(graph: Graph, scratch: Mapping[str, int]) -> tuple[list[Buff
         if op.aliases_input:
             alias[op.output] = root(op.inputs[0])
             continue
-        first[op.output], last[op.output], size[op.output] = i, i, op.out_elems
+        first[op.output], last[op.output] = i, i
+        size[op.output] = 0 if op.output in handed_off else op.out_elems
     out = root(graph.output)
     last[out] = n
     bufs = [Buffer(t, size[t], first[t], last[t]) for t in first]

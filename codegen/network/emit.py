@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from codegen.config import config_space
+from codegen.layout import Layout, OutputLayout
 from codegen.network.arena import ArenaPlan, network_buffers, plan_arena
 from codegen.network.graph import Graph
 from codegen.network.kernels import OpCode, Ptrs, plan_op
 from codegen.network.ops import Conv2d, Op
-from codegen.network.pattern_kernel import plan_pattern
+from codegen.network.pattern_kernel import plan_pattern, post_activation
 from codegen.network.templates import check_prefix, export_map, header, makefile, run_model
 from codegen.target import Target
 
@@ -65,28 +67,60 @@ def _describe(op: Op) -> str:
     return text.replace("*/", "* /")
 
 
-def _plan(graph: Graph, target: Target, prefix: str) -> list[OpCode]:
-    codes, layers = [], 0
-    for op in graph.ops:
+def _handoff(graph: Graph, i: int, target: Target) -> OutputLayout | None:
+    """The input layout of op ``i + 1`` when op ``i`` may store its output straight there.
+
+    Both must be (non-depthwise) pattern layers, the second the only reader of the
+    first's output (which is not the network's output) and reading it through one plane
+    per channel (stride 1, not ``shifted``); the first fuses no max-pool and needs no
+    activation after it.
+    """
+    if i + 1 >= len(graph.ops):
+        return None
+    a, b = graph.ops[i], graph.ops[i + 1]
+    if not all(isinstance(o, Conv2d) and o.pattern and not o.is_depthwise for o in (a, b)):
+        return None
+    assert isinstance(a, Conv2d) and isinstance(b, Conv2d)
+    readers = [o for o in graph.ops if a.output in o.inputs]
+    if readers != [b] or b.inputs != (a.output,) or a.output == graph.output:
+        return None
+    layer_a, _ = graph.patterns[a.name]
+    if layer_a.maxpool or post_activation(a, layer_a) != "none":
+        return None
+    layer_b, cfg_b = graph.patterns[b.name]
+    lay = Layout.of(layer_b.spec, cfg_b or config_space(layer_b.spec, target).default())
+    return lay.input_as_output() if lay.nplanes == 1 else None
+
+
+def _plan(graph: Graph, target: Target, prefix: str, handoff: bool) -> list[OpCode]:
+    codes, layers, fed = [], 0, False
+    for i, op in enumerate(graph.ops):
         if isinstance(op, Conv2d) and op.pattern:
             layer, cfg = graph.patterns[op.name]
-            codes.append(plan_pattern(op, layer, cfg, target, f"{prefix}_l{layers}"))
+            out = _handoff(graph, i, target) if handoff else None
+            codes.append(plan_pattern(
+                op, layer, cfg, target, f"{prefix}_l{layers}",
+                handoff=(f"{prefix}_l{layers + 1}", out) if out else None, padded_input=fed))
             layers += 1
+            fed = out is not None
         else:
             codes.append(plan_op(op, dict(graph.params), target))
+            fed = False
     return codes
 
 
 def _ptrs(graph: Graph, arena: ArenaPlan, codes: list[OpCode]) -> list[Ptrs]:
     out, sec, layer = [], 0, 0
-    for op, code in zip(graph.ops, codes, strict=True):
+    for i, (op, code) in enumerate(zip(graph.ops, codes, strict=True)):
         n = len(code.sections)
+        nxt = i + 1 < len(codes) and code.create and codes[i + 1].create
         out.append(Ptrs(
             inputs=tuple(f"(A + {arena.offset(t)}L)" for t in op.inputs),
             output=f"(A + {arena.offset(op.output)}L)",
             scratch=f"(A + {arena.offset('scratch:' + op.name)}L)" if code.scratch_floats else "",
             sections=tuple(f"m->sec[{sec + i}]" for i in range(n)),
             layer=f"m->layer[{layer}]" if code.create else "",
+            next_layer=f"m->layer[{layer + 1}]" if nxt else "",
         ))
         sec += n
         layer += 1 if code.create else 0
@@ -172,21 +206,28 @@ def _model_c(graph: Graph, target: Target, prefix: str, fingerprint: int, arena:
     return "\n".join(head + [""] + body + run) + "\n"
 
 
-def generate_network(graph: Graph, target: Target, *, prefix: str = "pt") -> NetworkSources:
+def generate_network(graph: Graph, target: Target, *, prefix: str = "pt",
+                     handoff: bool = True) -> NetworkSources:
     """All sources of ``graph`` for ``target``, its weight sections and its arena.
 
     Args:
         graph: The network.
         target: Compiler and vector width (``Target.vector_floats``) to generate for.
         prefix: The API's symbol prefix: ``<prefix>_model_create_from_file`` etc.
+        handoff: Where a pattern layer's only reader is the next pattern layer (stride 1,
+            one input plane), store its output straight into that layer's zero-bordered
+            input buffer, which then skips its padding copy (the outputs are bitwise
+            those without it).
 
     Raises:
         ValueError: ``prefix`` is not a C identifier.
     """
     check_prefix(prefix)
-    codes = _plan(graph, target, prefix)
+    codes = _plan(graph, target, prefix, handoff)
     scratch = {op.name: c.scratch_floats for op, c in zip(graph.ops, codes, strict=True)}
-    buffers, aliases = network_buffers(graph, scratch)
+    handed = frozenset(op.output for op, c in zip(graph.ops, codes, strict=True)
+                       if c.info.get("output_to"))
+    buffers, aliases = network_buffers(graph, scratch, handed)
     arena = plan_arena(buffers, aliases=aliases)
     if arena.overlapping_live_pairs():
         raise AssertionError(f"arena plan overlaps: {arena.overlapping_live_pairs()[:3]}")

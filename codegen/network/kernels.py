@@ -41,6 +41,7 @@ class Ptrs:
         scratch: The op's scratch space (``""`` when it has none).
         sections: One ``const float*`` expression per section of the op.
         layer: Its pattern kernel's context slot (``m->layer[i]``), pattern ops only.
+        next_layer: The next op's context slot when it has one (a handoff's consumer).
     """
 
     inputs: tuple[str, ...]
@@ -48,6 +49,7 @@ class Ptrs:
     scratch: str = ""
     sections: tuple[str, ...] = ()
     layer: str = ""
+    next_layer: str = ""
 
 
 @dataclass(frozen=True)

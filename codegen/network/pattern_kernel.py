@@ -18,12 +18,14 @@ network's own depthwise op on its pattern-masked weights behind the same three s
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from codegen.config import KernelConfig, config_space
 from codegen.generator import generate
+from codegen.layout import OutputLayout
 from codegen.network.kernels import (
     ACT_C,
     CHUNK,
@@ -41,19 +43,23 @@ from search_spaces.layers import PrunedLayer
 
 
 def pattern_unit(layer: PrunedLayer, cfg: KernelConfig | None, target: Target,
-                 prefix: str) -> tuple[str, bytes, KernelConfig]:
+                 prefix: str, *, output_layout: OutputLayout | None = None,
+                 padded_input: bool = False) -> tuple[str, bytes, KernelConfig]:
     """The C source, weight blob and config of pattern layer ``layer`` under ``prefix``.
 
     Returns:
         ``(source, blob, config)``: a translation unit exporting ``prefix_create``,
         ``prefix_run``, ``prefix_destroy``, the blob ``prefix_create`` takes, and the
         KernelConfig it was generated with (``cfg``, or the target's default).
+        ``output_layout`` and ``padded_input`` are :func:`codegen.generate`'s: the handoff
+        between two pattern layers (see :func:`plan_pattern`).
 
     Raises:
         ConfigError: ``cfg`` is not a valid config of the layer on ``target``.
     """
     cfg = cfg or config_space(layer.spec, target).default()
-    kernel = generate(layer, cfg, target, symbol_prefix=prefix)
+    kernel = generate(layer, cfg, target, symbol_prefix=prefix, output_layout=output_layout,
+                      padded_input=padded_input)
     return kernel.source, kernel.weights, cfg
 
 
@@ -126,20 +132,55 @@ PT_KEXPORT int {p}_run({p}_ctx* c, const float* x, float* y) {{
     return source, blob
 
 
+def with_fused_relu(op: Conv2d, layer: PrunedLayer) -> PrunedLayer:
+    """``layer`` with the kernel's ReLU epilogue on when the graph applies a ReLU after it.
+
+    ResNet reuses one ReLU module, so pruning leaves those layers' ``relu`` off and the
+    network would run the ReLU as a pass of its own over the output; the kernel clips at
+    its last store instead (the same numbers: ``max(0, x)`` is exact).
+    """
+    if op.act == "relu" and not layer.relu:
+        return dataclasses.replace(layer, relu=True)
+    return layer
+
+
+def post_activation(op: Conv2d, layer: PrunedLayer) -> str:
+    """The activation the network applies after the kernel (one it does not fuse)."""
+    return "none" if op.act == "relu" and with_fused_relu(op, layer).relu else op.act
+
+
 def plan_pattern(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, target: Target,
-                 prefix: str) -> OpCode:
-    """The network side of one pattern layer: section, context, call, the ReLU after it."""
+                 prefix: str, *, handoff: tuple[str, OutputLayout] | None = None,
+                 padded_input: bool = False) -> OpCode:
+    """The network side of one pattern layer: section, context, call, the ReLU after it.
+
+    Args:
+        handoff: ``(consumer prefix, its input layout)``: store the output straight into
+            the next pattern layer's zero-bordered input buffer (``<consumer>_input`` of
+            the next context), which then runs without its padding copy.
+        padded_input: This layer is such a consumer: it runs ``P_run_padded``.
+    """
+    layer = with_fused_relu(op, layer)
     if op.is_depthwise:
         source, blob = depthwise_unit(op, layer, cfg, target, prefix)
         impl: dict[str, Any] = {"impl": "pattern_depthwise", "config": None}
     else:
-        source, blob, used = pattern_unit(layer, cfg, target, prefix)
+        source, blob, used = pattern_unit(
+            layer, cfg, target, prefix, output_layout=handoff[1] if handoff else None,
+            padded_input=padded_input)
         impl = {"impl": "pattern", "config": used.to_dict()}
-    post = "none" if op.act == "relu" and layer.relu else op.act
+    post = post_activation(op, layer)
+    if handoff and post != "none":
+        raise ValueError(f"layer {op.module}: an activation after the kernel ({post}) "
+                         "cannot run on a handed-off output")
     p = prefix
 
     def body(ptr: Ptrs) -> str:
-        lines = [f"const int rc = {p}_run(({p}_ctx*){ptr.layer}, {ptr.inputs[0]}, {ptr.output});",
+        out = (f"{handoff[0]}_input(({handoff[0]}_ctx*){ptr.next_layer})" if handoff
+               else ptr.output)
+        call = (f"{p}_run_padded(({p}_ctx*){ptr.layer}, {out})" if padded_input
+                else f"{p}_run(({p}_ctx*){ptr.layer}, {ptr.inputs[0]}, {out})")
+        lines = [f"const int rc = {call};",
                  f"if (rc) return pt_fail(m->err, PT_ERRLEN, PT_ERR_LAYER, \"layer {op.module}: "
                  f"kernel failed (code %d)\", rc);"]
         if post != "none":
@@ -155,13 +196,16 @@ def plan_pattern(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, targe
     decl = (f"typedef struct {p}_ctx {p}_ctx;\n"
             f"int {p}_create(const void* blob, long long n, {p}_ctx** out);\n"
             f"int {p}_run({p}_ctx* c, const float* x, float* y);\n"
-            f"void {p}_destroy({p}_ctx* c);")
+            f"void {p}_destroy({p}_ctx* c);"
+            + (f"\nfloat* {p}_input({p}_ctx* c);\nint {p}_run_padded({p}_ctx* c, float* y);"
+               if padded_input else ""))
     return OpCode(
         sections=(blob,), scratch_floats=0, body=body, create=create,
         destroy=lambda ptr: f"{p}_destroy(({p}_ctx*){ptr.layer}); {ptr.layer} = 0;",
         unit=(prefix, source), declarations=decl,
-        info={**impl, "symbol_prefix": prefix, "post_act": post},
+        info={**impl, "symbol_prefix": prefix, "post_act": post,
+              "output_to": handoff[0] if handoff else None, "padded_input": padded_input},
     )
 
 
-__all__ = ["depthwise_unit", "pattern_unit", "plan_pattern"]
+__all__ = ["depthwise_unit", "pattern_unit", "plan_pattern", "post_activation"]

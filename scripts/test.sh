@@ -21,4 +21,7 @@ python3 -m pip install -q --disable-pip-version-check torch==2.13.0
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
 export OMP_WAIT_POLICY=passive
+# Hypothesis draws the same examples on every run here (tests/conftest.py); set
+# HYPOTHESIS_PROFILE=default to explore new ones.
+export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 python3 -m pytest -n 2 --dist loadgroup -q "$@"

@@ -114,3 +114,16 @@ def test_no_import_cycles() -> None:
 def test_every_package_ships_py_typed() -> None:
     missing = [p for p in PACKAGES if not (ROOT / p / "py.typed").is_file()]
     assert not missing, f"add py.typed to {missing}"
+
+
+def test_ci_draws_the_same_hypothesis_examples_every_run() -> None:
+    """scripts/test.sh selects the derandomized profile (tests/conftest.py) unless told not to."""
+    import os
+
+    from hypothesis import settings
+
+    script = (Path(__file__).resolve().parents[1] / "scripts" / "test.sh").read_text()
+    assert 'export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"' in script
+    assert settings.get_profile("ci").derandomize is True
+    if os.environ.get("HYPOTHESIS_PROFILE") == "ci":
+        assert settings.default.derandomize is True

@@ -20,7 +20,7 @@ from typing import Any
 
 from codegen.config import KernelConfig
 from codegen.layout import Layout
-from codegen.tiles import Variant, variants
+from codegen.tiles import Variant, by_row, row_vectors, tap_reads, variants
 from search_spaces.layers import PrunedLayer
 from search_spaces.patterns import Pattern
 
@@ -69,24 +69,22 @@ def _splits(offsets: list[int], ox_list: list[int], vl: int) -> int:
 
 def _per_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
                 ox_list: list[int]) -> tuple[int, int, int, int]:
-    """(loads, split loads, shuffles, FMAs) of one kernel of ``pat`` over ``ox_list`` tiles."""
+    """(loads, split loads, shuffles, FMAs) of one kernel of ``pat`` over ``ox_list`` tiles,
+    read off the same tap plan the generator emits (:func:`codegen.tiles.tap_reads`)."""
     s, vl, n = lay.spec.stride, lay.vl, len(ox_list)
+    reads = tap_reads(pat, var.rows, s)
     fmas = len(pat.offsets) * var.rows * var.vecs * n
     if cfg.tap_shuffle:
-        rows: dict[int, set[int]] = {}
-        for dy, dx in pat.offsets:
-            for r in range(var.rows):
-                rows.setdefault(r * s + dy, set()).add(dx)
-        loads = shuffles = 0
-        for cols in rows.values():
-            for ph in {dx % s for dx in cols}:
-                loads += var.vecs + (1 if any(dx // s for dx in cols if dx % s == ph) else 0)
-            shuffles += sum(var.vecs for dx in cols if dx // s)
+        rows = by_row(reads)
+        loads = sum(sum(row_vectors(cols, s, var.vecs).values()) for cols in rows.values())
+        shuffles = sum(var.vecs for cols in rows.values() for dx in cols if dx // s)
         return loads * n, _splits([0], ox_list, vl) * loads, shuffles * n, fmas
-    keys = [(r * s + dy, dx) for dy, dx in pat.offsets for r in range(var.rows)]
+    # LRE loads each (row, column) once; without it every (tap, row) loads its own.
     if cfg.lre:
-        keys = sorted(set(keys))
-    offs = [dx // s + v * vl for _, dx in keys for v in range(var.vecs)]
+        cols = [dx for _, dx in reads]
+    else:
+        cols = [dx for (_, dx), users in reads.items() for _ in users]
+    offs = [dx // s + v * vl for dx in cols for v in range(var.vecs)]
     return len(offs) * n, _splits(offs, ox_list, vl), 0, fmas
 
 

@@ -113,29 +113,29 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
     return "\n".join(lines)
 
 
+_NATIVE_SHIFT = {16: "(vf)_mm512_alignr_epi32((__m512i)(b), (__m512i)(a), {k})",
+                 8: "(vf)_mm256_alignr_epi32((__m256i)(b), (__m256i)(a), {k})"}
+
+
 def _shift_macros(cfg: KernelConfig, max_k: int) -> str:
     """``SHIFTk(a, b)`` for tap_shuffle: lanes k..VL-1 of ``a`` then 0..k-1 of ``b`` (what
     an unaligned load at +k reads). One ``valignd`` on AVX-512 and one ``ext`` on NEON;
     GCC's generic shuffle picks a two-table permute that clobbers its index register."""
     if not cfg.tap_shuffle or max_k < 1:
         return ""
-    vl = cfg.vector_width
-    native = {16: "(vf)_mm512_alignr_epi32((__m512i)(b), (__m512i)(a), {k})",
-              8: "(vf)_mm256_alignr_epi32((__m256i)(b), (__m256i)(a), {k})"}
-    lines = []
-    for k in range(1, max_k + 1):
-        lanes = ", ".join(str(k + i) for i in range(vl))
-        generic = f"__builtin_shuffle((a), (b), (vi){{{lanes}}})"
-        lines.append("#if defined(__AVX512F__) && defined(__AVX512VL__) && VL >= 8")
-        lines.append("#include <immintrin.h>")
-        lines.append(f"#define SHIFT{k}(a, b) {native[16 if vl == 16 else 8].format(k=k)}"
-                     if vl in native else f"#define SHIFT{k}(a, b) {generic}")
-        lines.append("#elif defined(__ARM_NEON) && VL == 4")
-        lines.append("#include <arm_neon.h>")
-        lines.append(f"#define SHIFT{k}(a, b) (vf)vextq_f32((float32x4_t)(a), (float32x4_t)(b), {k})")
-        lines.append("#else")
-        lines.append(f"#define SHIFT{k}(a, b) {generic}")
-        lines.append("#endif")
+    vl, ks = cfg.vector_width, range(1, max_k + 1)
+    lanes = {k: ", ".join(str(k + i) for i in range(vl)) for k in ks}
+    generic = {k: f"__builtin_shuffle((a), (b), (vi){{{lanes[k]}}})" for k in ks}
+    avx512 = {k: _NATIVE_SHIFT[vl].format(k=k) if vl in _NATIVE_SHIFT else generic[k]
+              for k in ks}
+    neon = {k: f"(vf)vextq_f32((float32x4_t)(a), (float32x4_t)(b), {k})" for k in ks}
+    lines = ["#if defined(__AVX512F__) && defined(__AVX512VL__)", "#include <immintrin.h>"]
+    lines += [f"#define SHIFT{k}(a, b) {avx512[k]}" for k in ks]
+    lines += ["#elif defined(__ARM_NEON) && VL == 4", "#include <arm_neon.h>"]
+    lines += [f"#define SHIFT{k}(a, b) {neon[k]}" for k in ks]
+    lines.append("#else")
+    lines += [f"#define SHIFT{k}(a, b) {generic[k]}" for k in ks]
+    lines.append("#endif")
     return "\n".join(lines)
 
 
@@ -237,17 +237,18 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
         target: What the code is compiled for.
         symbol_prefix: ``P`` of the entry points ``P_create``/``P_run``/``P_destroy``:
             one per layer when several link into one program (e.g. ``"ptl3"``).
-
-    Raises:
-        ConfigError: ``cfg`` is outside :func:`codegen.config_space` of the layer and
-            target (checked here, before anything is compiled).
-        ValueError: ``symbol_prefix`` is not a C identifier (see
-            :func:`codegen.harness.check_prefix`).
         output_layout: Store the output there instead of plain NCHW: the next layer's
             zero-bordered input buffer (:meth:`Layout.input_as_output`), so that layer
             runs without its padding copy. Only the valid outputs are written; not with
             a fused max-pool.
         padded_input: Also export ``P_input`` and ``P_run_padded`` (the consumer's side).
+
+    Raises:
+        ConfigError: ``cfg`` is outside :func:`codegen.config_space` of the layer and
+            target (checked here, before anything is compiled).
+        ValueError: ``symbol_prefix`` is not a C identifier (see
+            :func:`codegen.harness.check_prefix`), or ``output_layout`` is given for a
+            layer with a fused max-pool.
     """
     check_prefix(symbol_prefix)
     if output_layout is not None and layer.maxpool:

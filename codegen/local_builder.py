@@ -54,6 +54,15 @@ def object_command(kernel: GeneratedKernel, target: Target, source: str | Path,
     return cmd + ["-DPT_NO_SINGLE", "-fPIC", "-c", "-o", str(output), str(source)]
 
 
+def executable_command(target: Target, source: str | Path, output: str | Path, *,
+                       openmp: bool = False, defines: tuple[str, ...] = ()) -> list[str]:
+    """The compile-and-link line of a standalone program for ``target`` (its flags,
+    ``-fopenmp`` when asked, its link flags, ``-static`` where it links statically)."""
+    cmd = [target.cc, *target.compile_flags(), *(["-fopenmp"] if openmp else []), *defines,
+           "-o", str(output), str(source), *target.ldflags]
+    return cmd + (["-static"] if target.static else []) + ["-lm"]
+
+
 class LocalBuilder(Builder):
     """Compile with ``target.cc`` here; ``workers`` compiles at once.
 
@@ -77,17 +86,11 @@ class LocalBuilder(Builder):
             return list(pool.map(self._build_one, inputs))
 
     def _command(self, inp: BuildInput, product: Product, src: Path, out: Path) -> list[str]:
-        t = inp.target
-        cmd = [t.cc, *t.compile_flags()]
-        if inp.kernel.threads > 1:
-            cmd.append("-fopenmp")
-        if product is Product.LIBRARY:
-            cmd += ["-shared", "-fPIC", "-fvisibility=hidden", "-o", str(out), str(src)]
-        else:
-            cmd += ["-DPT_MAIN", "-o", str(out), str(src), *t.ldflags]
-            if t.static:
-                cmd.append("-static")
-        return cmd + ["-lm"]
+        t, openmp = inp.target, inp.kernel.threads > 1
+        if product is not Product.LIBRARY:
+            return executable_command(t, src, out, openmp=openmp, defines=("-DPT_MAIN",))
+        return [t.cc, *t.compile_flags(), *(["-fopenmp"] if openmp else []), "-shared",
+                "-fPIC", "-fvisibility=hidden", "-o", str(out), str(src), "-lm"]
 
     def _key(self, inp: BuildInput, product: Product) -> str:
         h = hashlib.sha256()

@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from codegen.local_builder import executable_command
 from codegen.target import Target
 from pattune_common import PattuneError
 
@@ -117,9 +118,8 @@ def measure_peak(target: Target, *, threads: int = 1, chains: int | None = None,
     with tempfile.TemporaryDirectory(prefix="pattune-peak-") as tmp:
         src, exe = Path(tmp) / "peak.c", Path(tmp) / "peak"
         src.write_text(peak_source(target, threads=threads, chains=chains))
-        omp = ["-fopenmp"] if threads > 1 and target.supports_openmp else []
-        cmd = [target.cc, *target.compile_flags(), *omp, "-o", str(exe), str(src),
-               *(["-static"] if target.static else []), *target.ldflags]
+        cmd = executable_command(target, src, exe,
+                                 openmp=threads > 1 and target.supports_openmp)
         try:
             built = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         except OSError as exc:

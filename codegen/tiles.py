@@ -16,6 +16,7 @@ with and without LRE, so results are bitwise equal.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from codegen.config import KernelConfig
@@ -117,6 +118,35 @@ def _channel_lines(var: Variant, lay: Layout) -> list[int]:
     return prefetch_offsets(var, lay, rows, planes)
 
 
+def tap_reads(pat: Pattern, rows: int, stride: int) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """Input (row, column) -> the (tap, output row) pairs of a ``rows``-row tile that read
+    it, in (row, column) order: LRE loads each key once, and an accumulator's taps come
+    in this order (so every form of the code sums in the same order)."""
+    users: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    for t, (dy, dx) in enumerate(pat.offsets):
+        for r in range(rows):
+            users[(r * stride + dy, dx)].append((t, r))
+    return dict(sorted(users.items()))
+
+
+def by_row(reads: dict[tuple[int, int], list[tuple[int, int]]]
+           ) -> dict[int, dict[int, list[tuple[int, int]]]]:
+    """:func:`tap_reads` grouped by input row: row -> column -> (tap, output row)."""
+    out: dict[int, dict[int, list[tuple[int, int]]]] = defaultdict(dict)
+    for (row, dx), users in reads.items():
+        out[row][dx] = users
+    return dict(out)
+
+
+def row_vectors(cols: Iterable[int], stride: int, vecs: int) -> dict[int, int]:
+    """tap_shuffle: plane -> aligned vectors loaded from one input row whose taps sit in
+    columns ``cols`` (the tile's ``vecs``, plus one to shift from when a column is
+    right of the plane's first)."""
+    cols = list(cols)
+    return {ph: vecs + (1 if any(dx // stride for dx in cols if dx % stride == ph) else 0)
+            for ph in sorted({dx % stride for dx in cols})}
+
+
 def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str, *,
                  shuffle: bool = False) -> list[str]:
     """FMAs of one kernel with pattern ``pat``: weights ``{wname}{t}``, input pointer ``ip``.
@@ -135,45 +165,33 @@ def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str,
                     off = lay.tap_offset(r * s + dy, dx) + v * lay.vl
                     lines.append(f"{_acc(r, v)} += {wname}{t} * {ld}(ip + {off});")
         return lines
-    # LRE: group (tap, row) pairs by the input vector they read; keep per-acc tap order.
-    users: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
-    for t, (dy, dx) in enumerate(pat.offsets):
-        for r in range(var.rows):
-            users[(r * s + dy, dx)].append((t, r))
-    for row, dx in sorted(users):
+    for (row, dx), users in tap_reads(pat, var.rows, s).items():
         for v in range(var.vecs):
             off = lay.tap_offset(row, dx) + v * lay.vl
-            fmas = " ".join(f"{_acc(r, v)} += {wname}{t} * x;" for t, r in users[(row, dx)])
+            fmas = " ".join(f"{_acc(r, v)} += {wname}{t} * x;" for t, r in users)
             lines.append(f"{{ const vf x = {ld}(ip + {off}); {fmas} }}")
     return lines
 
 
 def _shuffled_taps(pat: Pattern, var: Variant, lay: Layout, wname: str) -> list[str]:
     """LRE with aligned loads only: tap column ``dx`` reads plane ``dx % s`` at column
-    offset ``k = dx // s``. Per input row, each plane's ``vecs`` vectors (plus one when
-    some ``k > 0``) are loaded aligned, and the vector at offset ``k`` is
-    ``SHIFT{k}(a_v, a_{v+1})``, a lane shuffle of two neighbours. The taps are visited
-    in the plain LRE code's (row, dx) order, so every accumulator sums in the same order
-    and the results are bitwise equal."""
+    offset ``k = dx // s``. Per input row, each plane's vectors (:func:`row_vectors`) are
+    loaded aligned, and the vector at offset ``k`` is ``SHIFT{k}(a_v, a_{v+1})``, a lane
+    shuffle of two neighbours. The taps are visited in :func:`tap_reads` order, as the
+    plain LRE code visits them, so the results are bitwise equal."""
     s = lay.spec.stride
-    users: dict[int, dict[int, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
-    for t, (dy, dx) in enumerate(pat.offsets):
-        for r in range(var.rows):
-            users[r * s + dy][dx].append((t, r))
     lines = []
-    for row in sorted(users):
-        cols = users[row]
+    for row, cols in by_row(tap_reads(pat, var.rows, s)).items():
         body = []
-        for ph in sorted({dx % s for dx in cols}):
-            n = var.vecs + (1 if any(dx // s for dx in cols if dx % s == ph) else 0)
+        for ph, n in row_vectors(cols, s, var.vecs).items():
             base = ph * lay.plane + row * lay.wph
             body.append("const vf " + ", ".join(
                 f"p{ph}_{v} = LDA(ip + {base + v * lay.vl})" for v in range(n)) + ";")
-        for dx in sorted(cols):
+        for dx, users in cols.items():
             ph, k = dx % s, dx // s
             for v in range(var.vecs):
                 x = f"p{ph}_{v}" if k == 0 else f"SHIFT{k}(p{ph}_{v}, p{ph}_{v + 1})"
-                fmas = " ".join(f"{_acc(r, v)} += {wname}{t} * x;" for t, r in cols[dx])
+                fmas = " ".join(f"{_acc(r, v)} += {wname}{t} * x;" for t, r in users)
                 body.append(f"{{ const vf x = {x}; {fmas} }}")
         lines.append("{ " + " ".join(body) + " }")
     return lines
@@ -194,7 +212,8 @@ def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
                     "NCHAN - 1 - k0] * CS;")
         head += ["  " + x for x in _prefetch("pf", _channel_lines(var, lay))]
     head += [f"  const vf w{t} = SPLAT(w[{t}]);" for t in range(n)]
-    return head + ["  " + x for x in pattern_taps(pat, var, lay, cfg.lre, "w", shuffle=cfg.tap_shuffle)] + ["}"]
+    taps = pattern_taps(pat, var, lay, cfg.lre, "w", shuffle=cfg.tap_shuffle)
+    return head + ["  " + x for x in taps] + ["}"]
 
 
 def _body_fkw(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern]) -> list[str]:
@@ -238,7 +257,8 @@ def _body_dense(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern
     for slot, pat in enumerate(pats):
         lines.append(f"    case {slot}: {{")
         lines += [f"      const vf w{t} = SPLAT(w[{tap}]);" for t, tap in enumerate(pat.taps)]
-        lines += ["      " + x for x in pattern_taps(pat, var, lay, cfg.lre, "w", shuffle=cfg.tap_shuffle)]
+        taps = pattern_taps(pat, var, lay, cfg.lre, "w", shuffle=cfg.tap_shuffle)
+        lines += ["      " + x for x in taps]
         lines += ["    } break;"]
     lines += ["    default: break;", "    }", "  }"]
     return lines

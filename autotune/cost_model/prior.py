@@ -154,8 +154,9 @@ def _core_cycles(s: _Shape, core: CoreModel) -> float:
     chains = core.fma_ports * core.fma_latency
     fma_rate = core.fma_ports * min(1.0, s.accumulators / chains)
     kernels = s.nnz / max(1.0, s.taps) * s.tiles
-    per_kernel = min(s.taps * s.accumulators, s.row_loads) if s.row_loads else None
-    loads = (kernels * per_kernel if per_kernel else fmas) + s.nnz * s.tiles
+    # input vectors (one per FMA, or tap_shuffle's aligned rows) plus weight broadcasts
+    inputs = kernels * min(s.taps * s.accumulators, s.row_loads) if s.row_loads else fmas
+    loads = inputs + s.nnz * s.tiles
     return max(fmas / fma_rate, loads / core.load_ports) + kernels * core.kernel_cycles
 
 

@@ -199,13 +199,11 @@ def _tune_both(layer: PrunedLayer, target: Target, opts: BenchOptions,
 
 
 def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Target,
-                opts: BenchOptions, builder: LocalBuilder,
-                peak: FmaPeak | None = None) -> dict[str, Any]:
+                opts: BenchOptions, builder: LocalBuilder, peak: FmaPeak) -> dict[str, Any]:
     """Prune, tune, verify and time one layer; return its JSON row.
 
-    With ``peak``, the row's ``peak_fraction`` gives per implementation the MACs it
-    must do (non-zero ones for the sparse kernels, all for the dense baselines) per
-    second over the machine's FMA peak.
+    The row's ``peak_fraction`` gives per implementation the MACs it must do (non-zero
+    ones for the sparse kernels, all for the dense baselines) per second over ``peak``.
     """
     import torch
 
@@ -241,17 +239,17 @@ def bench_layer(spec: LayerSpec, weights: np.ndarray, ps: PatternSet, target: Ta
         "gflops_effective": {k: 2 * spec.dense_macs / v / 1e9 for k, v in med.items()},
         "gflops_useful": {k: 2 * layer.pruned_macs / v / 1e9 for k, v in med.items()},
         "peak_fraction": {k: (spec.dense_macs if k in DENSE_IMPLS else layer.pruned_macs)
-                          / v / peak.macs_per_s for k, v in med.items()} if peak else {},
+                          / v / peak.macs_per_s for k, v in med.items()},
         "max_rel_error": {k: v.max_rel_error for k, v in errors.items()},
         "verify_errors": {k: v.error for k, v in errors.items() if v.error},
     }
     row.update(_format_bytes(layer, kernels))
     # Where the time goes: the work the tuned code executes (codegen.counts) and the time
     # its FMAs alone need at the measured peak.
-    row["counts"] = {k: count(layer, t.best).to_dict() for k, t in tuned.items() if t.best}
-    row["fma_bound_s"] = {
-        k: c["vector_fmas"] * tuned[k].best.vector_width / peak.macs_per_s  # type: ignore[union-attr]
-        for k, c in row["counts"].items()} if peak else {}
+    best = {k: t.best for k, t in tuned.items() if t.best is not None}
+    row["counts"] = {k: count(layer, cfg).to_dict() for k, cfg in best.items()}
+    row["fma_bound_s"] = {k: row["counts"][k]["vector_fmas"] * cfg.vector_width
+                          / peak.macs_per_s for k, cfg in best.items()}
     for name, t in tuned.items():
         hist = t.task.history
         row[f"tuning_{name}"] = {
@@ -285,9 +283,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for base in ("torch", "ort", "unstructured", "torch_csr"):
         out[f"geomean_speedup_vs_{base}"] = _geomean(
             [r["speedup_vs"].get(base, math.nan) for r in use])
-    for impl in ("pattern", "torch"):
-        out[f"geomean_peak_fraction{'' if impl == 'pattern' else '_' + impl}"] = _geomean(
-            [r.get("peak_fraction", {}).get(impl, math.nan) for r in use])
+    out["geomean_peak_fraction"] = _geomean([r["peak_fraction"].get("pattern", math.nan)
+                                             for r in use])
+    out["geomean_peak_fraction_torch"] = _geomean([r["peak_fraction"].get("torch", math.nan)
+                                                   for r in use])
     fkw = sum(r["fkw_bytes"] for r in use)
     nz = sum(r["nonzero_bytes"] for r in use)
     out["fkw_bytes_over_nonzero_bytes"] = fkw / nz if nz else math.nan

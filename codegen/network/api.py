@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from codegen.config import KernelConfig, config_space
+from codegen.config import KernelConfig
 from codegen.network.build import PRODUCTS, NetworkCompiler
 from codegen.network.emit import NetworkSources, generate_network
 from codegen.network.graph import Graph, NetworkError, build_graph
+from codegen.network.pattern_kernel import layer_config
 from codegen.network.runtime import NetworkLibrary, run_network_executable
 from codegen.network.weights import write_weights
 from codegen.target import Target
@@ -129,7 +130,7 @@ def _model_json(graph: Graph, src: NetworkSources, target: Target, weights_bytes
                              "implementation": "depthwise_op" if layer.spec.is_depthwise
                              else "pattern_kernel",
                              "config": None if layer.spec.is_depthwise
-                             else (cfg or config_space(layer.spec, target).default()).to_dict(),
+                             else layer_config(layer, cfg, target).to_dict(),
                              "config_tuned": cfg is not None}
     doc = {
         "schema": "pattune_network", "version": MODEL_JSON_VERSION, "prefix": src.prefix,

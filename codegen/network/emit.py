@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from codegen.config import config_space
 from codegen.layout import Layout, OutputLayout
 from codegen.network.arena import ArenaPlan, network_buffers, plan_arena
 from codegen.network.graph import Graph
 from codegen.network.kernels import OpCode, Ptrs, plan_op
 from codegen.network.ops import Conv2d, Op
-from codegen.network.pattern_kernel import plan_pattern, post_activation
+from codegen.network.pattern_kernel import layer_config, plan_pattern, post_activation
 from codegen.network.templates import check_prefix, export_map, header, makefile, run_model
 from codegen.target import Target
 
@@ -88,7 +87,7 @@ def _handoff(graph: Graph, i: int, target: Target) -> OutputLayout | None:
     if layer_a.maxpool or post_activation(a, layer_a) != "none":
         return None
     layer_b, cfg_b = graph.patterns[b.name]
-    lay = Layout.of(layer_b.spec, cfg_b or config_space(layer_b.spec, target).default())
+    lay = Layout.of(layer_b.spec, layer_config(layer_b, cfg_b, target))
     return lay.input_as_output() if lay.nplanes == 1 else None
 
 

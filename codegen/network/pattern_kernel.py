@@ -42,6 +42,11 @@ from codegen.target import Target
 from search_spaces.layers import PrunedLayer
 
 
+def layer_config(layer: PrunedLayer, cfg: KernelConfig | None, target: Target) -> KernelConfig:
+    """The config a pattern layer is generated with: its tuned one, else the target's default."""
+    return cfg or config_space(layer.spec, target).default()
+
+
 def pattern_unit(layer: PrunedLayer, cfg: KernelConfig | None, target: Target,
                  prefix: str, *, output_layout: OutputLayout | None = None,
                  padded_input: bool = False) -> tuple[str, bytes, KernelConfig]:
@@ -57,7 +62,7 @@ def pattern_unit(layer: PrunedLayer, cfg: KernelConfig | None, target: Target,
     Raises:
         ConfigError: ``cfg`` is not a valid config of the layer on ``target``.
     """
-    cfg = cfg or config_space(layer.spec, target).default()
+    cfg = layer_config(layer, cfg, target)
     kernel = generate(layer, cfg, target, symbol_prefix=prefix, output_layout=output_layout,
                       padded_input=padded_input)
     return kernel.source, kernel.weights, cfg
@@ -208,4 +213,4 @@ def plan_pattern(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, targe
     )
 
 
-__all__ = ["depthwise_unit", "pattern_unit", "plan_pattern", "post_activation"]
+__all__ = ["depthwise_unit", "layer_config", "pattern_unit", "plan_pattern", "post_activation"]

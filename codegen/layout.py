@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from codegen.config import KernelConfig
 from search_spaces.layers import LayerSpec
 
+# Planes of fewer floats (4 KiB) are stored back to back, larger ones skewed off 4 KiB.
+_SMALL_PLANE = 1024
+
 
 def _round_up(n: int, m: int) -> int:
     return -(-n // m) * m
@@ -61,18 +64,29 @@ class Layout:
         ntx, nty = math.ceil(ow / tw), math.ceil(oh / cfg.tile_rows)
         valid_last = ow - (ntx - 1) * tw
         vecs_last = math.ceil(valid_last / vl)
-        ow_computed = (ntx - 1) * tw + vecs_last * vl
-        wph = max(ow_computed + (spec.kw - 1) // s, math.ceil((spec.padding + spec.w) / s))
-        wph = ((wph + 15) // 16) * 16
+        # A row holds what the valid outputs read (and every input column), in whole
+        # cache lines. The junk lanes of a partial last vector read on into the next
+        # row (or the buffer's zeroed slack); they are never stored. Rows no wider than
+        # that keep a 14x14 plane in 16 lines instead of 32: the input of a deep layer
+        # then stays in L2 beside its streamed weights (22% on VGG-16's features.24).
+        wph = max(ow + (spec.kw - 1) // s, math.ceil((spec.padding + spec.w) / s))
+        wph = _round_up(wph, 16)
         hp = (oh - 1) * s + spec.kh
-        # Skew planes and channels by a few cache lines off 4 KiB multiples: otherwise
-        # the same rows of many channels fall into the same L1 sets (conflict misses).
-        plane = _round_up(hp * wph, 1024) + 48
         nplanes = spec.kw if cfg.shifted else s
+        if hp * wph >= _SMALL_PLANE:
+            # Skew planes and channels by a few cache lines off 4 KiB multiples: otherwise
+            # the same rows of many channels fall into the same L1 sets (conflict misses).
+            plane = _round_up(hp * wph, 1024) + 48
+            chan_stride = _round_up(nplanes * plane, 1024) + 16
+        else:
+            # Small planes (7x7, 14x14) back to back: rounding each to 4 KiB spread the
+            # touched lines over 8x the pages and cost 10-13% on those layers.
+            plane = hp * wph
+            chan_stride = nplanes * plane
         return cls(
             spec=spec, vl=vl, rows=cfg.tile_rows, vecs=cfg.tile_vecs, tw=tw, ntx=ntx, nty=nty,
             rows_last=oh - (nty - 1) * cfg.tile_rows, vecs_last=vecs_last,
-            valid_last=valid_last, wph=wph, hp=hp, plane=plane, chan_stride=_round_up(nplanes * plane, 1024) + 16,
+            valid_last=valid_last, wph=wph, hp=hp, plane=plane, chan_stride=chan_stride,
             nblocks=math.ceil(spec.cin_per_group / cfg.ic_block), nplanes=nplanes,
             shifted=cfg.shifted,
         )

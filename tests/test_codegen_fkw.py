@@ -8,6 +8,7 @@ import pytest
 from codegen import config_space, generate, host_target
 from codegen.fkw import filter_order, pack, thread_schedule, used_patterns
 from codegen.layout import Layout
+from codegen.tiles import _channel_lines, variants
 from search_spaces.layers import LayerSpec
 from search_spaces.projection import random_pruned_layer
 from tests.codegen_support import PATTERNS8
@@ -68,8 +69,34 @@ def test_unknown_mapping_is_rejected() -> None:
         thread_schedule([1], 1, "rr")
 
 
-def test_layout_skews_planes_off_4k() -> None:
-    cfg = config_space(LAYER.spec, host_target()).default()
-    lay = Layout.of(LAYER.spec, cfg)
+def test_layout_skews_large_planes_off_4k_and_packs_small_ones() -> None:
+    big = LayerSpec("big", cin=8, cout=8, h=56, w=56)
+    lay = Layout.of(big, config_space(big, host_target()).default())
     assert lay.plane % 1024 == 48 and lay.chan_stride % 1024 == 16
-    assert lay.wph % 16 == 0 and lay.wph >= lay.ntx * lay.tw
+    # 14x14: a 16-float row (14 columns + 2 zero borders), planes back to back.
+    small = LayerSpec("small", cin=8, cout=8, h=14, w=14)
+    lay = Layout.of(small, config_space(small, host_target()).default())
+    assert (lay.wph, lay.hp, lay.plane, lay.chan_stride) == (16, 16, 256, 256)
+
+
+@pytest.mark.parametrize("spec", [
+    LayerSpec("s1", cin=3, cout=4, h=14, w=14), LayerSpec("s2", cin=3, cout=4, h=56, w=56, stride=2),
+    LayerSpec("odd", cin=3, cout=4, h=7, w=9), LayerSpec("wide", cin=3, cout=4, h=5, w=112),
+])
+def test_layout_rows_hold_what_valid_outputs_read_and_reads_stay_in_the_buffer(
+        spec: LayerSpec) -> None:
+    """Rows are only as wide as the valid outputs need, so a partial last vector reads on
+    past its row; every tile's farthest read (its taps' lines, the shuffle's extra vector)
+    must still land inside the input buffer plus the harness's 64-float zeroed slack."""
+    space = config_space(spec, host_target())
+    for cfg in space.sample(np.random.default_rng(0), 40):
+        lay = Layout.of(spec, cfg)
+        s = spec.stride
+        assert lay.wph % 16 == 0
+        assert lay.wph >= spec.out_w + (spec.kw - 1) // s
+        assert lay.wph < max(spec.out_w + (spec.kw - 1) // s, -(-(spec.padding + spec.w) // s)) + 16
+        last = variants(lay)[(True, True)]
+        base = (spec.cin - 1) * lay.chan_stride + (lay.nty - 1) * lay.rows * s * lay.wph \
+            + (lay.ntx - 1) * lay.tw
+        farthest = base + max(_channel_lines(last, lay)) + lay.vl
+        assert farthest <= lay.input_floats + 64, (cfg, farthest, lay.input_floats)

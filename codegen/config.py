@@ -227,7 +227,8 @@ class ConfigSpace:
 
     def default(self) -> KernelConfig:
         """A sensible valid config: widest vectors, a 4 x 2-ish tile (4 to 8 rows that
-        leave the fewest computed rows past the output: 7 on 14 and 7), FKR, LRE and
+        leave the fewest computed rows past the output: 7 on 14 and 7), one spatial tile
+        at a time for all filters (``tile_block_group``), FKR, LRE and
         tap_shuffle on (where the space allows them), phase planes (not ``shifted``)."""
         c = self.choices
         vw = max(c["vector_width"])
@@ -252,7 +253,11 @@ class ConfigSpace:
             "tile_vecs": vecs,
             "ic_block": max(c["ic_block"]),
             "unroll": 1 if 1 in c["unroll"] else c["unroll"][0],
-            "loop_order": c["loop_order"][0],
+            # One spatial tile at a time for every filter: the tile's input stays in cache
+            # while all filters pass over it. block_group_tile streams a large layer's
+            # whole input once per filter group (3.8x slower on VGG-16's features.2).
+            "loop_order": ("tile_block_group" if "tile_block_group" in c["loop_order"]
+                           else c["loop_order"][0]),
             "threads": c["threads"][0],
             "thread_mapping": "balanced" if "balanced" in c["thread_mapping"] else c[
                 "thread_mapping"][0],

@@ -255,7 +255,7 @@ class ConfigSpace:
             "unroll": 1 if 1 in c["unroll"] else c["unroll"][0],
             # One spatial tile at a time for every filter: the tile's input stays in cache
             # while all filters pass over it. block_group_tile streams a large layer's
-            # whole input once per filter group (3.8x slower on VGG-16's features.2).
+            # whole input once per filter group (2.9x slower on VGG-16's features.2).
             "loop_order": ("tile_block_group" if "tile_block_group" in c["loop_order"]
                            else c["loop_order"][0]),
             "threads": c["threads"][0],

@@ -235,8 +235,10 @@ class ConfigSpace:
         # The widest vectors among those filling the most of their lanes across the output
         # row (3/4 counts as full): 8 on a 7-wide row (16-float vectors compute 16 columns
         # for 7: 40% slower on ResNet-18's layer4.0.conv2), 16 on 14, 28, 56 and wider.
-        ow = self.layer.out_w
-        vw = max(c["vector_width"],
+        # Narrower than 8 floats only where nothing wider exists: 4-float vectors fill a
+        # 10-wide row better but issue half the lanes per FMA.
+        ow, widest = self.layer.out_w, max(c["vector_width"])
+        vw = max([v for v in c["vector_width"] if v >= min(8, widest)],
                  key=lambda v: (min(ow / (math.ceil(ow / v) * v), 0.75), v))
         vecs_needed = math.ceil(self.layer.out_w / vw)
         vecs = min(2, vecs_needed, max(c["tile_vecs"]))

@@ -42,7 +42,7 @@ from codegen.harness import (
     api_header,
     check_prefix,
 )
-from codegen.layout import Layout, OutputLayout
+from codegen.layout import INPUT_SLACK, Layout, OutputLayout
 from codegen.target import Target
 from codegen.tiles import tile_function, variants
 from search_spaces.layers import PrunedLayer
@@ -101,6 +101,7 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
     }
     lines = [f"#define {k} {v}" for k, v in consts.items()]
     lines.append(f"#define IN_FLOATS {lay.input_floats}L")
+    lines.append(f"#define IN_SLACK {INPUT_SLACK}")
     lines.append(f"#define VL {cfg.vector_width}")
     vl = cfg.vector_width
     # __builtin_shuffle masks picking the even / odd lanes of two concatenated vectors.

@@ -258,7 +258,7 @@ static int ctx_create(const void* blob, long long n, kctx** out) {
     pos += nb;
   }
   bind_arrays(c, arr);
-  const size_t in_bytes = ((size_t)IN_FLOATS + 64) * sizeof(float);
+  const size_t in_bytes = ((size_t)IN_FLOATS + IN_SLACK) * sizeof(float);
   c->in = (float*)aligned_alloc(64, (in_bytes + 63) / 64 * 64);
   if (!c->in) { ctx_destroy(c); return 4; }
   /* The borders stay zero for good: pad_channel writes only the interior. */

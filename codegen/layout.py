@@ -17,6 +17,9 @@ from search_spaces.layers import LayerSpec
 
 # Planes of fewer floats (4 KiB) are stored back to back, larger ones skewed off 4 KiB.
 _SMALL_PLANE = 1024
+# Zeroed floats after the padded input buffer: a partial last vector's junk lanes (and
+# tap_shuffle's extra vector) read past the last channel's last row, never further.
+INPUT_SLACK = 64
 
 
 def _round_up(n: int, m: int) -> int:
@@ -66,7 +69,7 @@ class Layout:
         vecs_last = math.ceil(valid_last / vl)
         # A row holds what the valid outputs read (and every input column), in whole
         # cache lines. The junk lanes of a partial last vector read on into the next
-        # row (or the buffer's zeroed slack); they are never stored. Rows no wider than
+        # row (or the buffer's zeroed INPUT_SLACK); they are never stored. Rows no wider than
         # that keep a 14x14 plane in 16 lines instead of 32: the input of a deep layer
         # then stays in L2 beside its streamed weights (22% on VGG-16's features.24).
         wph = max(ow + (spec.kw - 1) // s, math.ceil((spec.padding + spec.w) / s))

@@ -111,7 +111,7 @@ def _prefetch(ptr: str, offsets: list[int]) -> list[str]:
     return [f"PF({ptr} + {off});" for off in offsets]
 
 
-def _channel_lines(var: Variant, lay: Layout) -> list[int]:
+def channel_lines(var: Variant, lay: Layout) -> list[int]:
     """Lines one tile reads from one input channel (every tap of a 3x3 kernel)."""
     rows = (var.rows - 1) * lay.spec.stride + lay.spec.kh
     planes = lay.nplanes if lay.shifted else min(lay.spec.stride, lay.spec.kw)
@@ -210,7 +210,7 @@ def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
         nxt = f"({kexpr}) + {cfg.prefetch}"
         head.append(f"  const float* pf = base + (size_t)chan[k0 + {nxt} < NCHAN ? {nxt} : "
                     "NCHAN - 1 - k0] * CS;")
-        head += ["  " + x for x in _prefetch("pf", _channel_lines(var, lay))]
+        head += ["  " + x for x in _prefetch("pf", channel_lines(var, lay))]
     head += [f"  const vf w{t} = SPLAT(w[{t}]);" for t in range(n)]
     taps = pattern_taps(pat, var, lay, cfg.lre, "w", shuffle=cfg.tap_shuffle)
     return head + ["  " + x for x in taps] + ["}"]
@@ -252,7 +252,7 @@ def _body_dense(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern
     if cfg.prefetch:
         lines.append(f"    const float* pf = basec + (size_t)(ch + {cfg.prefetch} < CIN_PG ? "
                      f"ch + {cfg.prefetch} : CIN_PG - 1) * CS;")
-        lines += ["    " + x for x in _prefetch("pf", _channel_lines(var, lay))]
+        lines += ["    " + x for x in _prefetch("pf", channel_lines(var, lay))]
     lines.append("    switch (pid[ch]) {")
     for slot, pat in enumerate(pats):
         lines.append(f"    case {slot}: {{")

@@ -7,8 +7,8 @@ import pytest
 
 from codegen import config_space, generate, host_target
 from codegen.fkw import filter_order, pack, thread_schedule, used_patterns
-from codegen.layout import Layout
-from codegen.tiles import _channel_lines, variants
+from codegen.layout import INPUT_SLACK, Layout
+from codegen.tiles import channel_lines, variants
 from search_spaces.layers import LayerSpec
 from search_spaces.projection import random_pruned_layer
 from tests.codegen_support import PATTERNS8
@@ -87,7 +87,7 @@ def test_layout_rows_hold_what_valid_outputs_read_and_reads_stay_in_the_buffer(
         spec: LayerSpec) -> None:
     """Rows are only as wide as the valid outputs need, so a partial last vector reads on
     past its row; every tile's farthest read (its taps' lines, the shuffle's extra vector)
-    must still land inside the input buffer plus the harness's 64-float zeroed slack."""
+    must still land inside the input buffer plus its zeroed ``INPUT_SLACK``."""
     space = config_space(spec, host_target())
     for cfg in space.sample(np.random.default_rng(0), 40):
         lay = Layout.of(spec, cfg)
@@ -98,5 +98,5 @@ def test_layout_rows_hold_what_valid_outputs_read_and_reads_stay_in_the_buffer(
         last = variants(lay)[(True, True)]
         base = (spec.cin - 1) * lay.chan_stride + (lay.nty - 1) * lay.rows * s * lay.wph \
             + (lay.ntx - 1) * lay.tw
-        farthest = base + max(_channel_lines(last, lay)) + lay.vl
-        assert farthest <= lay.input_floats + 64, (cfg, farthest, lay.input_floats)
+        farthest = base + max(channel_lines(last, lay)) + lay.vl
+        assert farthest <= lay.input_floats + INPUT_SLACK, (cfg, farthest, lay.input_floats)

@@ -76,6 +76,12 @@ class KernelConfig(Record):
             across two cache lines with the widest vectors. Needs ``lre`` and the
             phase-plane layout (not ``shifted``); results are bitwise those of the
             unaligned loads.
+        out_prefetch: When a tile starts, prefetch its output lines for writing (one
+            prefetch per cache line of the tile's valid outputs). A large layer's output
+            is written once and has left the caches, so otherwise its stores miss and back
+            up the store queue at the end of every (filter, tile) visit; the prefetch
+            fetches the lines while the visit's kernels run. Results are bitwise those
+            without it.
     """
 
     oc_block: int = 1
@@ -93,12 +99,14 @@ class KernelConfig(Record):
     shifted: bool = False
     prefetch: int = 0
     tap_shuffle: bool = False
+    out_prefetch: bool = False
 
     schema = "kernel_config"
     # Fields added after the first schema, omitted from the stable form while they
     # hold their default: records, recorded sets and hashes written before the field
     # existed still name the same configs (and the same generated code).
-    _added_later: ClassVar[dict[str, Any]] = {"prefetch": 0, "tap_shuffle": False}
+    _added_later: ClassVar[dict[str, Any]] = {"prefetch": 0, "tap_shuffle": False,
+                                               "out_prefetch": False}
 
     def to_dict(self) -> dict[str, Any]:
         """The stable form; later-added fields appear only when not at their default."""
@@ -229,8 +237,8 @@ class ConfigSpace:
         """A sensible valid config: the widest vectors that fill 3/4 of their lanes (8 on
         7-wide rows), a 4 x 2-ish tile (4 to 8 rows that leave the fewest computed rows
         past the output: 7 on 14 and 7), one spatial tile at a time for all filters
-        (``tile_block_group``), FKR, LRE and tap_shuffle on (where the space allows
-        them), phase planes (not ``shifted``)."""
+        (``tile_block_group``), FKR, LRE, tap_shuffle and out_prefetch on (where the space
+        allows them), phase planes (not ``shifted``)."""
         c = self.choices
         # The widest vectors among those filling the most of their lanes across the output
         # row (3/4 counts as full): 8 on a 7-wide row (16-float vectors compute 16 columns
@@ -280,6 +288,9 @@ class ConfigSpace:
         }
         can_shuffle = pick["lre"] and not pick["shifted"] and True in c["tap_shuffle"]
         pick["tap_shuffle"] = can_shuffle or c["tap_shuffle"][0]
+        # Output lines prefetched for writing: 15% less time on VGG-16's features.2 (its
+        # 12.8 MB output misses every cache), within noise on outputs that stay in L2.
+        pick["out_prefetch"] = True in c["out_prefetch"] or c["out_prefetch"][0]
         return self.validate(KernelConfig(**pick))
 
 
@@ -326,6 +337,7 @@ def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
         "shifted": (False, True),
         "prefetch": PREFETCHES,
         "tap_shuffle": (False, True),
+        "out_prefetch": (False, True),
     }
     if layer.cin > 65535:
         raise ConfigError(f"layer {layer.name!r}: cin must be <= 65535 for FKW; got {layer.cin}")

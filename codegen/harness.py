@@ -124,6 +124,8 @@ typedef int32_t vi __attribute__((vector_size(VL * 4)));
 #define VMAX(a, b) ((vf)(((vi)(a) & ((a) > (b))) | ((vi)(b) & ~((a) > (b)))))
 /* Read prefetch into all cache levels; never faults, so a line past the buffer is harmless. */
 #define PF(p) __builtin_prefetch((p), 0, 3)
+/* Prefetch for writing (prefetchw, PRFM PSTL1KEEP): the line arrives owned, so stores hit. */
+#define PFW(p) __builtin_prefetch((p), 1, 3)
 #define PT_EXPORT __attribute__((visibility("default")))
 """
 

@@ -23,6 +23,8 @@ from codegen.config import KernelConfig
 from codegen.layout import Layout
 from search_spaces.patterns import Pattern
 
+_LINE_FLOATS = 16  # floats per 64-byte cache line
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -53,6 +55,18 @@ def variants(lay: Layout) -> dict[tuple[bool, bool], Variant]:
 
 def _acc(r: int, v: int) -> str:
     return f"a{r}_{v}"
+
+
+def out_prefetch_offsets(var: Variant, lay: Layout) -> list[int]:
+    """Float offsets from a row's first output, one per cache line the row's valid outputs
+    may touch whatever the row's alignment: every 16 floats and the last valid one."""
+    valid = var.partial or var.vecs * lay.vl
+    return sorted(set(range(0, valid, _LINE_FLOATS)) | {valid - 1})
+
+
+def _out_prefetch(var: Variant, lay: Layout) -> list[str]:
+    offs = out_prefetch_offsets(var, lay)
+    return [f"  PFW(out + {r} * OWP + {o});" for r in range(var.rows) for o in offs]
 
 
 def _init(var: Variant, lay: Layout) -> list[str]:
@@ -103,7 +117,7 @@ def prefetch_offsets(var: Variant, lay: Layout, rows: int, planes: int) -> list[
         for row in range(rows):
             for v in range(var.vecs + 1):
                 off = ph * lay.plane + row * lay.wph + v * lay.vl
-                lines.setdefault(off // 16, off)
+                lines.setdefault(off // _LINE_FLOATS, off)
     return sorted(lines.values())
 
 
@@ -314,6 +328,8 @@ def tile_function(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Patte
         "  float* restrict out = y + OOFF + (size_t)f * OCS + (size_t)oy * OWP + ox;",
         "  const float* restrict base = c->in + (size_t)oy * S * WPH + ox;",
     ]
+    if cfg.out_prefetch:
+        lines += _out_prefetch(var, lay)
     lines += _init(var, lay)
     if cfg.format == "fkw":
         lines += _body_fkw(var, lay, cfg, pats)

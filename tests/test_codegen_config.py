@@ -46,8 +46,8 @@ def test_sampled_and_enumerated_configs_are_valid_and_distinct() -> None:
                          format="csr")
     every = list(small.enumerate())
     # oc 1 x rows 1 x vecs 1 x ic 1 x unroll 3 x order 4 x map 1 (one thread) x vw 1
-    # x fkr 2 x shifted 2 x prefetch 4
-    assert len(every) == 3 * 4 * 1 * 2 * 2 * 4
+    # x fkr 2 x shifted 2 x prefetch 4 x out_prefetch 2
+    assert len(every) == 3 * 4 * 1 * 2 * 2 * 4 * 2
     assert all(c.lre is False and c.format == "csr" for c in every)
 
 

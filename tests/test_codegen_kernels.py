@@ -33,8 +33,15 @@ from codegen import (
 )
 from codegen.fkw import used_patterns
 from pattune_common import ConfigError
-from search_spaces.layers import PrunedLayer
-from tests.codegen_support import pool_layers, relu_blocks_layer, required_layers, with_relu
+from search_spaces.layers import LayerSpec, PrunedLayer
+from search_spaces.projection import random_pruned_layer
+from tests.codegen_support import (
+    PATTERNS8,
+    pool_layers,
+    relu_blocks_layer,
+    required_layers,
+    with_relu,
+)
 
 LAYERS = required_layers()
 # The fused ReLU epilogue, on partial column and row tiles, strided, and blocked.
@@ -173,7 +180,7 @@ SWITCHES = [
     {"threads": 2, "thread_mapping": "balanced"}, {"oc_block": 1}, {"shifted": False},
     {"tile_rows": 3, "tile_vecs": 1}, {"vector_width": 8, "tile_vecs": 1},
     {"loop_order": "tile_block_group"}, {"prefetch": 1}, {"prefetch": 3, "unroll": 4},
-    {"shifted": False, "tap_shuffle": True},
+    {"shifted": False, "tap_shuffle": True}, {"out_prefetch": False},
 ]
 
 
@@ -231,6 +238,49 @@ def test_tap_shuffle_is_bitwise_equal_to_unaligned_loads(tmp_path, target_name: 
         assert "SHIFT1(" in kernels[i + 1].source and "SHIFT1(" not in kernels[i].source
     native = "_mm512_alignr_epi32" if target.vector_floats == 16 else "vextq_f32"
     assert any(native in k.source for k in kernels[1::2])
+
+
+@pytest.mark.parametrize("target_name", ["host", "aarch64"])
+def test_out_prefetch_is_bitwise_equal_and_covers_each_row_of_valid_outputs(
+        tmp_path, target_name: str) -> None:
+    """out_prefetch on and off: identical outputs (full and partial tiles, strided, fused
+    max-pool, several channel blocks); on, every tile prefetches its rows' lines for writing:
+    per row every 16th valid column and the last one (alignment is unknown when generating)."""
+    target = host_target() if target_name == "host" else aarch64_target()
+    jobs = []
+    for name in ("odd_width", "stride2", "hw5", "odd_width_pool", "relu_blocks"):
+        sp = config_space(LAYERS[name].spec, target)
+        base = sp.default().replace(threads=1, ic_block=min(sp.choices["ic_block"]))
+        jobs += [(name, sp.validate(base.replace(out_prefetch=False))),
+                 (name, sp.validate(base.replace(out_prefetch=True)))]
+    kernels = [generate(LAYERS[n], c, target) for n, c in jobs]
+    product = Product.LIBRARY if target.can_load_library else Product.EXECUTABLE
+    results = LocalBuilder(cache_dir=tmp_path).build(
+        [BuildInput(k, target, (product,)) for k in kernels])
+    ys = []
+    for (name, _), kernel, res in zip(jobs, kernels, results, strict=True):
+        x = random_input(LAYERS[name], seed=5)
+        ys.append(_run_on(target, res, kernel, LAYERS[name], x))
+        assert verify(ys[-1], reference_output(LAYERS[name], x)).ok
+    for i in range(0, len(jobs), 2):
+        assert np.array_equal(ys[i + 1], ys[i]), f"{target.name} {jobs[i]}"
+        assert "  PFW(" not in kernels[i].source
+    # 56 columns in 16-float vectors, 2 per tile: full tiles write 32 columns a row
+    # (lines at 0, 16 and, if unaligned, 31), the last one 24 (0, 16, 23).
+    layer = random_pruned_layer(LayerSpec("w56", cin=4, cout=2, h=7, w=56), PATTERNS8,
+                                connectivity="2x", seed=5)
+    cfg = config_space(layer.spec, host_target()).default().replace(
+        vector_width=16, tile_vecs=2, tile_rows=3, out_prefetch=True)
+    src = generate(layer, cfg, host_target()).source
+
+    def prefetches(fn: str) -> list[str]:
+        body = src.split(f"static void {fn}(")[1].split("\n}\n")[0]
+        return [ln.strip() for ln in body.splitlines() if "PFW(" in ln]
+
+    assert prefetches("tile_r3_v2_p0") == [
+        f"PFW(out + {r} * OWP + {o});" for r in range(3) for o in (0, 16, 31)]
+    assert prefetches("tile_r3_v2_p24") == [
+        f"PFW(out + {r} * OWP + {o});" for r in range(3) for o in (0, 16, 23)]
 
 
 @pytest.mark.parametrize("name", ["odd_width", "stride2"])

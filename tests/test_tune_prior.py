@@ -52,6 +52,20 @@ def test_prefetch_pays_only_when_the_tile_input_outgrows_l1() -> None:
     assert cycles(ic_block=4, prefetch=2) > cycles(ic_block=4)
 
 
+def test_out_prefetch_pays_only_when_the_output_outgrows_l2() -> None:
+    # VGG-16's features.2: 64 planes of 224 x 224 (12.8 MB) are written from no cache.
+    big = LayerSpec("conv", 64, 64, 224, 224).to_dict()
+    stats = {"kernels_alive": 1138, "nonzeros": 4552, "patterns": 8}
+    cfg = {**BASE, "ic_block": 64, "loop_order": "tile_block_group"}
+    on = estimated_cycles(big, stats, {**cfg, "out_prefetch": True})
+    assert on < 0.95 * estimated_cycles(big, stats, cfg)
+    # 256 planes of 56 x 56 (3.2 MB) also outgrow L2; 14 x 14 (200 KB) stay in it.
+    assert cycles(out_prefetch=True) < cycles()
+    small = LayerSpec("conv", 256, 256, 14, 14).to_dict()
+    assert estimated_cycles(small, STATS, {**BASE, "out_prefetch": True}) > estimated_cycles(
+        small, STATS, BASE)
+
+
 def test_tile_outer_order_keeps_the_partial_outputs_close() -> None:
     # Small blocks revisit the output once per block: 3 MiB of partial sums per pass
     # miss L2 unless one tile's outputs (for every filter) are finished first.

@@ -27,6 +27,10 @@ pruning statistics and the config alone, never from measured latencies:
   channel block's input planes across groups or filters (L2), and the output
   planes revisited once per channel block (L2); ``tile_block_group`` shares a
   tile's channel block across every filter and revisits only that tile's outputs.
+* **First writes**: an output larger than L2 has left the caches when the
+  kernel writes it, so every line's first store misses and stalls the visit that
+  stores it, unless ``out_prefetch`` fetched the tile's output lines for writing
+  when the visit began (then only the prefetches' issue cost remains).
 * **Prefetch**: sparse filters jump between input channels, which hardware
   prefetchers do not follow, so L2 -> L1 refills add to the core's time; with
   ``prefetch`` they overlap it (the larger of the two counts) at the issue cost
@@ -63,6 +67,8 @@ class CoreModel:
             used pattern, most of them a few iterations long: setup and a
             mispredicted exit branch).
         kernel_cycles: Work per alive kernel and tile besides its FMAs (index, pointers).
+        write_miss_cycles: Stall per output line whose first store misses every cache
+            (no ``out_prefetch``); about 23 on VGG-16's features.2 (Zen 4).
     """
 
     fma_ports: int = 2
@@ -75,6 +81,7 @@ class CoreModel:
     visit_cycles: float = 12.0
     pattern_loop_cycles: float = 6.0
     kernel_cycles: float = 2.0
+    write_miss_cycles: float = 23.0
 
 
 GENERIC_CORE = CoreModel()
@@ -104,6 +111,8 @@ class _Shape:
     # tap_shuffle: per kernel and tile, each input row's vectors loaded once, aligned
     # (0 without it: one load per FMA)
     row_loads: int
+    out_prefetch: bool
+    rows: int
 
 
 def _shape(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> _Shape:
@@ -141,6 +150,8 @@ def _shape(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> 
         loop_order=str(cfg.get("loop_order", "block_group_tile")),
         prefetch=int(cfg.get("prefetch", 0)),
         row_loads=((rows - 1) * stride + kh) * (vecs + 1) if cfg.get("tap_shuffle") else 0,
+        out_prefetch=bool(cfg.get("out_prefetch", False)),
+        rows=rows,
     )
 
 
@@ -211,6 +222,15 @@ def _prefetch_cycles(s: _Shape, core: CoreModel) -> float:
     return kernels * lines / core.load_ports
 
 
+def _first_write_cycles(s: _Shape, core: CoreModel) -> float:
+    """Stalls of the first store to output lines that are in no cache, or with
+    ``out_prefetch`` the issue cost of its prefetches (one per row and line of each visit)."""
+    if s.out_prefetch:
+        lines = s.rows * (s.accumulators // max(1, s.rows) * s.vector_bytes / 64.0 + 1.0)
+        return s.cout * s.blocks * s.tiles * lines / core.load_ports
+    return s.out_bytes * _miss(s.out_bytes, core.l2_bytes) / 64.0 * core.write_miss_cycles
+
+
 def estimated_cycles(
     spec: dict[str, Any],
     stats: dict[str, Any],
@@ -231,7 +251,7 @@ def estimated_cycles(
     # Sparse kernels jump between input channels, which hardware prefetchers do not
     # follow: L2 -> L1 refills stall the core unless software prefetch overlaps them.
     near = max(compute, l1_refill) if s.prefetch else compute + l1_refill
-    total = near + _visit_cycles(s, core) + l2_refill
+    total = near + _visit_cycles(s, core) + l2_refill + _first_write_cycles(s, core)
     if cfg.get("format", "fkw") != "fkw":
         total *= 1.5  # no pattern-specialised loops: per-kernel switch or per-weight offsets
     threads = max(1, int(cfg.get("threads", 1)))

@@ -58,6 +58,7 @@ BENCH_PINS: dict[str, tuple[Any, ...]] = {
     "shifted": (False,),
     "prefetch": (0,),
     "tap_shuffle": (False,),
+    "out_prefetch": (False,),
 }
 
 

@@ -44,6 +44,7 @@ from codegen.harness import (
 )
 from codegen.layout import INPUT_SLACK, Layout, OutputLayout
 from codegen.target import Target
+from codegen.tile_io import pools_in_tile
 from codegen.tiles import tile_function, variants
 from search_spaces.layers import PrunedLayer
 
@@ -83,7 +84,7 @@ class GeneratedKernel:
 
 
 def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
-               packed: fkw.Packed, out: OutputLayout) -> str:
+               packed: fkw.Packed, out: OutputLayout, pit: bool) -> str:
     s = layer.spec
     consts = {
         "CIN": s.cin, "H": s.h, "W": s.w, "COUT": s.cout, "OH": s.out_h, "OW": s.out_w,
@@ -96,6 +97,9 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
         # the pooling pass writes POH x POW (floor: an odd last row/column is dropped).
         "POOL": int(layer.maxpool), "POH": s.out_h // 2 if layer.maxpool else s.out_h,
         "POW": s.out_w // 2 if layer.maxpool else s.out_w,
+        # PIT: the tiles pool their registers (tile_io.pools_in_tile); the scratch then holds
+        # only partial sums between channel blocks, and there is no separate pass.
+        "PIT": int(pit),
         # Where the tiles store output (c, y, x): OOFF + c * OCS + y * OWP + x.
         "OCS": out.chan_stride, "OWP": out.row_pitch, "OOFF": out.offset,
     }
@@ -229,7 +233,7 @@ def _compute(cfg: KernelConfig) -> str:
 
 def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
              symbol_prefix: str = DEFAULT_PREFIX, output_layout: OutputLayout | None = None,
-             padded_input: bool = False) -> GeneratedKernel:
+             padded_input: bool = False, pool_in_tile: bool = True) -> GeneratedKernel:
     """Emit the C source and weight blob of ``layer`` under ``cfg`` for ``target``.
 
     Args:
@@ -243,6 +247,10 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
             runs without its padding copy. Only the valid outputs are written; not with
             a fused max-pool.
         padded_input: Also export ``P_input`` and ``P_run_padded`` (the consumer's side).
+        pool_in_tile: With a fused max-pool, pool on the tile's registers where the tile
+            has an even number of rows (:func:`codegen.tile_io.pools_in_tile`) instead of
+            storing the full output and pooling it in a separate pass. Bitwise the same
+            result; False only to compare the two.
 
     Raises:
         ConfigError: ``cfg`` is outside :func:`codegen.config_space` of the layer and
@@ -263,6 +271,7 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
     pats = [layer.pattern_set[p] for p in packed.used_patterns]
     sched_src, per_thread = _schedule(layer, cfg, packed.order)
     var = sorted(set(variants(lay).values()), key=lambda v: v.name)
+    pit = pool_in_tile and pools_in_tile(lay, layer.maxpool)
     header = api_header(symbol_prefix, (
         f"pattune kernel {s.name!r}: x (1, {s.cin}, {s.h}, {s.w}) -> y {layer.output_shape}, "
         f"float32 NCHW; conv2d + bias{' + relu' if layer.relu else ''}"
@@ -277,12 +286,12 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
             f"   weights {layer.weights_hash} target {target.name} ({target.isa})\n"
             f"   config {cfg.to_json()} */"
         ),
-        _constants(layer, cfg, lay, len(pats), packed, out),
+        _constants(layer, cfg, lay, len(pats), packed, out, pit),
         PRELUDE_C,
         header,
         _context(cfg.format, packed, symbol_prefix),
         sched_src,
-        *(tile_function(v, lay, cfg, pats, relu=layer.relu) for v in var),
+        *(tile_function(v, lay, cfg, pats, relu=layer.relu, pool=pit) for v in var),
         _dispatch(lay),
         _compute(cfg),
         HARNESS_C,
@@ -296,6 +305,7 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
         "used_patterns": list(packed.used_patterns),
         "relu": layer.relu,
         "maxpool": layer.maxpool,
+        "pool_in_tile": pit,
         "work_per_thread": per_thread,
         "output_layout": None if output_layout is None else dataclasses.asdict(output_layout),
         "padded_input": padded_input,

@@ -158,7 +158,10 @@ static void pad_channel(float* restrict in, const float* restrict x, int ch) {
 }
 
 #define OUT_ELEMS ((long)COUT * POH * POW)
-#if POOL
+/* The scratch for the conv's full output: the separate pooling pass reads it; pooled in
+   the tiles (PIT), it holds only partial sums between channel blocks. */
+#define HAS_FULL (POOL && (!PIT || NB > 1))
+#if POOL && !PIT
 /* Channel ``ch`` of the conv's OH x OW output ``full``, max-pooled 2x2/2 into y. */
 static void pool_channel(const float* restrict full, float* restrict y, int ch) {
   const vi even = EVEN_LANES, odd = ODD_LANES;
@@ -188,7 +191,7 @@ static void pool_channel(const float* restrict full, float* restrict y, int ch) 
 static int ctx_run_from(kctx* c, const float* x, float* y) {
   if (!c || !y) return 1;
   float* const in = c->in;
-#if POOL
+#if POOL && !PIT
   float* const out = c->full;
 #else
   float* const out = y;
@@ -202,7 +205,7 @@ static int ctx_run_from(kctx* c, const float* x, float* y) {
       for (int ch = 0; ch < CIN; ++ch) pad_channel(in, x, ch);
     }
     compute(c, out, t);
-#if POOL
+#if POOL && !PIT
 #pragma omp barrier
 #pragma omp for schedule(static)
     for (int ch = 0; ch < COUT; ++ch) pool_channel(out, y, ch);
@@ -212,7 +215,7 @@ static int ctx_run_from(kctx* c, const float* x, float* y) {
   if (x)
     for (int ch = 0; ch < CIN; ++ch) pad_channel(in, x, ch);
   compute(c, out, 0);
-#if POOL
+#if POOL && !PIT
   for (int ch = 0; ch < COUT; ++ch) pool_channel(out, y, ch);
 #endif
 #endif
@@ -265,7 +268,7 @@ static int ctx_create(const void* blob, long long n, kctx** out) {
   if (!c->in) { ctx_destroy(c); return 4; }
   /* The borders stay zero for good: pad_channel writes only the interior. */
   memset(c->in, 0, in_bytes);
-#if POOL
+#if HAS_FULL
   c->full = (float*)aligned_alloc(64, ((size_t)COUT * OH * OW * sizeof(float) + 63) / 64 * 64);
   if (!c->full) { ctx_destroy(c); return 4; }
 #endif

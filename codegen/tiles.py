@@ -17,26 +17,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from codegen.config import KernelConfig
 from codegen.layout import Layout
+from codegen.tile_io import LINE_FLOATS, Variant, acc, init, out_prefetch, store
 from search_spaces.patterns import Pattern
-
-_LINE_FLOATS = 16  # floats per 64-byte cache line
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One tile shape: rows, vecs, and valid columns when the last vector is partial."""
-
-    rows: int
-    vecs: int
-    partial: int  # 0 = all vecs full; else valid columns in the tile
-
-    @property
-    def name(self) -> str:
-        return f"tile_r{self.rows}_v{self.vecs}_p{self.partial}"
 
 
 def variants(lay: Layout) -> dict[tuple[bool, bool], Variant]:
@@ -53,59 +38,6 @@ def variants(lay: Layout) -> dict[tuple[bool, bool], Variant]:
     return out
 
 
-def _acc(r: int, v: int) -> str:
-    return f"a{r}_{v}"
-
-
-def out_prefetch_offsets(var: Variant, lay: Layout) -> list[int]:
-    """Float offsets from a row's first output, one per cache line the row's valid outputs
-    may touch whatever the row's alignment: every 16 floats and the last valid one."""
-    valid = var.partial or var.vecs * lay.vl
-    return sorted(set(range(0, valid, _LINE_FLOATS)) | {valid - 1})
-
-
-def _out_prefetch(var: Variant, lay: Layout) -> list[str]:
-    offs = out_prefetch_offsets(var, lay)
-    return [f"  PFW(out + {r} * OWP + {o});" for r in range(var.rows) for o in offs]
-
-
-def _init(var: Variant, lay: Layout) -> list[str]:
-    lines = [f"  vf {', '.join(_acc(r, v) for r in range(var.rows) for v in range(var.vecs))};"]
-    lines.append("  if (b == 0) {")
-    lines.append("    const vf bb = SPLAT(c->bias[f]);")
-    lines += [f"    {_acc(r, v)} = bb;" for r in range(var.rows) for v in range(var.vecs)]
-    lines.append("  } else {")
-    if var.partial:
-        lines.append(f"    float tmp[VL * {var.vecs}] __attribute__((aligned(64)));")
-        for r in range(var.rows):
-            lines.append("    memset(tmp, 0, sizeof tmp);")
-            lines.append(f"    memcpy(tmp, out + {r} * OWP, {var.partial} * sizeof(float));")
-            lines += [f"    {_acc(r, v)} = LD(tmp + {v} * VL);" for v in range(var.vecs)]
-    else:
-        lines += [
-            f"    {_acc(r, v)} = LD(out + {r} * OWP + {v} * VL);"
-            for r in range(var.rows) for v in range(var.vecs)
-        ]
-    lines.append("  }")
-    return lines
-
-
-def _store(var: Variant, relu: bool = False) -> list[str]:
-    # The output holds partial sums between channel blocks (``_init`` reloads them), so
-    # the ReLU may clip only the complete sum: after the last block, never before.
-    lines = []
-    if relu:
-        accs = [_acc(r, v) for r in range(var.rows) for v in range(var.vecs)]
-        lines.append(f"  if (b == NB - 1) {{ {' '.join(f'{a} = RELU({a});' for a in accs)} }}")
-    if not var.partial:
-        return lines + [f"  ST(out + {r} * OWP + {v} * VL, {_acc(r, v)});"
-                        for r in range(var.rows) for v in range(var.vecs)]
-    lines += ["  {", f"    float tmp[VL * {var.vecs}] __attribute__((aligned(64)));"]
-    for r in range(var.rows):
-        lines += [f"    ST(tmp + {v} * VL, {_acc(r, v)});" for v in range(var.vecs)]
-        lines.append(f"    memcpy(out + {r} * OWP, tmp, {var.partial} * sizeof(float));")
-    lines.append("  }")
-    return lines
 
 
 def prefetch_offsets(var: Variant, lay: Layout, rows: int, planes: int) -> list[int]:
@@ -117,7 +49,7 @@ def prefetch_offsets(var: Variant, lay: Layout, rows: int, planes: int) -> list[
         for row in range(rows):
             for v in range(var.vecs + 1):
                 off = ph * lay.plane + row * lay.wph + v * lay.vl
-                lines.setdefault(off // _LINE_FLOATS, off)
+                lines.setdefault(off // LINE_FLOATS, off)
     return sorted(lines.values())
 
 
@@ -177,12 +109,12 @@ def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str,
             for r in range(var.rows):
                 for v in range(var.vecs):
                     off = lay.tap_offset(r * s + dy, dx) + v * lay.vl
-                    lines.append(f"{_acc(r, v)} += {wname}{t} * {ld}(ip + {off});")
+                    lines.append(f"{acc(r, v)} += {wname}{t} * {ld}(ip + {off});")
         return lines
     for (row, dx), users in tap_reads(pat, var.rows, s).items():
         for v in range(var.vecs):
             off = lay.tap_offset(row, dx) + v * lay.vl
-            fmas = " ".join(f"{_acc(r, v)} += {wname}{t} * x;" for t, r in users)
+            fmas = " ".join(f"{acc(r, v)} += {wname}{t} * x;" for t, r in users)
             lines.append(f"{{ const vf x = {ld}(ip + {off}); {fmas} }}")
     return lines
 
@@ -205,7 +137,7 @@ def _shuffled_taps(pat: Pattern, var: Variant, lay: Layout, wname: str) -> list[
             ph, k = dx % s, dx // s
             for v in range(var.vecs):
                 x = f"p{ph}_{v}" if k == 0 else f"SHIFT{k}(p{ph}_{v}, p{ph}_{v + 1})"
-                fmas = " ".join(f"{_acc(r, v)} += {wname}{t} * x;" for t, r in users)
+                fmas = " ".join(f"{acc(r, v)} += {wname}{t} * x;" for t, r in users)
                 body.append(f"{{ const vf x = {x}; {fmas} }}")
         lines.append("{ " + " ".join(body) + " }")
     return lines
@@ -292,7 +224,7 @@ def _csr_weight(var: Variant, lay: Layout, cfg: KernelConfig, kexpr: str) -> lis
             "pf", prefetch_offsets(var, lay, (var.rows - 1) * s + 1, 1))]
     for r in range(var.rows):
         for v in range(var.vecs):
-            lines.append(f"  {_acc(r, v)} += w0 * {ld}(ip + {r * s * lay.wph + v * lay.vl});")
+            lines.append(f"  {acc(r, v)} += w0 * {ld}(ip + {r * s * lay.wph + v * lay.vl});")
     return lines + ["}"]
 
 
@@ -314,29 +246,37 @@ def _body_csr(var: Variant, lay: Layout, cfg: KernelConfig) -> list[str]:
 
 
 def tile_function(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern], *,
-                  relu: bool = False) -> str:
+                  relu: bool = False, pool: bool = False) -> str:
     """C source of one tile function ``void name(c, y, int i, int b, int oy, int ox)``.
 
     ``c`` is the kernel's context (weights, padded input; ``const kctx* restrict``,
     so its array pointers load once into locals), ``y`` the conv's output. With
     ``relu`` the tile's outputs are clipped at zero when the last channel block
-    stores them (the layer's fused epilogue).
+    stores them (the layer's fused epilogue). With ``pool`` (:func:`pools_in_tile`) the
+    last channel block stores the tile's 2x2 max-pool to ``y`` (plain pooled NCHW) and
+    earlier blocks their partial sums to the context's scratch ``c->full``.
     """
     lines = [
         f"static void {var.name}(const kctx* restrict c, float* y, int i, int b, int oy, int ox) {{",
         "  const int f = c->perm[i];",
-        "  float* restrict out = y + OOFF + (size_t)f * OCS + (size_t)oy * OWP + ox;",
-        "  const float* restrict base = c->in + (size_t)oy * S * WPH + ox;",
     ]
+    if pool:
+        lines.append("  float* restrict pout = y + (size_t)f * POH * POW"
+                     " + (size_t)(oy / 2) * POW + ox / 2;")
+        lines.append("  float* restrict out = " + (
+            "c->full + (size_t)f * OCS + (size_t)oy * OWP + ox;" if lay.nblocks > 1 else "0;"))
+    else:
+        lines.append("  float* restrict out = y + OOFF + (size_t)f * OCS + (size_t)oy * OWP + ox;")
+    lines.append("  const float* restrict base = c->in + (size_t)oy * S * WPH + ox;")
     if cfg.out_prefetch:
-        lines += _out_prefetch(var, lay)
-    lines += _init(var, lay)
+        lines += out_prefetch(var, lay, pool)
+    lines += init(var, lay, reload=not pool or lay.nblocks > 1)
     if cfg.format == "fkw":
         lines += _body_fkw(var, lay, cfg, pats)
     elif cfg.format == "dense":
         lines += _body_dense(var, lay, cfg, pats)
     else:
         lines += _body_csr(var, lay, cfg)
-    lines += _store(var, relu)
+    lines += store(var, lay, relu, pool)
     lines.append("}")
     return "\n".join(lines)

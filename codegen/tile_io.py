@@ -1,0 +1,143 @@
+"""What a tile does around its kernels: the accumulators' start (bias, or the partial
+sums of earlier channel blocks), their store (plain, or 2x2 max-pooled on the registers),
+and the prefetch for writing of the lines it stores (``KernelConfig.out_prefetch``).
+
+:mod:`codegen.tiles` emits the kernels between the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codegen.layout import Layout
+
+LINE_FLOATS = 16  # floats per 64-byte cache line
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One tile shape: rows, vecs, and valid columns when the last vector is partial."""
+
+    rows: int
+    vecs: int
+    partial: int  # 0 = all vecs full; else valid columns in the tile
+
+    @property
+    def name(self) -> str:
+        return f"tile_r{self.rows}_v{self.vecs}_p{self.partial}"
+
+
+
+def acc(r: int, v: int) -> str:
+    """The C name of accumulator (row r, vector v)."""
+    return f"a{r}_{v}"
+
+
+def out_prefetch_offsets(var: Variant, lay: Layout) -> list[int]:
+    """Float offsets from a row's first output, one per cache line the row's valid outputs
+    may touch whatever the row's alignment: every 16 floats and the last valid one."""
+    valid = var.partial or var.vecs * lay.vl
+    return sorted(set(range(0, valid, LINE_FLOATS)) | {valid - 1})
+
+
+def out_prefetch(var: Variant, lay: Layout, pool: bool) -> list[str]:
+    offs = out_prefetch_offsets(var, lay)
+    lines = [f"  PFW(out + {r} * OWP + {o});" for r in range(var.rows) for o in offs]
+    if not pool:
+        return lines
+    # The pooled rows the last channel block writes, and the scratch's partial sums
+    # that the earlier blocks write (none with one block).
+    pw = pooled_columns(var, lay)
+    offs = sorted(set(range(0, pw, LINE_FLOATS)) | {pw - 1}) if pw else []
+    pooled = [f"  PFW(pout + {r} * POW + {o});" for r in range(var.rows // 2) for o in offs]
+    return pooled + (lines if lay.nblocks > 1 else [])
+
+
+def pools_in_tile(lay: Layout, maxpool: bool) -> bool:
+    """Whether a layer's fused 2x2 max-pool runs on the tile's registers: tiles of an even
+    number of rows (so no row pair straddles two tiles). Otherwise the conv writes its full
+    output to a scratch buffer and a separate pass pools it."""
+    return maxpool and lay.rows % 2 == 0
+
+
+def init(var: Variant, lay: Layout, reload: bool = True) -> list[str]:
+    lines = [f"  vf {', '.join(acc(r, v) for r in range(var.rows) for v in range(var.vecs))};"]
+    if not reload:  # one channel block: nothing to reload
+        lines.append("  const vf bb = SPLAT(c->bias[f]);")
+        return lines + [f"  {acc(r, v)} = bb;" for r in range(var.rows) for v in range(var.vecs)]
+    lines.append("  if (b == 0) {")
+    lines.append("    const vf bb = SPLAT(c->bias[f]);")
+    lines += [f"    {acc(r, v)} = bb;" for r in range(var.rows) for v in range(var.vecs)]
+    lines.append("  } else {")
+    if var.partial:
+        lines.append(f"    float tmp[VL * {var.vecs}] __attribute__((aligned(64)));")
+        for r in range(var.rows):
+            lines.append("    memset(tmp, 0, sizeof tmp);")
+            lines.append(f"    memcpy(tmp, out + {r} * OWP, {var.partial} * sizeof(float));")
+            lines += [f"    {acc(r, v)} = LD(tmp + {v} * VL);" for v in range(var.vecs)]
+    else:
+        lines += [
+            f"    {acc(r, v)} = LD(out + {r} * OWP + {v} * VL);"
+            for r in range(var.rows) for v in range(var.vecs)
+        ]
+    lines.append("  }")
+    return lines
+
+
+def _plain_store(var: Variant, indent: str = "  ") -> list[str]:
+    if not var.partial:
+        return [f"{indent}ST(out + {r} * OWP + {v} * VL, {acc(r, v)});"
+                for r in range(var.rows) for v in range(var.vecs)]
+    lines = [f"{indent}{{", f"{indent}  float tmp[VL * {var.vecs}] __attribute__((aligned(64)));"]
+    for r in range(var.rows):
+        lines += [f"{indent}  ST(tmp + {v} * VL, {acc(r, v)});" for v in range(var.vecs)]
+        lines.append(f"{indent}  memcpy(out + {r} * OWP, tmp, {var.partial} * sizeof(float));")
+    return lines + [f"{indent}}}"]
+
+
+def pooled_columns(var: Variant, lay: Layout) -> int:
+    """Pooled outputs per row of a tile (floor: an odd last column is dropped)."""
+    return (var.partial or var.vecs * lay.vl) // 2
+
+
+def _pooled_store(var: Variant, lay: Layout) -> list[str]:
+    """The tile's 2x2/stride-2 max-pool from its registers into ``pout``: per row pair the
+    vertical max, then the even and odd lanes of two neighbouring vectors (the same
+    operations, in the same order, as the separate pass ``pool_channel``). An odd last row
+    is dropped (it is the output's, the floor mode's)."""
+    pw, vl = pooled_columns(var, lay), lay.vl
+    lines = ["    const vi even = EVEN_LANES, odd = ODD_LANES;"]
+    for r2 in range(var.rows // 2):
+        r = 2 * r2
+        lines.append("    {")
+        lines += [f"      const vf m{v} = VMAX({acc(r, v)}, {acc(r + 1, v)});"
+                  for v in range(var.vecs)]
+        for j in range(-(-pw // vl)):
+            a, b = f"m{2 * j}", f"m{min(2 * j + 1, var.vecs - 1)}"
+            p = f"VMAX(__builtin_shuffle({a}, {b}, even), __builtin_shuffle({a}, {b}, odd))"
+            n = min(vl, pw - j * vl)
+            dst = f"pout + {r2} * POW + {j * vl}"
+            if n == vl:
+                lines.append(f"      ST({dst}, {p});")
+            else:
+                lines.append(f"      {{ float tmp[VL] __attribute__((aligned(64))); ST(tmp, {p});"
+                             f" memcpy({dst}, tmp, {n} * sizeof(float)); }}")
+        lines.append("    }")
+    return lines
+
+
+def store(var: Variant, lay: Layout, relu: bool = False, pool: bool = False) -> list[str]:
+    # The output holds partial sums between channel blocks (``_init`` reloads them), so
+    # the ReLU may clip only the complete sum: after the last block, never before.
+    lines = []
+    accs = [acc(r, v) for r in range(var.rows) for v in range(var.vecs)]
+    if relu:
+        lines.append(f"  if (b == NB - 1) {{ {' '.join(f'{a} = RELU({a});' for a in accs)} }}")
+    if not pool:
+        return lines + _plain_store(var)
+    # Pooled in the tile: the last block's sums go straight to the pooled output; earlier
+    # blocks' partial sums to the scratch (only allocated when there are several blocks).
+    lines += ["  if (b == NB - 1) {", *_pooled_store(var, lay), "  }"]
+    if lay.nblocks > 1:
+        lines += ["  else {", *_plain_store(var, "    "), "  }"]
+    return lines

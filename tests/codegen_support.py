@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from codegen import (
+    BuildInput,
+    GeneratedKernel,
+    KernelLibrary,
+    LocalBuilder,
+    Product,
+    Target,
+    random_input,
+    reference_output,
+    run_executable,
+    verify,
+)
 from search_spaces.layers import LayerSpec, PrunedLayer
 from search_spaces.patterns import PatternSet, all_patterns
 from search_spaces.projection import random_pruned_layer
@@ -108,3 +122,34 @@ def relu_blocks_layer() -> PrunedLayer:
     return PrunedLayer(spec=spec, pattern_set=PATTERNS8, pattern_ids=ids,
                        alive=np.ones_like(ids, bool), weights=w.astype(np.float32),
                        bias=np.zeros(spec.cout, np.float32), relu=True)
+
+
+def run_built(target: Target, res, kernel: GeneratedKernel, layer: PrunedLayer,
+              x: np.ndarray) -> np.ndarray:
+    """The built kernel's output for ``x``: in-process where the target loads here, else
+    the standalone executable (qemu for aarch64)."""
+    assert res.ok, res.error
+    if target.can_load_library:
+        lib = KernelLibrary(res.library, kernel.weights, layer.spec, maxpool=layer.maxpool)
+        assert lib.output_shape == layer.output_shape
+        return lib.run(x)
+    run = run_executable(res.executable, res.weights, x, layer.spec, target, repeats=1,
+                         maxpool=layer.maxpool)
+    assert run.error == "", run.error
+    return run.output
+
+
+def build_and_run(target: Target, jobs: list[tuple[PrunedLayer, GeneratedKernel]],
+                  cache_dir: Path, seed: int) -> list[np.ndarray]:
+    """Build every kernel for ``target`` in one batch, run each on its layer's random input
+    ``seed`` and check it against torch: the outputs, in order."""
+    product = Product.LIBRARY if target.can_load_library else Product.EXECUTABLE
+    results = LocalBuilder(cache_dir=cache_dir).build(
+        [BuildInput(k, target, (product,)) for _, k in jobs])
+    ys = []
+    for (layer, kernel), res in zip(jobs, results, strict=True):
+        x = random_input(layer, seed=seed)
+        ys.append(run_built(target, res, kernel, layer, x))
+        v = verify(ys[-1], reference_output(layer, x))
+        assert v.ok, f"{target.name} {layer.spec.name} {kernel.name}: {v.error}"
+    return ys

@@ -28,7 +28,6 @@ from codegen import (
     host_target,
     random_input,
     reference_output,
-    run_executable,
     verify,
 )
 from codegen.fkw import used_patterns
@@ -37,9 +36,11 @@ from search_spaces.layers import LayerSpec, PrunedLayer
 from search_spaces.projection import random_pruned_layer
 from tests.codegen_support import (
     PATTERNS8,
+    build_and_run,
     pool_layers,
     relu_blocks_layer,
     required_layers,
+    run_built,
     with_relu,
 )
 
@@ -71,22 +72,8 @@ def _outputs(target: Target, builder: LocalBuilder) -> dict[str, list[tuple]]:
     for (name, cfg, kernel), res in zip(jobs, results, strict=True):
         layer = LAYERS[name]
         x = random_input(layer, seed=1)
-        out[name].append((cfg, _run_on(target, res, kernel, layer, x), reference_output(layer, x)))
+        out[name].append((cfg, run_built(target, res, kernel, layer, x), reference_output(layer, x)))
     return out
-
-
-def _run_on(target: Target, res, kernel, layer, x: np.ndarray) -> np.ndarray:
-    """The built kernel's output for ``x``: in-process where the target loads here, else
-    the standalone executable (qemu for aarch64)."""
-    assert res.ok, res.error
-    if target.can_load_library:
-        lib = KernelLibrary(res.library, kernel.weights, layer.spec, maxpool=layer.maxpool)
-        assert lib.output_shape == layer.output_shape
-        return lib.run(x)
-    run = run_executable(res.executable, res.weights, x, layer.spec, target, repeats=1,
-                         maxpool=layer.maxpool)
-    assert run.error == "", run.error
-    return run.output
 
 
 def _host_outputs(layer, cfgs: list, tmp_path, seed: int) -> tuple[list, list[np.ndarray]]:
@@ -96,7 +83,7 @@ def _host_outputs(layer, cfgs: list, tmp_path, seed: int) -> tuple[list, list[np
     results = LocalBuilder(cache_dir=tmp_path).build(
         [BuildInput(k, target, (Product.LIBRARY,)) for k in kernels])
     x = random_input(layer, seed=seed)
-    ys = [_run_on(target, r, k, layer, x) for r, k in zip(results, kernels, strict=True)]
+    ys = [run_built(target, r, k, layer, x) for r, k in zip(results, kernels, strict=True)]
     assert verify(ys[0], reference_output(layer, x)).ok
     return kernels, ys
 
@@ -164,7 +151,7 @@ def test_relu_clips_only_the_complete_sum(tmp_path, target_name: str) -> None:
     results = LocalBuilder(cache_dir=tmp_path).build(
         [BuildInput(k, target, (product,)) for k in kernels])
     for cfg, kernel, res in zip(cfgs, kernels, results, strict=True):
-        v = verify(_run_on(target, res, kernel, layer, x), ref)
+        v = verify(run_built(target, res, kernel, layer, x), ref)
         assert v.ok, f"{target.name} {cfg.to_json()}: {v.error}"
 
 
@@ -224,15 +211,8 @@ def test_tap_shuffle_is_bitwise_equal_to_unaligned_loads(tmp_path, target_name: 
                 off = sp.validate(base.replace(format=fmt, unroll=2, tap_shuffle=False))
                 jobs += [(name, off), (name, sp.validate(off.replace(tap_shuffle=True)))]
     kernels = [generate(LAYERS[n], c, target) for n, c in jobs]
-    product = Product.LIBRARY if target.can_load_library else Product.EXECUTABLE
-    results = LocalBuilder(cache_dir=tmp_path).build(
-        [BuildInput(k, target, (product,)) for k in kernels])
-    ys = []
-    for (name, cfg), kernel, res in zip(jobs, kernels, results, strict=True):
-        x = random_input(LAYERS[name], seed=4)
-        ys.append(_run_on(target, res, kernel, LAYERS[name], x))
-        v = verify(ys[-1], reference_output(LAYERS[name], x))
-        assert v.ok, f"{target.name} {name} {cfg.to_json()}: {v.error}"
+    ys = build_and_run(target, [(LAYERS[n], k) for (n, _), k in zip(jobs, kernels, strict=True)],
+                       tmp_path, seed=4)
     for i in range(0, len(jobs), 2):
         assert np.array_equal(ys[i + 1], ys[i]), f"{target.name} {jobs[i + 1]}"
         assert "SHIFT1(" in kernels[i + 1].source and "SHIFT1(" not in kernels[i].source
@@ -254,14 +234,8 @@ def test_out_prefetch_is_bitwise_equal_and_covers_each_row_of_valid_outputs(
         jobs += [(name, sp.validate(base.replace(out_prefetch=False))),
                  (name, sp.validate(base.replace(out_prefetch=True)))]
     kernels = [generate(LAYERS[n], c, target) for n, c in jobs]
-    product = Product.LIBRARY if target.can_load_library else Product.EXECUTABLE
-    results = LocalBuilder(cache_dir=tmp_path).build(
-        [BuildInput(k, target, (product,)) for k in kernels])
-    ys = []
-    for (name, _), kernel, res in zip(jobs, kernels, results, strict=True):
-        x = random_input(LAYERS[name], seed=5)
-        ys.append(_run_on(target, res, kernel, LAYERS[name], x))
-        assert verify(ys[-1], reference_output(LAYERS[name], x)).ok
+    ys = build_and_run(target, [(LAYERS[n], k) for (n, _), k in zip(jobs, kernels, strict=True)],
+                       tmp_path, seed=5)
     for i in range(0, len(jobs), 2):
         assert np.array_equal(ys[i + 1], ys[i]), f"{target.name} {jobs[i]}"
         assert "  PFW(" not in kernels[i].source

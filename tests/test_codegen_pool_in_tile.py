@@ -11,21 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codegen import (
-    BuildInput,
-    LocalBuilder,
-    Product,
-    aarch64_target,
-    config_space,
-    generate,
-    host_target,
-    random_input,
-    reference_output,
-    run_executable,
-    verify,
-)
-from codegen.runtime import KernelLibrary
-from tests.codegen_support import pool_layers
+from codegen import aarch64_target, config_space, generate, host_target
+from tests.codegen_support import build_and_run, pool_layers
 
 LAYERS = pool_layers()  # 9x13 -> 4x6 (8 channels), 6x6 -> 3x3 strided, 5x5, 11x37 -> 5x18
 
@@ -58,23 +45,8 @@ def test_pool_in_tile_is_bitwise_the_separate_pass(tmp_path, target_name: str) -
     target = host_target() if target_name == "host" else aarch64_target()
     jobs = _jobs(target)
     kernels = [generate(LAYERS[n], c, target, pool_in_tile=p) for n, c, p in jobs]
-    product = Product.LIBRARY if target.can_load_library else Product.EXECUTABLE
-    results = LocalBuilder(cache_dir=tmp_path).build(
-        [BuildInput(k, target, (product,)) for k in kernels])
-    ys = []
-    for (name, cfg, _), kernel, res in zip(jobs, kernels, results, strict=True):
-        assert res.ok, res.error
-        layer, x = LAYERS[name], random_input(LAYERS[name], seed=6)
-        if target.can_load_library:
-            y = KernelLibrary(res.library, kernel.weights, layer.spec, maxpool=True).run(x)
-        else:
-            run = run_executable(res.executable, res.weights, x, layer.spec, target,
-                                 repeats=1, maxpool=True)
-            assert run.error == "", run.error
-            y = run.output
-        v = verify(y, reference_output(layer, x))
-        assert v.ok, f"{target.name} {name} {cfg.to_json()}: {v.error}"
-        ys.append(y)
+    ys = build_and_run(target, [(LAYERS[n], k) for (n, _, _), k in zip(jobs, kernels, strict=True)],
+                       tmp_path, seed=6)
     in_tile = 0
     for i in range(0, len(jobs), 2):
         name, cfg, _ = jobs[i]

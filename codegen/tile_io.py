@@ -33,11 +33,15 @@ def acc(r: int, v: int) -> str:
     return f"a{r}_{v}"
 
 
+def _row_lines(valid: int) -> list[int]:
+    """Float offsets, one per cache line ``valid`` floats from a row's start may touch
+    whatever the row's alignment: every 16 floats and the last one."""
+    return sorted(set(range(0, valid, LINE_FLOATS)) | {valid - 1}) if valid else []
+
+
 def out_prefetch_offsets(var: Variant, lay: Layout) -> list[int]:
-    """Float offsets from a row's first output, one per cache line the row's valid outputs
-    may touch whatever the row's alignment: every 16 floats and the last valid one."""
-    valid = var.partial or var.vecs * lay.vl
-    return sorted(set(range(0, valid, LINE_FLOATS)) | {valid - 1})
+    """:func:`_row_lines` of a tile row's valid outputs."""
+    return _row_lines(var.partial or var.vecs * lay.vl)
 
 
 def out_prefetch(var: Variant, lay: Layout, pool: bool) -> list[str]:
@@ -47,8 +51,7 @@ def out_prefetch(var: Variant, lay: Layout, pool: bool) -> list[str]:
         return lines
     # The pooled rows the last channel block writes, and the scratch's partial sums
     # that the earlier blocks write (none with one block).
-    pw = pooled_columns(var, lay)
-    offs = sorted(set(range(0, pw, LINE_FLOATS)) | {pw - 1}) if pw else []
+    offs = _row_lines(pooled_columns(var, lay))
     pooled = [f"  PFW(pout + {r} * POW + {o});" for r in range(var.rows // 2) for o in offs]
     return pooled + (lines if lay.nblocks > 1 else [])
 

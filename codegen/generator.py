@@ -84,7 +84,7 @@ class GeneratedKernel:
 
 
 def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
-               packed: fkw.Packed, out: OutputLayout, pit: bool) -> str:
+               packed: fkw.Packed, out: OutputLayout, pit: bool, ext_in: bool) -> str:
     s = layer.spec
     consts = {
         "CIN": s.cin, "H": s.h, "W": s.w, "COUT": s.cout, "OH": s.out_h, "OW": s.out_w,
@@ -102,6 +102,8 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
         "PIT": int(pit),
         # Where the tiles store output (c, y, x): OOFF + c * OCS + y * OWP + x.
         "OCS": out.chan_stride, "OWP": out.row_pitch, "OOFF": out.offset,
+        # EXT_IN: the padded input buffer is the caller's (P_run_in), borders zeroed per run.
+        "EXT_IN": int(ext_in),
     }
     lines = [f"#define {k} {v}" for k, v in consts.items()]
     lines.append(f"#define IN_FLOATS {lay.input_floats}L")
@@ -233,7 +235,7 @@ def _compute(cfg: KernelConfig) -> str:
 
 def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
              symbol_prefix: str = DEFAULT_PREFIX, output_layout: OutputLayout | None = None,
-             padded_input: bool = False, pool_in_tile: bool = True) -> GeneratedKernel:
+             external_input: bool = False, pool_in_tile: bool = True) -> GeneratedKernel:
     """Emit the C source and weight blob of ``layer`` under ``cfg`` for ``target``.
 
     Args:
@@ -246,7 +248,9 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
             zero-bordered input buffer (:meth:`Layout.input_as_output`), so that layer
             runs without its padding copy. Only the valid outputs are written; not with
             a fused max-pool.
-        padded_input: Also export ``P_input`` and ``P_run_padded`` (the consumer's side).
+        external_input: The context owns no padded input buffer; ``P_run_in`` runs on
+            the caller's, which a producer may have filled (a network's arena; see
+            :func:`codegen.harness.api_definitions`).
         pool_in_tile: With a fused max-pool, pool on the tile's registers where the tile
             has an even number of rows (:func:`codegen.tile_io.pools_in_tile`) instead of
             storing the full output and pooling it in a separate pass. Bitwise the same
@@ -276,7 +280,7 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
         f"pattune kernel {s.name!r}: x (1, {s.cin}, {s.h}, {s.w}) -> y {layer.output_shape}, "
         f"float32 NCHW; conv2d + bias{' + relu' if layer.relu else ''}"
         f"{' + maxpool 2x2/2' if layer.maxpool else ''}; {cfg.threads} thread(s)"),
-        padded_input=padded_input)
+        external_input=external_input)
     parts = [
         (
             f"/* pattune codegen: layer {layer.spec.name!r} {layer.spec.signature()}\n"
@@ -286,7 +290,7 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
             f"   weights {layer.weights_hash} target {target.name} ({target.isa})\n"
             f"   config {cfg.to_json()} */"
         ),
-        _constants(layer, cfg, lay, len(pats), packed, out, pit),
+        _constants(layer, cfg, lay, len(pats), packed, out, pit, external_input),
         PRELUDE_C,
         header,
         _context(cfg.format, packed, symbol_prefix),
@@ -295,7 +299,7 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
         _dispatch(lay),
         _compute(cfg),
         HARNESS_C,
-        api_definitions(symbol_prefix, padded_input=padded_input),
+        api_definitions(symbol_prefix, external_input=external_input),
     ]
     epilogue = ("-relu" if layer.relu else "") + ("-pool" if layer.maxpool else "")
     name = f"{layer.spec.name or 'layer'}{epilogue}-{cfg.format}-{cfg.stable_hash()[:8]}"
@@ -308,7 +312,8 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
         "pool_in_tile": pit,
         "work_per_thread": per_thread,
         "output_layout": None if output_layout is None else dataclasses.asdict(output_layout),
-        "padded_input": padded_input,
+        "external_input": external_input,
+        "input_floats": lay.input_floats + INPUT_SLACK,
     }
     return GeneratedKernel(
         name=name.replace("/", "_"), source="\n\n".join(parts) + "\n", weights=fkw.blob(packed),

@@ -58,12 +58,13 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-def api_header(prefix: str, comment: str = "", *, padded_input: bool = False) -> str:
+def api_header(prefix: str, comment: str = "", *, external_input: bool = False) -> str:
     """Declarations of a kernel's prefixed entry points: a C header's text.
 
     Args:
         prefix: The kernel's symbol prefix (see :func:`check_prefix`).
         comment: What the kernel computes, put in a comment at the top.
+        external_input: Also declare ``P_run_in`` (see :func:`api_definitions`).
     """
     p = check_prefix(prefix)
     guard = f"PATTUNE_KERNEL_{p}_H"
@@ -74,21 +75,23 @@ def api_header(prefix: str, comment: str = "", *, padded_input: bool = False) ->
         f"int {p}_create(const void* blob, long long n, {p}_ctx** out);",
         f"int {p}_run({p}_ctx* c, const float* x, float* y);",
         f"void {p}_destroy({p}_ctx* c);",
-        *([f"float* {p}_input({p}_ctx* c);", f"int {p}_run_padded({p}_ctx* c, float* y);"]
-          if padded_input else []),
+        *([f"int {p}_run_in({p}_ctx* c, const float* x, float* in, float* y);"]
+          if external_input else []),
         "#ifdef __cplusplus", "}", "#endif", f"#endif /* {guard} */",
     ]
     return "\n".join(lines) + "\n"
 
 
-def api_definitions(prefix: str, *, padded_input: bool = False) -> str:
+def api_definitions(prefix: str, *, external_input: bool = False) -> str:
     """The prefixed entry points, over the file's static ``ctx_*`` functions.
 
-    With ``padded_input`` also ``float* P_input(P_ctx*)``, the context's zero-bordered
-    input buffer, and ``int P_run_padded(P_ctx*, float* y)``, a run that skips the
-    padding copy because a producer already stored the input there (see
-    :meth:`codegen.layout.Layout.input_as_output`).
-    """
+    With ``external_input`` (a network's layers) the context owns no padded input
+    buffer and ``int P_run_in(P_ctx*, const float* x, float* in, float* y)`` runs on the
+    caller's: ``in`` holds ``IN_FLOATS + IN_SLACK`` floats, 64-byte aligned, of any
+    content (a network arena's memory, shared with other tensors over time); the run
+    zeroes its borders and copies ``x`` into it, or with ``x`` NULL takes the interior
+    a producer already stored there (:meth:`codegen.layout.Layout.input_as_output`);
+    ``P_run`` then fails with code 1."""
     p = check_prefix(prefix)
     return "\n".join([
         f"PT_EXPORT int {p}_create(const void* blob, long long n, {p}_ctx** out) {{",
@@ -97,9 +100,9 @@ def api_definitions(prefix: str, *, padded_input: bool = False) -> str:
         "  return ctx_run(c, x, y);", "}",
         f"PT_EXPORT void {p}_destroy({p}_ctx* c) {{ ctx_destroy(c); }}",
     ] + ([
-        f"PT_EXPORT float* {p}_input({p}_ctx* c) {{ return c ? c->in : 0; }}",
-        f"PT_EXPORT int {p}_run_padded({p}_ctx* c, float* y) {{ return ctx_run_from(c, 0, y); }}",
-    ] if padded_input else []))
+        f"PT_EXPORT int {p}_run_in({p}_ctx* c, const float* x, float* in, float* y) {{",
+        "  return in ? ctx_run_from(c, x, in, y) : 1;", "}",
+    ] if external_input else []))
 
 PRELUDE_C = r"""
 #include <stdint.h>
@@ -186,11 +189,40 @@ static void pool_channel(const float* restrict full, float* restrict y, int ch) 
 }
 #endif
 
-/* One call: writes only c's buffers and y, so contexts may run in different threads.
-   x NULL: c->in already holds the zero-bordered input (a producer stored it there). */
-static int ctx_run_from(kctx* c, const float* x, float* y) {
-  if (!c || !y) return 1;
-  float* const in = c->in;
+/* Zeroes what pad_channel does not write in channel ``ch`` of an input buffer the context
+   does not own: the padding rows and columns, and each row's tail up to WPH. */
+static void border_channel(float* restrict in, int ch) {
+  float* restrict dst = in + (size_t)ch * CS;
+  for (int ph = 0; ph < NPLANES; ++ph) {
+    int j0 = 0, j1 = 0;
+    while (j0 * S + ph - PAD < 0) ++j0;
+    while (j1 < WPH && j1 * S + ph - PAD < W) ++j1;
+    for (int y = 0; y < HP; ++y) {
+      float* restrict drow = dst + (size_t)ph * PS + (size_t)y * WPH;
+      const int inside = y >= PAD && y - PAD < H, head = inside ? j0 : WPH;
+      memset(drow, 0, (size_t)head * sizeof(float));
+      if (inside) memset(drow + j1, 0, (size_t)(WPH - j1) * sizeof(float));
+    }
+  }
+}
+
+/* Channel ``ch`` of the input buffer made ready: borders zeroed where the context does not
+   own the buffer (EXT_IN), then x's channel copied in (x NULL: a producer stored it). */
+static void prepare_channel(float* restrict in, const float* restrict x, int ch) {
+  if (EXT_IN) border_channel(in, ch);
+  if (x) pad_channel(in, x, ch);
+}
+
+/* One call: writes only ``in`` and y (and c's scratch), so contexts may run in different
+   threads. ``in``: the padded input buffer (c->in, or the caller's with EXT_IN).
+   x NULL: ``in`` already holds the input's interior (a producer stored it there). */
+static int ctx_run_from(kctx* c, const float* x, float* in, float* y) {
+  if (!c || !y || !in) return 1;
+  /* Another buffer goes into a copy of the context (the tiles read c->in), on lines of
+     its own (every tile call of every thread reads it). */
+  union { kctx k; unsigned char lines[(sizeof(kctx) + 63) / 64 * 64]; }
+      view __attribute__((aligned(64)));
+  if (in != c->in) { view.k = *c; view.k.in = in; c = &view.k; }
 #if POOL && !PIT
   float* const out = c->full;
 #else
@@ -200,9 +232,9 @@ static int ctx_run_from(kctx* c, const float* x, float* y) {
 #pragma omp parallel num_threads(NTHREADS)
   {
     const int t = omp_get_thread_num();
-    if (x) {
+    if (x || EXT_IN) {
 #pragma omp for schedule(static)
-      for (int ch = 0; ch < CIN; ++ch) pad_channel(in, x, ch);
+      for (int ch = 0; ch < CIN; ++ch) prepare_channel(in, x, ch);
     }
     compute(c, out, t);
 #if POOL && !PIT
@@ -212,8 +244,8 @@ static int ctx_run_from(kctx* c, const float* x, float* y) {
 #endif
   }
 #else
-  if (x)
-    for (int ch = 0; ch < CIN; ++ch) pad_channel(in, x, ch);
+  if (x || EXT_IN)
+    for (int ch = 0; ch < CIN; ++ch) prepare_channel(in, x, ch);
   compute(c, out, 0);
 #if POOL && !PIT
   for (int ch = 0; ch < COUT; ++ch) pool_channel(out, y, ch);
@@ -223,7 +255,7 @@ static int ctx_run_from(kctx* c, const float* x, float* y) {
 }
 
 static int ctx_run(kctx* c, const float* x, float* y) {
-  return x ? ctx_run_from(c, x, y) : 1;
+  return x && c ? ctx_run_from(c, x, c->in, y) : 1;
 }
 
 static void ctx_destroy(kctx* c) {
@@ -263,11 +295,13 @@ static int ctx_create(const void* blob, long long n, kctx** out) {
     pos += nb;
   }
   bind_arrays(c, arr);
+#if !EXT_IN
   const size_t in_bytes = ((size_t)IN_FLOATS + IN_SLACK) * sizeof(float);
   c->in = (float*)aligned_alloc(64, (in_bytes + 63) / 64 * 64);
   if (!c->in) { ctx_destroy(c); return 4; }
   /* The borders stay zero for good: pad_channel writes only the interior. */
   memset(c->in, 0, in_bytes);
+#endif
 #if HAS_FULL
   c->full = (float*)aligned_alloc(64, ((size_t)COUT * OH * OW * sizeof(float) + 63) / 64 * 64);
   if (!c->full) { ctx_destroy(c); return 4; }

@@ -135,15 +135,20 @@ def plan_arena(buffers: Sequence[Buffer], *,
 
 
 def network_buffers(graph: Graph, scratch: Mapping[str, int],
-                    handed_off: frozenset[str] = frozenset()) -> tuple[list[Buffer],
-                                                                       dict[str, str]]:
-    """The buffers of ``graph``: the input, each op's output and scratch, with lifetimes.
+                    handed_off: frozenset[str] = frozenset(),
+                    padded: Mapping[str, tuple[int, bool]] | None = None,
+                    ) -> tuple[list[Buffer], dict[str, str]]:
+    """The buffers of ``graph``: the input, each op's output, scratch and padded input,
+    with lifetimes.
 
     Args:
         graph: The network.
         scratch: Floats of scratch per op name (ops without scratch may be left out).
-        handed_off: Tensors that live in their reader's own input buffer (a pattern
-            layer's handoff): they take no arena space.
+        handed_off: Tensors that live in their reader's padded input buffer (a pattern
+            layer's handoff): they take no space of their own.
+        padded: Per pattern op name, ``(floats, filled by the op before)``: its padded
+            input buffer ``input:<op>``, live at the op (and at the op before, which
+            stores its output there, when filled by it).
 
     Returns:
         The buffers and the aliases (a flatten's output -> the buffer it shares).
@@ -172,6 +177,9 @@ def network_buffers(graph: Graph, scratch: Mapping[str, int],
     bufs = [Buffer(t, size[t], first[t], last[t]) for t in first]
     bufs += [Buffer(f"scratch:{op.name}", scratch[op.name], i, i)
              for i, op in enumerate(graph.ops) if scratch.get(op.name)]
+    pads = padded or {}
+    bufs += [Buffer(f"input:{op.name}", pads[op.name][0], i - 1 if pads[op.name][1] else i, i)
+             for i, op in enumerate(graph.ops) if op.name in pads]
     return bufs, alias
 
 

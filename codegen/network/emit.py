@@ -109,17 +109,21 @@ def _plan(graph: Graph, target: Target, prefix: str, handoff: bool) -> list[OpCo
 
 
 def _ptrs(graph: Graph, arena: ArenaPlan, codes: list[OpCode]) -> list[Ptrs]:
+    def padded(i: int) -> str:
+        ok = 0 <= i < len(codes) and codes[i].input_floats
+        return f"(A + {arena.offset('input:' + graph.ops[i].name)}L)" if ok else ""
+
     out, sec, layer = [], 0, 0
     for i, (op, code) in enumerate(zip(graph.ops, codes, strict=True)):
         n = len(code.sections)
-        nxt = i + 1 < len(codes) and code.create and codes[i + 1].create
         out.append(Ptrs(
             inputs=tuple(f"(A + {arena.offset(t)}L)" for t in op.inputs),
             output=f"(A + {arena.offset(op.output)}L)",
             scratch=f"(A + {arena.offset('scratch:' + op.name)}L)" if code.scratch_floats else "",
             sections=tuple(f"m->sec[{sec + i}]" for i in range(n)),
             layer=f"m->layer[{layer}]" if code.create else "",
-            next_layer=f"m->layer[{layer + 1}]" if nxt else "",
+            padded=padded(i),
+            next_padded=padded(i + 1) if code.info.get("output_to") else "",
         ))
         sec += n
         layer += 1 if code.create else 0
@@ -214,9 +218,9 @@ def generate_network(graph: Graph, target: Target, *, prefix: str = "pt",
         target: Compiler and vector width (``Target.vector_floats``) to generate for.
         prefix: The API's symbol prefix: ``<prefix>_model_create_from_file`` etc.
         handoff: Where a pattern layer's only reader is the next pattern layer (stride 1,
-            one input plane), store its output straight into that layer's zero-bordered
-            input buffer, which then skips its padding copy (the outputs are bitwise
-            those without it).
+            one input plane), store its output straight into that layer's padded input
+            buffer (in the arena, like every pattern layer's), which then skips its
+            padding copy (the outputs are bitwise those without it).
 
     Raises:
         ValueError: ``prefix`` is not a C identifier.
@@ -226,7 +230,9 @@ def generate_network(graph: Graph, target: Target, *, prefix: str = "pt",
     scratch = {op.name: c.scratch_floats for op, c in zip(graph.ops, codes, strict=True)}
     handed = frozenset(op.output for op, c in zip(graph.ops, codes, strict=True)
                        if c.info.get("output_to"))
-    buffers, aliases = network_buffers(graph, scratch, handed)
+    padded = {op.name: (c.input_floats, bool(c.info.get("padded_input")))
+              for op, c in zip(graph.ops, codes, strict=True) if c.input_floats}
+    buffers, aliases = network_buffers(graph, scratch, handed, padded)
     arena = plan_arena(buffers, aliases=aliases)
     if arena.overlapping_live_pairs():
         raise AssertionError(f"arena plan overlaps: {arena.overlapping_live_pairs()[:3]}")
@@ -248,7 +254,8 @@ def generate_network(graph: Graph, target: Target, *, prefix: str = "pt",
         info.append({**op.to_dict(), "impl": code.info,
                      "sections": list(range(sec, sec + n)),
                      "weights_bytes": sum(len(s) for s in code.sections),
-                     "scratch_bytes": code.scratch_floats * 4})
+                     "scratch_bytes": code.scratch_floats * 4,
+                     "padded_input_bytes": code.input_floats * 4})
         sec += n
     return NetworkSources(
         files=files, units=tuple(units), sections=tuple(s for c in codes for s in c.sections),

@@ -41,7 +41,9 @@ class Ptrs:
         scratch: The op's scratch space (``""`` when it has none).
         sections: One ``const float*`` expression per section of the op.
         layer: Its pattern kernel's context slot (``m->layer[i]``), pattern ops only.
-        next_layer: The next op's context slot when it has one (a handoff's consumer).
+        padded: Its padded input buffer in the arena (pattern ops only).
+        next_padded: The next op's padded input buffer, when it has one (a handoff's
+            destination).
     """
 
     inputs: tuple[str, ...]
@@ -49,7 +51,8 @@ class Ptrs:
     scratch: str = ""
     sections: tuple[str, ...] = ()
     layer: str = ""
-    next_layer: str = ""
+    padded: str = ""
+    next_padded: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class OpCode:
     Attributes:
         sections: Its weights, packed, as the bytes of its weights-file sections.
         scratch_floats: Arena scratch it needs while it runs.
+        input_floats: Its padded input buffer in the arena (pattern kernels; 0: none).
+            It lives from this op, or from the op before when that one stores its output
+            there (``info["padded_input"]``), to this op.
         body: Writes the op's C statements (run inside ``pt_net_run``; ``nt`` is the
             thread count, ``m`` the model) given its pointers.
         create: Writes C statements creating its context (pattern kernels), or None.
@@ -72,6 +78,7 @@ class OpCode:
     sections: tuple[bytes, ...]
     scratch_floats: int
     body: Callable[[Ptrs], str]
+    input_floats: int = 0
     create: Callable[[Ptrs], str] | None = None
     destroy: Callable[[Ptrs], str] | None = None
     unit: tuple[str, str] | None = None

@@ -48,24 +48,26 @@ def layer_config(layer: PrunedLayer, cfg: KernelConfig | None, target: Target) -
 
 
 def pattern_unit(layer: PrunedLayer, cfg: KernelConfig | None, target: Target,
-                 prefix: str, *, output_layout: OutputLayout | None = None,
-                 padded_input: bool = False) -> tuple[str, bytes, KernelConfig]:
+                 prefix: str, *, output_layout: OutputLayout | None = None
+                 ) -> tuple[str, bytes, KernelConfig, int]:
     """The C source, weight blob and config of pattern layer ``layer`` under ``prefix``.
 
     Returns:
-        ``(source, blob, config)``: a translation unit exporting ``prefix_create``,
-        ``prefix_run``, ``prefix_destroy``, the blob ``prefix_create`` takes, and the
-        KernelConfig it was generated with (``cfg``, or the target's default).
-        ``output_layout`` and ``padded_input`` are :func:`codegen.generate`'s: the handoff
-        between two pattern layers (see :func:`plan_pattern`).
+        ``(source, blob, config, input_floats)``: a translation unit exporting
+        ``prefix_create``, ``prefix_run_in``, ``prefix_destroy`` (its padded input buffer
+        is the caller's: :func:`codegen.generate`'s ``external_input``), the blob
+        ``prefix_create`` takes, the KernelConfig it was generated with (``cfg``, or the
+        target's default) and the floats of that buffer. ``output_layout`` is
+        :func:`codegen.generate`'s: the handoff between two pattern layers (see
+        :func:`plan_pattern`).
 
     Raises:
         ConfigError: ``cfg`` is not a valid config of the layer on ``target``.
     """
     cfg = layer_config(layer, cfg, target)
     kernel = generate(layer, cfg, target, symbol_prefix=prefix, output_layout=output_layout,
-                      padded_input=padded_input)
-    return kernel.source, kernel.weights, cfg
+                      external_input=True)
+    return kernel.source, kernel.weights, cfg, int(kernel.meta["input_floats"])
 
 
 def depthwise_unit(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, target: Target,
@@ -159,20 +161,24 @@ def plan_pattern(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, targe
                  padded_input: bool = False) -> OpCode:
     """The network side of one pattern layer: section, context, call, the ReLU after it.
 
+    A (non-depthwise) pattern layer's padded input buffer is arena memory
+    (``OpCode.input_floats``), shared over time with other tensors like any activation:
+    the kernel zeroes its borders on each run and copies its input in.
+
     Args:
         handoff: ``(consumer prefix, its input layout)``: store the output straight into
-            the next pattern layer's zero-bordered input buffer (``<consumer>_input`` of
-            the next context), which then runs without its padding copy.
-        padded_input: This layer is such a consumer: it runs ``P_run_padded``.
+            the next pattern layer's padded input buffer, which then runs without its
+            padding copy.
+        padded_input: This layer is such a consumer: it runs ``P_run_in`` with no input.
     """
     layer = with_fused_relu(op, layer)
+    floats = 0
     if op.is_depthwise:
         source, blob = depthwise_unit(op, layer, cfg, target, prefix)
         impl: dict[str, Any] = {"impl": "pattern_depthwise", "config": None}
     else:
-        source, blob, used = pattern_unit(
-            layer, cfg, target, prefix, output_layout=handoff[1] if handoff else None,
-            padded_input=padded_input)
+        source, blob, used, floats = pattern_unit(
+            layer, cfg, target, prefix, output_layout=handoff[1] if handoff else None)
         impl = {"impl": "pattern", "config": used.to_dict()}
     post = post_activation(op, layer)
     if handoff and post != "none":
@@ -181,10 +187,12 @@ def plan_pattern(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, targe
     p = prefix
 
     def body(ptr: Ptrs) -> str:
-        out = (f"{handoff[0]}_input(({handoff[0]}_ctx*){ptr.next_layer})" if handoff
-               else ptr.output)
-        call = (f"{p}_run_padded(({p}_ctx*){ptr.layer}, {out})" if padded_input
-                else f"{p}_run(({p}_ctx*){ptr.layer}, {ptr.inputs[0]}, {out})")
+        out = ptr.next_padded if handoff else ptr.output
+        if op.is_depthwise:
+            call = f"{p}_run(({p}_ctx*){ptr.layer}, {ptr.inputs[0]}, {out})"
+        else:
+            x = "0" if padded_input else ptr.inputs[0]
+            call = f"{p}_run_in(({p}_ctx*){ptr.layer}, {x}, {ptr.padded}, {out})"
         lines = [f"const int rc = {call};",
                  f"if (rc) return pt_fail(m->err, PT_ERRLEN, PT_ERR_LAYER, \"layer {op.module}: "
                  f"kernel failed (code %d)\", rc);"]
@@ -202,10 +210,10 @@ def plan_pattern(op: Conv2d, layer: PrunedLayer, cfg: KernelConfig | None, targe
             f"int {p}_create(const void* blob, long long n, {p}_ctx** out);\n"
             f"int {p}_run({p}_ctx* c, const float* x, float* y);\n"
             f"void {p}_destroy({p}_ctx* c);"
-            + (f"\nfloat* {p}_input({p}_ctx* c);\nint {p}_run_padded({p}_ctx* c, float* y);"
-               if padded_input else ""))
+            + ("" if op.is_depthwise else
+               f"\nint {p}_run_in({p}_ctx* c, const float* x, float* in, float* y);"))
     return OpCode(
-        sections=(blob,), scratch_floats=0, body=body, create=create,
+        sections=(blob,), scratch_floats=0, body=body, create=create, input_floats=floats,
         destroy=lambda ptr: f"{p}_destroy(({p}_ctx*){ptr.layer}); {ptr.layer} = 0;",
         unit=(prefix, source), declarations=decl,
         info={**impl, "symbol_prefix": prefix, "post_act": post,

@@ -179,7 +179,13 @@ static int pt_create_owned(unsigned char* buf, uint64_t size, PT_MODEL** out, ch
     PT_API(destroy)(m);
     return pt_fail(err, len, PT_ERR_MEMORY, "out of memory (arena of %zu bytes)", arena);
   }
+#ifdef PT_ARENA_POISON
+  /* Checking builds (-DPT_ARENA_POISON): the arena starts as NaNs, so an op that reads
+     memory no op of this run wrote (a padding border, a scratch) shows in the output. */
+  memset(m->arena, 0xff, arena);
+#else
   memset(m->arena, 0, arena);
+#endif
   const int lrc = pt_net_create_layers(m);
   if (lrc) {
     pt_fail(err, len, lrc, "%s", m->err);

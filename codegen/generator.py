@@ -43,6 +43,7 @@ from codegen.harness import (
     check_prefix,
 )
 from codegen.layout import INPUT_SLACK, Layout, OutputLayout
+from codegen.padding import PAD_C
 from codegen.target import Target
 from codegen.tile_io import pools_in_tile
 from codegen.tiles import tile_function, variants
@@ -88,7 +89,7 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
     s = layer.spec
     consts = {
         "CIN": s.cin, "H": s.h, "W": s.w, "COUT": s.cout, "OH": s.out_h, "OW": s.out_w,
-        "S": s.stride, "PAD": s.padding, "KK": s.kh * s.kw, "CIN_PG": s.cin_per_group,
+        "S": s.stride, "PAD": s.padding, "KH": s.kh, "KK": s.kh * s.kw, "CIN_PG": s.cin_per_group,
         "COUT_PG": s.cout // s.groups, "WPH": lay.wph, "HP": lay.hp, "PS": lay.plane,
         "CS": lay.chan_stride, "NPLANES": lay.nplanes, "NB": lay.nblocks, "ICB": cfg.ic_block, "KU": max(k_used, 1),
         "R": lay.rows, "TW": lay.tw, "NTX": lay.ntx, "NTY": lay.nty, "OCB": cfg.oc_block,
@@ -104,6 +105,9 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
         "OCS": out.chan_stride, "OWP": out.row_pitch, "OOFF": out.offset,
         # EXT_IN: the padded input buffer is the caller's (P_run_in), borders zeroed per run.
         "EXT_IN": int(ext_in),
+        # BAND: one thread, row bands outermost: the input is padded band by band
+        # (codegen.padding), just before the band's tiles read it.
+        "BAND": int(cfg.loop_order == "tile_block_group" and cfg.threads == 1),
     }
     lines = [f"#define {k} {v}" for k, v in consts.items()]
     lines.append(f"#define IN_FLOATS {lay.input_floats}L")
@@ -151,7 +155,7 @@ def _context(fmt: str, packed: fkw.Packed, prefix: str) -> str:
     lines = [
         f"typedef {prefix}_ctx kctx; /* the file's own name for it */",
         f"struct {prefix}_ctx {{",
-        "  float* in;            /* zero-bordered copy of the input (pad_channel) */",
+        "  float* in;            /* zero-bordered copy of the input (codegen.padding) */",
         "  float* full;          /* POOL: the conv's OH x OW output before pooling */",
         "  unsigned char* blob;  /* 64-byte-aligned copy of the weights; arrays point into it */",
     ]
@@ -216,9 +220,10 @@ _LOOPS = {
     # One tile at a time for every filter: its input block stays in L1 and its partial
     # outputs in L2 while all of the thread's filters pass over it.
     "tile_block_group": (
-        "for (int ty = 0; ty < NTY; ++ty) for (int tx = 0; tx < NTX; ++tx)"
+        "for (int ty = 0; ty < NTY; ++ty) {{ if (x) pad_band(c->in, x, ty);"
+        " for (int tx = 0; tx < NTX; ++tx)"
         " for (int b = 0; b < NB; ++b) for (int gi = g0; gi < g1; ++gi) {{ {grp}"
-        " for (int i = i0; i < i1; ++i) do_tile(c, y, i, b, ty, tx); }}"
+        " for (int i = i0; i < i1; ++i) do_tile(c, y, i, b, ty, tx); }} }}"
     ),
 }
 
@@ -227,9 +232,11 @@ def _compute(cfg: KernelConfig) -> str:
     grp = ("const int g = SCHED[gi]; const int i0 = g * OCB;"
            " const int i1 = (i0 + OCB < COUT) ? i0 + OCB : COUT;")
     loop = _LOOPS[cfg.loop_order].format(grp=grp)
-    # y: where the tiles store (the output, or the context's scratch when pooling).
-    return ("static void compute(const kctx* restrict c, float* y, int t) {\n"
-            "  const int g0 = SCHED_START[t], g1 = SCHED_START[t + 1];\n"
+    # y: where the tiles store (the output, or the context's scratch when pooling);
+    # x: the input still to pad into c->in band by band (BAND), else NULL.
+    return ("static void compute(const kctx* restrict c, float* y, int t,"
+            " const float* restrict x) {\n"
+            "  const int g0 = SCHED_START[t], g1 = SCHED_START[t + 1];\n  (void)x;\n"
             f"  {loop}\n}}")
 
 
@@ -297,6 +304,7 @@ def generate(layer: PrunedLayer, cfg: KernelConfig, target: Target, *,
         sched_src,
         *(tile_function(v, lay, cfg, pats, relu=layer.relu, pool=pit) for v in var),
         _dispatch(lay),
+        PAD_C,
         _compute(cfg),
         HARNESS_C,
         api_definitions(symbol_prefix, external_input=external_input),

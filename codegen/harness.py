@@ -133,33 +133,6 @@ typedef int32_t vi __attribute__((vector_size(VL * 4)));
 """
 
 HARNESS_C = r"""
-/* Zero-bordered copy of channel ``ch`` of x into the context's input buffer ``in``. */
-static void pad_channel(float* restrict in, const float* restrict x, int ch) {
-  const float* restrict src = x + (size_t)ch * H * W;
-  float* restrict dst = in + (size_t)ch * CS;
-  for (int ph = 0; ph < NPLANES; ++ph) {
-    int j0 = 0;
-    while (j0 * S + ph - PAD < 0) ++j0;
-    const int sx0 = j0 * S + ph - PAD;
-    for (int y = 0; y < HP; ++y) {
-      const int sy = y - PAD;
-      if (sy < 0 || sy >= H) continue;
-      float* restrict drow = dst + (size_t)ph * PS + (size_t)y * WPH;
-      const float* restrict srow = src + (size_t)sy * W;
-      if (S == 1) {
-        int n = W - sx0; if (j0 + n > WPH) n = WPH - j0;
-        if (n > 0) memcpy(drow + j0, srow + sx0, (size_t)n * sizeof(float));
-      } else {
-        for (int j = j0; j < WPH; ++j) {
-          const int sx = j * S + ph - PAD;
-          if (sx >= W) break;
-          drow[j] = srow[sx];
-        }
-      }
-    }
-  }
-}
-
 #define OUT_ELEMS ((long)COUT * POH * POW)
 /* The scratch for the conv's full output: the separate pooling pass reads it; pooled in
    the tiles (PIT), it holds only partial sums between channel blocks. */
@@ -189,30 +162,6 @@ static void pool_channel(const float* restrict full, float* restrict y, int ch) 
 }
 #endif
 
-/* Zeroes what pad_channel does not write in channel ``ch`` of an input buffer the context
-   does not own: the padding rows and columns, and each row's tail up to WPH. */
-static void border_channel(float* restrict in, int ch) {
-  float* restrict dst = in + (size_t)ch * CS;
-  for (int ph = 0; ph < NPLANES; ++ph) {
-    int j0 = 0, j1 = 0;
-    while (j0 * S + ph - PAD < 0) ++j0;
-    while (j1 < WPH && j1 * S + ph - PAD < W) ++j1;
-    for (int y = 0; y < HP; ++y) {
-      float* restrict drow = dst + (size_t)ph * PS + (size_t)y * WPH;
-      const int inside = y >= PAD && y - PAD < H, head = inside ? j0 : WPH;
-      memset(drow, 0, (size_t)head * sizeof(float));
-      if (inside) memset(drow + j1, 0, (size_t)(WPH - j1) * sizeof(float));
-    }
-  }
-}
-
-/* Channel ``ch`` of the input buffer made ready: borders zeroed where the context does not
-   own the buffer (EXT_IN), then x's channel copied in (x NULL: a producer stored it). */
-static void prepare_channel(float* restrict in, const float* restrict x, int ch) {
-  if (EXT_IN) border_channel(in, ch);
-  if (x) pad_channel(in, x, ch);
-}
-
 /* One call: writes only ``in`` and y (and c's scratch), so contexts may run in different
    threads. ``in``: the padded input buffer (c->in, or the caller's with EXT_IN).
    x NULL: ``in`` already holds the input's interior (a producer stored it there). */
@@ -236,7 +185,7 @@ static int ctx_run_from(kctx* c, const float* x, float* in, float* y) {
 #pragma omp for schedule(static)
       for (int ch = 0; ch < CIN; ++ch) prepare_channel(in, x, ch);
     }
-    compute(c, out, t);
+    compute(c, out, t, 0);
 #if POOL && !PIT
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -244,9 +193,10 @@ static int ctx_run_from(kctx* c, const float* x, float* in, float* y) {
 #endif
   }
 #else
-  if (x || EXT_IN)
+  const float* const lazy = BAND ? x : 0;  /* BAND: compute pads band by band */
+  if (!lazy && (x || EXT_IN))
     for (int ch = 0; ch < CIN; ++ch) prepare_channel(in, x, ch);
-  compute(c, out, 0);
+  compute(c, out, 0, lazy);
 #if POOL && !PIT
   for (int ch = 0; ch < COUT; ++ch) pool_channel(out, y, ch);
 #endif
@@ -299,7 +249,7 @@ static int ctx_create(const void* blob, long long n, kctx** out) {
   const size_t in_bytes = ((size_t)IN_FLOATS + IN_SLACK) * sizeof(float);
   c->in = (float*)aligned_alloc(64, (in_bytes + 63) / 64 * 64);
   if (!c->in) { ctx_destroy(c); return 4; }
-  /* The borders stay zero for good: pad_channel writes only the interior. */
+  /* The borders stay zero for good: pad_rows writes only the interior. */
   memset(c->in, 0, in_bytes);
 #endif
 #if HAS_FULL

@@ -302,9 +302,10 @@ def test_aarch64_executable_is_static(tmp_path) -> None:
 def test_compile_error_is_a_build_result(tmp_path) -> None:
     layer, target = LAYERS["hw2"], host_target()
     good = generate(layer, config_space(layer.spec, target).default(), target)
+    assert good.source.count("compute(c, out, 0, lazy);") == 1
     broken = dataclasses.replace(good, name="broken",
-                                 source=good.source.replace("compute(c, out, 0);",
-                                                             "compute(c, out, 0) oops;"))
+                                 source=good.source.replace("compute(c, out, 0, lazy);",
+                                                             "compute(c, out, 0, lazy) oops;"))
     bad_flags = dataclasses.replace(target, cflags=(*target.cflags, "-mno-such-flag"))
     results = LocalBuilder(cache_dir=tmp_path).build(
         [BuildInput(broken, target), BuildInput(good, target), BuildInput(good, bad_flags)])

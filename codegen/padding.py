@@ -17,14 +17,24 @@ bitwise those of padding first.
 from __future__ import annotations
 
 PAD_C = r"""
+/* Columns [j0, j1) of plane ``ph`` hold input columns; the rest of a row is padding
+   (and, past the last input column, the row's tail up to WPH). */
+static inline void plane_cols(int ph, int* j0, int* j1) {
+  int a = 0, b = 0;
+  while (a * S + ph - PAD < 0) ++a;
+  while (b < WPH && b * S + ph - PAD < W) ++b;
+  *j0 = a;
+  *j1 = b;
+}
+
 /* Padded rows [y0, y1) of channel ``ch`` of x copied into the input buffer ``in`` (only
    the interior: the borders are prepare_rows's). */
 static void pad_rows(float* restrict in, const float* restrict x, int ch, int y0, int y1) {
   const float* restrict src = x + (size_t)ch * H * W;
   float* restrict dst = in + (size_t)ch * CS;
   for (int ph = 0; ph < NPLANES; ++ph) {
-    int j0 = 0;
-    while (j0 * S + ph - PAD < 0) ++j0;
+    int j0, j1;
+    plane_cols(ph, &j0, &j1);
     const int sx0 = j0 * S + ph - PAD;
     for (int y = y0; y < y1; ++y) {
       const int sy = y - PAD;
@@ -32,14 +42,9 @@ static void pad_rows(float* restrict in, const float* restrict x, int ch, int y0
       float* restrict drow = dst + (size_t)ph * PS + (size_t)y * WPH;
       const float* restrict srow = src + (size_t)sy * W;
       if (S == 1) {
-        int n = W - sx0; if (j0 + n > WPH) n = WPH - j0;
-        if (n > 0) memcpy(drow + j0, srow + sx0, (size_t)n * sizeof(float));
+        if (j1 > j0) memcpy(drow + j0, srow + sx0, (size_t)(j1 - j0) * sizeof(float));
       } else {
-        for (int j = j0; j < WPH; ++j) {
-          const int sx = j * S + ph - PAD;
-          if (sx >= W) break;
-          drow[j] = srow[sx];
-        }
+        for (int j = j0; j < j1; ++j) drow[j] = srow[j * S + ph - PAD];
       }
     }
   }
@@ -50,9 +55,8 @@ static void pad_rows(float* restrict in, const float* restrict x, int ch, int y0
 static void border_rows(float* restrict in, int ch, int y0, int y1) {
   float* restrict dst = in + (size_t)ch * CS;
   for (int ph = 0; ph < NPLANES; ++ph) {
-    int j0 = 0, j1 = 0;
-    while (j0 * S + ph - PAD < 0) ++j0;
-    while (j1 < WPH && j1 * S + ph - PAD < W) ++j1;
+    int j0, j1;
+    plane_cols(ph, &j0, &j1);
     for (int y = y0; y < y1; ++y) {
       float* restrict drow = dst + (size_t)ph * PS + (size_t)y * WPH;
       const int inside = y >= PAD && y - PAD < H, head = inside ? j0 : WPH;

@@ -32,6 +32,7 @@ MAX_TILE_VECS = 8
 MAX_OC_BLOCK = 64
 # Registers kept free of accumulators: weight broadcasts and loaded input vectors.
 _SPARE_REGISTERS = 6
+_LINE_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -235,8 +236,9 @@ class ConfigSpace:
 
     def default(self) -> KernelConfig:
         """A sensible valid config: the widest vectors that fill 3/4 of their lanes (8 on
-        7-wide rows), a 4 x 2-ish tile (4 to 8 rows that leave the fewest computed rows
-        past the output: 7 on 14 and 7), one spatial tile at a time for all filters
+        7-wide rows), a tile as wide as the output row where 3 rows of it fit (else 2
+        vectors) and 4 to 8 rows that leave the fewest computed rows past the output (7 on
+        28, 14 and 7 rows; 3 where only 3 fit), one spatial tile at a time for all filters
         (``tile_block_group``), FKR, LRE, tap_shuffle and out_prefetch on (where the space
         allows them), phase planes (not ``shifted``)."""
         c = self.choices
@@ -249,14 +251,25 @@ class ConfigSpace:
         vw = max([v for v in c["vector_width"] if v >= min(8, widest)],
                  key=lambda v: (min(ow / (math.ceil(ow / v) * v), 0.75), v))
         vecs_needed = math.ceil(ow / vw)
-        vecs = min(2, vecs_needed, max(c["tile_vecs"]))
+        # The whole output row in one tile where 3 rows of it fit the registers: the
+        # padded rows it reads are then consecutive in memory, (rows + 2) x vecs + 1 lines
+        # per kernel instead of (rows + 2) x (vecs + 1). 4 x 4 on 56-wide rows took 7-10%
+        # less time than 4 x 2 and 6 x 3 on VGG-16's features.10 and .14, 3 x 7 on 112-wide
+        # ones 9-10% less than 4 x 2 (features.7), for the pattern and unstructured kernels
+        # alike. Only with vectors of a whole 64-byte line (measured there; a narrower
+        # vector's extra one is part of a line already read). Else 2 vectors.
+        whole = (vw * 4 >= _LINE_BYTES and vecs_needed <= max(c["tile_vecs"])
+                 and 3 * vecs_needed <= self.max_accumulators())
+        vecs = vecs_needed if whole else min(2, vecs_needed, max(c["tile_vecs"]))
         fits = [r for r in c["tile_rows"] if r * vecs <= self.max_accumulators()]
-        # 4 to 8 rows, computing the fewest rows past the output, fewest among equals:
-        # 4 on 28, 56, 112 and 224 rows; 7 on 14 and 7 (4 computes 16 and 8 rows; 7 took
-        # 16% less time on VGG-16's features.24).
+        # 4 to 8 rows, computing the fewest rows past the output; among equals the most
+        # when the tile spans the row (more rows share the 2 extra input rows: 7 x 2 took 6%
+        # less time than 4 x 2 on the 28-wide features.19), else the fewest (7 rows were 6%
+        # slower on the 224-wide features.2). With 16-float vectors: 7 on 28, 14 and 7
+        # rows; 4 on 56 (4 x 4 fits, 7 x 4 does not) and on 224.
         oh = self.layer.out_h
         mid = [r for r in fits if 4 <= r <= 8]
-        rows = (min(mid, key=lambda r: (-(-oh // r) * r - oh, r)) if mid
+        rows = (min(mid, key=lambda r: (-(-oh // r) * r - oh, -r if whole else r)) if mid
                 else max([r for r in fits if r <= 4] or fits[:1]))
         least = self._least_accumulators()
         while rows * vecs < least and vecs < min(vecs_needed, max(c["tile_vecs"])):

@@ -168,3 +168,20 @@ def test_one_pinned_thread_searches_one_thread_mapping() -> None:
     sources = {generate(layer, cfg.replace(thread_mapping=m), host_target()).source
                .split("*/", 1)[1] for m in ("contiguous", "interleaved", "balanced")}
     assert len(sources) == 1
+
+
+def test_default_tile_spans_the_output_row_with_line_wide_vectors() -> None:
+    # 16-float vectors (one 64-byte line): the whole row where 3 rows of it fit the 26
+    # accumulators, with the most rows among those computing the fewest past the output;
+    # 224-wide rows keep 2 vectors and the fewest such rows.
+    expect = {224: (4, 2), 112: (3, 7), 56: (4, 4), 28: (7, 2), 14: (7, 1)}
+    for hw, (rows, vecs) in expect.items():
+        for stride in (1, 2):
+            spec = LayerSpec("x", cin=64, cout=64, h=hw * stride, w=hw * stride,
+                             stride=stride)
+            cfg = config_space(spec, host_target(isa="avx512")).default()
+            assert (cfg.vector_width, cfg.tile_rows, cfg.tile_vecs) == (16, rows, vecs), hw
+    # Narrower vectors keep the 2-vector tile: the extra vector shares a line already read.
+    for target, vw in ((host_target(isa="avx2"), 8), (aarch64_target(), 4)):
+        cfg = config_space(LayerSpec("x", cin=64, cout=64, h=56, w=56), target).default()
+        assert (cfg.vector_width, cfg.tile_rows, cfg.tile_vecs) == (vw, 4, 2)

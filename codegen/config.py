@@ -32,7 +32,7 @@ MAX_TILE_VECS = 8
 MAX_OC_BLOCK = 64
 # Registers kept free of accumulators: weight broadcasts and loaded input vectors.
 _SPARE_REGISTERS = 6
-_LINE_BYTES = 64
+LINE_FLOATS = 16  # floats per 64-byte cache line
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ class ConfigSpace:
         # ones 9-10% less than 4 x 2 (features.7), for the pattern and unstructured kernels
         # alike. Only with vectors of a whole 64-byte line (measured there; a narrower
         # vector's extra one is part of a line already read). Else 2 vectors.
-        whole = (vw * 4 >= _LINE_BYTES and vecs_needed <= max(c["tile_vecs"])
+        whole = (vw >= LINE_FLOATS and vecs_needed <= max(c["tile_vecs"])
                  and 3 * vecs_needed <= self.max_accumulators())
         vecs = vecs_needed if whole else min(2, vecs_needed, max(c["tile_vecs"]))
         fits = [r for r in c["tile_rows"] if r * vecs <= self.max_accumulators()]
@@ -271,12 +271,6 @@ class ConfigSpace:
         mid = [r for r in fits if 4 <= r <= 8]
         rows = (min(mid, key=lambda r: (-(-oh // r) * r - oh, -r if whole else r)) if mid
                 else max([r for r in fits if r <= 4] or fits[:1]))
-        # The pattern kernel's channels jump (a filter's kernels, sorted by pattern), which
-        # hardware prefetchers do not follow: prefetching the next kernel's lines took 5%
-        # off VGG-16's 3x3 layers at their default configs (geomean of 12; features.28 17%
-        # faster, features.7 6% slower). The unstructured kernel prefetches per weight and
-        # is bound by its loads: 13-22% slower with it, so off there.
-        pf = 1 if c["format"][0] == "fkw" else 0
         least = self._least_accumulators()
         while rows * vecs < least and vecs < min(vecs_needed, max(c["tile_vecs"])):
             vecs += 1
@@ -303,8 +297,14 @@ class ConfigSpace:
             # Aligned copies per kernel column triple the input's cache footprint: slower
             # on every VGG-16 layer (up to 2.3x); tap_shuffle aligns the loads instead.
             "shifted": False if False in c["shifted"] else c["shifted"][0],
-            "prefetch": pf if pf in c["prefetch"] else c["prefetch"][0],
         }
+        # The pattern kernel's channels jump (a filter's kernels, sorted by pattern), which
+        # hardware prefetchers do not follow: prefetching the next kernel's lines took 5%
+        # off VGG-16's 3x3 layers at their default configs (geomean of 12; features.28 17%
+        # faster, features.7 6% slower). The unstructured kernel prefetches per weight and
+        # is bound by its loads: 13-22% slower with it, so off there.
+        pf = 1 if pick["format"] == "fkw" else 0
+        pick["prefetch"] = pf if pf in c["prefetch"] else c["prefetch"][0]
         can_shuffle = pick["lre"] and not pick["shifted"] and True in c["tap_shuffle"]
         pick["tap_shuffle"] = can_shuffle or c["tap_shuffle"][0]
         # Output lines prefetched for writing: 15% less time on VGG-16's features.2 (its

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from codegen.config import LINE_FLOATS
 from codegen.layout import Layout
-
-LINE_FLOATS = 16  # floats per 64-byte cache line
 
 
 @dataclass(frozen=True)

@@ -240,7 +240,8 @@ class ConfigSpace:
         vectors) and 4 to 8 rows that leave the fewest computed rows past the output (7 on
         28, 14 and 7 rows; 3 where only 3 fit), one spatial tile at a time for all filters
         (``tile_block_group``), FKR, LRE, tap_shuffle and out_prefetch on (where the space
-        allows them), phase planes (not ``shifted``), software prefetch 1 for ``fkw``."""
+        allows them), phase planes (not ``shifted``), software prefetch 1 for ``fkw`` at
+        stride 1."""
         c = self.choices
         # The widest vectors among those filling the most of their lanes across the output
         # row (3/4 counts as full): 8 on a 7-wide row (16-float vectors compute 16 columns
@@ -301,9 +302,12 @@ class ConfigSpace:
         # The pattern kernel's channels jump (a filter's kernels, sorted by pattern), which
         # hardware prefetchers do not follow: prefetching the next kernel's lines took 5%
         # off VGG-16's 3x3 layers at their default configs (geomean of 12; features.28 17%
-        # faster, features.7 6% slower). The unstructured kernel prefetches per weight and
-        # is bound by its loads: 13-22% slower with it, so off there.
-        pf = 1 if pick["format"] == "fkw" else 0
+        # faster, features.7 6% slower). Not at stride 2: there a kernel reads two phase
+        # planes of 2 x rows + 1 input rows for its 4 x rows FMAs and is bound by its loads,
+        # which the prefetches add to (12-20% slower on the six stride-2 3x3 layers of
+        # ResNet-18 and -50). The unstructured kernel prefetches per weight and is bound by
+        # its loads: 13-22% slower with it, so off there.
+        pf = 1 if pick["format"] == "fkw" and self.layer.stride == 1 else 0
         pick["prefetch"] = pf if pf in c["prefetch"] else c["prefetch"][0]
         can_shuffle = pick["lre"] and not pick["shifted"] and True in c["tap_shuffle"]
         pick["tap_shuffle"] = can_shuffle or c["tap_shuffle"][0]

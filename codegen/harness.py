@@ -125,6 +125,36 @@ typedef int32_t vi __attribute__((vector_size(VL * 4)));
 #define RELU(v) ((vf)((vi)(v) & ((v) > (vf){0})))
 /* Lane-wise max(a, b), same masking trick. */
 #define VMAX(a, b) ((vf)(((vi)(a) & ((a) > (b))) | ((vi)(b) & ~((a) > (b)))))
+/* The first n lanes of v to p (STN), or of p with the other lanes zero (LDN): AVX-512
+   masked moves, which touch nothing past the n floats. Elsewhere through an aligned
+   scratch and memcpy. (GCC 12 kept every accumulator of a tile on the stack when its
+   partial rows went through a scratch: 2x on a 7-wide layer's unstructured kernel.) */
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#if VL == 16
+#define STN(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (n)) - 1), (__m512)(v))
+#define LDN(p, n) ((vf)_mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p)))
+#elif VL == 8
+#define STN(p, v, n) _mm256_mask_storeu_ps((p), (__mmask8)((1u << (n)) - 1), (__m256)(v))
+#define LDN(p, n) ((vf)_mm256_maskz_loadu_ps((__mmask8)((1u << (n)) - 1), (p)))
+#else
+#define STN(p, v, n) _mm_mask_storeu_ps((p), (__mmask8)((1u << (n)) - 1), (__m128)(v))
+#define LDN(p, n) ((vf)_mm_maskz_loadu_ps((__mmask8)((1u << (n)) - 1), (p)))
+#endif
+#else
+static inline void stn_(float* p, vf v, int n) {
+  float t[VL] __attribute__((aligned(64)));
+  *(vf*)t = v;
+  memcpy(p, t, (size_t)n * sizeof(float));
+}
+static inline vf ldn_(const float* p, int n) {
+  float t[VL] __attribute__((aligned(64))) = {0};
+  memcpy(t, p, (size_t)n * sizeof(float));
+  return *(const vf*)t;
+}
+#define STN(p, v, n) stn_((p), (v), (n))
+#define LDN(p, n) ldn_((p), (n))
+#endif
 /* Read prefetch into all cache levels; never faults, so a line past the buffer is harmless. */
 #define PF(p) __builtin_prefetch((p), 0, 3)
 /* Prefetch for writing (prefetchw, PRFM PSTL1KEEP): the line arrives owned, so stores hit. */

@@ -71,30 +71,32 @@ def init(var: Variant, lay: Layout, reload: bool = True) -> list[str]:
     lines.append("    const vf bb = SPLAT(c->bias[f]);")
     lines += [f"    {acc(r, v)} = bb;" for r in range(var.rows) for v in range(var.vecs)]
     lines.append("  } else {")
-    if var.partial:
-        lines.append(f"    float tmp[VL * {var.vecs}] __attribute__((aligned(64)));")
-        for r in range(var.rows):
-            lines.append("    memset(tmp, 0, sizeof tmp);")
-            lines.append(f"    memcpy(tmp, out + {r} * OWP, {var.partial} * sizeof(float));")
-            lines += [f"    {acc(r, v)} = LD(tmp + {v} * VL);" for v in range(var.vecs)]
-    else:
-        lines += [
-            f"    {acc(r, v)} = LD(out + {r} * OWP + {v} * VL);"
-            for r in range(var.rows) for v in range(var.vecs)
-        ]
+    for r in range(var.rows):
+        for v in range(var.vecs):
+            n = _lanes(var, v, lay.vl)
+            src = f"out + {r} * OWP + {v} * VL"
+            lines.append(f"    {acc(r, v)} = " + (
+                f"LD({src});" if n == lay.vl else f"LDN({src}, {n});" if n else "(vf){0};"))
     lines.append("  }")
     return lines
 
 
-def _plain_store(var: Variant, indent: str = "  ") -> list[str]:
-    if not var.partial:
-        return [f"{indent}ST(out + {r} * OWP + {v} * VL, {acc(r, v)});"
-                for r in range(var.rows) for v in range(var.vecs)]
-    lines = [f"{indent}{{", f"{indent}  float tmp[VL * {var.vecs}] __attribute__((aligned(64)));"]
+def _lanes(var: Variant, v: int, vl: int) -> int:
+    """Valid output columns in the tile's vector ``v`` (all ``vl`` unless ``partial``)."""
+    return vl if not var.partial else max(0, min(vl, var.partial - v * vl))
+
+
+def _plain_store(var: Variant, vl: int, indent: str = "  ") -> list[str]:
+    lines = []
     for r in range(var.rows):
-        lines += [f"{indent}  ST(tmp + {v} * VL, {acc(r, v)});" for v in range(var.vecs)]
-        lines.append(f"{indent}  memcpy(out + {r} * OWP, tmp, {var.partial} * sizeof(float));")
-    return lines + [f"{indent}}}"]
+        for v in range(var.vecs):
+            n = _lanes(var, v, vl)
+            dst = f"out + {r} * OWP + {v} * VL"
+            if n == vl:
+                lines.append(f"{indent}ST({dst}, {acc(r, v)});")
+            elif n:
+                lines.append(f"{indent}STN({dst}, {acc(r, v)}, {n});")
+    return lines
 
 
 def pooled_columns(var: Variant, lay: Layout) -> int:
@@ -122,8 +124,7 @@ def _pooled_store(var: Variant, lay: Layout) -> list[str]:
             if n == vl:
                 lines.append(f"      ST({dst}, {p});")
             else:
-                lines.append(f"      {{ float tmp[VL] __attribute__((aligned(64))); ST(tmp, {p});"
-                             f" memcpy({dst}, tmp, {n} * sizeof(float)); }}")
+                lines.append(f"      STN({dst}, {p}, {n});")
         lines.append("    }")
     return lines
 
@@ -136,10 +137,10 @@ def store(var: Variant, lay: Layout, relu: bool = False, pool: bool = False) -> 
     if relu:
         lines.append(f"  if (b == NB - 1) {{ {' '.join(f'{a} = RELU({a});' for a in accs)} }}")
     if not pool:
-        return lines + _plain_store(var)
+        return lines + _plain_store(var, lay.vl)
     # Pooled in the tile: the last block's sums go straight to the pooled output; earlier
     # blocks' partial sums to the scratch (only allocated when there are several blocks).
     lines += ["  if (b == NB - 1) {", *_pooled_store(var, lay), "  }"]
     if lay.nblocks > 1:
-        lines += ["  else {", *_plain_store(var, "    "), "  }"]
+        lines += ["  else {", *_plain_store(var, lay.vl, "    "), "  }"]
     return lines

@@ -126,9 +126,9 @@ typedef int32_t vi __attribute__((vector_size(VL * 4)));
 /* Lane-wise max(a, b), same masking trick. */
 #define VMAX(a, b) ((vf)(((vi)(a) & ((a) > (b))) | ((vi)(b) & ~((a) > (b)))))
 /* The first n lanes of v to p (STN), or of p with the other lanes zero (LDN): AVX-512
-   masked moves, which touch nothing past the n floats. Elsewhere through an aligned
-   scratch and memcpy. (GCC 12 kept every accumulator of a tile on the stack when its
-   partial rows went through a scratch: 2x on a 7-wide layer's unstructured kernel.) */
+   and AVX masked moves, which touch nothing past the n floats. Elsewhere (NEON) through
+   an aligned scratch and memcpy. (Through the scratch on x86, GCC 12 kept every
+   accumulator of such a tile on the stack: 2x on a 7-wide layer's unstructured kernel.) */
 #if defined(__AVX512F__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #if VL == 16
@@ -140,6 +140,18 @@ typedef int32_t vi __attribute__((vector_size(VL * 4)));
 #else
 #define STN(p, v, n) _mm_mask_storeu_ps((p), (__mmask8)((1u << (n)) - 1), (__m128)(v))
 #define LDN(p, n) ((vf)_mm_maskz_loadu_ps((__mmask8)((1u << (n)) - 1), (p)))
+#endif
+#elif defined(__AVX__) && (VL == 8 || VL == 4)
+#include <immintrin.h>
+/* AVX's maskstore/maskload by a lane mask (lane < n): lanes off the mask are not touched. */
+#if VL == 8
+#define LANES_LT(n) ((vi){0, 1, 2, 3, 4, 5, 6, 7} < ((n) + (vi){0}))
+#define STN(p, v, n) _mm256_maskstore_ps((p), (__m256i)LANES_LT(n), (__m256)(v))
+#define LDN(p, n) ((vf)_mm256_maskload_ps((p), (__m256i)LANES_LT(n)))
+#else
+#define LANES_LT(n) ((vi){0, 1, 2, 3} < ((n) + (vi){0}))
+#define STN(p, v, n) _mm_maskstore_ps((p), (__m128i)LANES_LT(n), (__m128)(v))
+#define LDN(p, n) ((vf)_mm_maskload_ps((p), (__m128i)LANES_LT(n)))
 #endif
 #else
 static inline void stn_(float* p, vf v, int n) {

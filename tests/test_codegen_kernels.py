@@ -1,7 +1,7 @@
-"""Generated kernels compute what torch computes, on both targets (qemu for aarch64).
+"""Generated kernels compute what torch computes, on every target (qemu for aarch64).
 
-One shared suite runs over every built-in target (STYLE rule 11): the host
-through the shared library in-process, aarch64 through the static executable
+One shared suite runs over every built-in target (STYLE rule 11): the host (and the
+host as an AVX2-only machine) through the shared library in-process, aarch64 through the static executable
 under qemu-aarch64. All kernels of a target are built in one parallel batch.
 """
 
@@ -88,9 +88,11 @@ def _host_outputs(layer, cfgs: list, tmp_path, seed: int) -> tuple[list, list[np
     return kernels, ys
 
 
-@pytest.fixture(scope="module", params=["host", "aarch64"])
+@pytest.fixture(scope="module", params=["host", "avx2", "aarch64"])
 def target_outputs(request, tmp_path_factory) -> tuple[Target, dict[str, list[tuple]]]:
-    target = host_target() if request.param == "host" else aarch64_target()
+    # avx2: the host without AVX-512 (its own partial-row stores and lane shifts)
+    target = {"host": host_target, "avx2": lambda: host_target(isa="avx2"),
+              "aarch64": aarch64_target}[request.param]()
     builder = LocalBuilder(cache_dir=tmp_path_factory.mktemp(f"builds-{request.param}"))
     return target, _outputs(target, builder)
 

@@ -73,30 +73,27 @@ def init(var: Variant, lay: Layout, reload: bool = True) -> list[str]:
     lines.append("  } else {")
     for r in range(var.rows):
         for v in range(var.vecs):
-            n = _lanes(var, v, lay.vl)
-            src = f"out + {r} * OWP + {v} * VL"
-            lines.append(f"    {acc(r, v)} = " + (
-                f"LD({src});" if n == lay.vl else f"LDN({src}, {n});" if n else "(vf){0};"))
+            n, src = _lanes(var, v, lay.vl), f"out + {r} * OWP + {v} * VL"
+            lines.append(f"    {acc(r, v)} = "
+                         + (f"LD({src});" if n == lay.vl else f"LDN({src}, {n});"))
     lines.append("  }")
     return lines
 
 
 def _lanes(var: Variant, v: int, vl: int) -> int:
-    """Valid output columns in the tile's vector ``v`` (all ``vl`` unless ``partial``)."""
-    return vl if not var.partial else max(0, min(vl, var.partial - v * vl))
+    """Valid output columns in the tile's vector ``v``: all ``vl`` unless ``partial``
+    (every vector of a variant holds at least one, :func:`codegen.tiles.variants`)."""
+    return vl if not var.partial else min(vl, var.partial - v * vl)
+
+
+def _store(dst: str, value: str, n: int, vl: int) -> str:
+    """Store the first ``n`` lanes of ``value`` at ``dst`` (a whole vector when n is vl)."""
+    return f"ST({dst}, {value});" if n == vl else f"STN({dst}, {value}, {n});"
 
 
 def _plain_store(var: Variant, vl: int, indent: str = "  ") -> list[str]:
-    lines = []
-    for r in range(var.rows):
-        for v in range(var.vecs):
-            n = _lanes(var, v, vl)
-            dst = f"out + {r} * OWP + {v} * VL"
-            if n == vl:
-                lines.append(f"{indent}ST({dst}, {acc(r, v)});")
-            elif n:
-                lines.append(f"{indent}STN({dst}, {acc(r, v)}, {n});")
-    return lines
+    return [indent + _store(f"out + {r} * OWP + {v} * VL", acc(r, v), _lanes(var, v, vl), vl)
+            for r in range(var.rows) for v in range(var.vecs)]
 
 
 def pooled_columns(var: Variant, lay: Layout) -> int:
@@ -121,10 +118,7 @@ def _pooled_store(var: Variant, lay: Layout) -> list[str]:
             p = f"VMAX(__builtin_shuffle({a}, {b}, even), __builtin_shuffle({a}, {b}, odd))"
             n = min(vl, pw - j * vl)
             dst = f"pout + {r2} * POW + {j * vl}"
-            if n == vl:
-                lines.append(f"      ST({dst}, {p});")
-            else:
-                lines.append(f"      STN({dst}, {p}, {n});")
+            lines.append("      " + _store(dst, p, n, vl))
         lines.append("    }")
     return lines
 

@@ -135,24 +135,27 @@ def _shuffled_taps(pat: Pattern, var: Variant, lay: Layout, wname: str) -> list[
     lines = []
     for row, cols in by_row(tap_reads(pat, var.rows, s)).items():
         body: list[str] = []
-        loaded: set[tuple[int, int]] = set()
-
-        def vec(ph: int, v: int, row: int = row, body: list[str] = body,
-                loaded: set[tuple[int, int]] = loaded) -> str:
-            if (ph, v) not in loaded:
-                loaded.add((ph, v))
-                off = ph * lay.plane + row * lay.wph + v * lay.vl
-                body.append(f"const vf p{ph}_{v} = LDA(ip + {off});")
-            return f"p{ph}_{v}"
-
+        loaded: set[str] = set()
         for v in range(var.vecs):
             for dx, users in cols.items():
                 ph, k = dx % s, dx // s
-                x = vec(ph, v) if k == 0 else f"SHIFT{k}({vec(ph, v)}, {vec(ph, v + 1)})"
+                a = _load_once(body, loaded, lay, ph, row, v)
+                x = a if k == 0 else f"SHIFT{k}({a}, {_load_once(body, loaded, lay, ph, row, v + 1)})"
                 fmas = " ".join(f"{acc(r, v)} += {wname}{t} * x;" for t, r in users)
                 body.append(f"{{ const vf x = {x}; {fmas} }}")
         lines.append("{ " + " ".join(body) + " }")
     return lines
+
+
+def _load_once(body: list[str], loaded: set[str], lay: Layout, ph: int, row: int,
+               v: int) -> str:
+    """The name of plane ``ph``'s vector ``v`` of input ``row``, its aligned load appended
+    to ``body`` the first time it is asked for."""
+    name = f"p{ph}_{v}"
+    if name not in loaded:
+        loaded.add(name)
+        body.append(f"const vf {name} = LDA(ip + {ph * lay.plane + row * lay.wph + v * lay.vl});")
+    return name
 
 
 def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,

@@ -1,8 +1,9 @@
 """Generated kernels compute what torch computes, on every target (qemu for aarch64).
 
 One shared suite runs over every built-in target (STYLE rule 11): the host (and the
-host as an AVX2-only machine) through the shared library in-process, aarch64 through the static executable
-under qemu-aarch64. All kernels of a target are built in one parallel batch.
+host as an AVX2-only machine) through the shared library in-process, aarch64 through
+the static executable under qemu-aarch64. All kernels of a target are built in one
+parallel batch.
 """
 
 from __future__ import annotations

@@ -195,3 +195,23 @@ def test_default_prefetches_for_the_pattern_kernel_only() -> None:
         assert config_space(SPEC, target, format="dense").default().prefetch == 0
         # a stride-2 kernel is bound by its loads, which prefetches add to
         assert config_space(strided, target).default().prefetch == 0
+
+
+def test_default_shuffles_taps_only_where_unaligned_loads_straddle_lines() -> None:
+    # Rows start on a 64-byte line; a tap's load at column offset k of a vector starting at
+    # x straddles one where x % 16 + k + width > 16.
+    cases = {  # (output width, stride, target) -> (vector width, tap_shuffle)
+        (7, 1, "avx512"): (8, False),    # 8 floats from columns 0-2 stay in the line
+        (7, 2, "avx512"): (8, False),
+        (14, 1, "avx512"): (16, True),   # a whole line from column 1 or 2
+        (56, 1, "avx2"): (8, True),      # the second vector starts at column 8
+        (7, 1, "aarch64"): (4, False),
+        (56, 1, "aarch64"): (4, True),   # the vector at column 12, from column 13 or 14
+    }
+    targets = {"avx512": host_target(isa="avx512"), "avx2": host_target(isa="avx2"),
+               "aarch64": aarch64_target()}
+    for (ow, stride, isa), want in cases.items():
+        spec = LayerSpec("x", cin=64, cout=64, h=ow * stride, w=ow * stride, stride=stride)
+        cfg = config_space(spec, targets[isa]).default()
+        assert (cfg.vector_width, cfg.tap_shuffle) == want, (ow, stride, isa)
+        assert not config_space(spec, targets[isa], format="csr").default().tap_shuffle

@@ -20,7 +20,7 @@ from autotune.strategies import TaskContext
 from autotune.strategies.hillclimb import adjacent
 from autotune.task import KernelTask
 from benchmarks.kernels.run import BenchOptions, tune_kernel
-from codegen import LocalBuilder, config_space, host_target
+from codegen import KernelConfig, LocalBuilder, config_space, host_target
 from tests.codegen_support import required_layers
 from tests.search_bench_support import SHIPPED
 
@@ -51,8 +51,14 @@ def test_bench_kernel_search_is_the_product_loop(tmp_path: Path) -> None:
     layer = required_layers()["odd_width"]
     target = host_target()
     sp = config_space(layer.spec, target, threads=1, vector_width=8)
-    measurer = LibraryMeasurer(target=target, builder=LocalBuilder(cache_dir=tmp_path),
-                               repeats=2)
+    confirmed: list[list[KernelConfig]] = []
+
+    class Recording(LibraryMeasurer):
+        def confirm(self, layer, configs, **kw):  # type: ignore[no-untyped-def]
+            confirmed.append(list(configs))
+            return super().confirm(layer, configs, **kw)
+
+    measurer = Recording(target=target, builder=LocalBuilder(cache_dir=tmp_path), repeats=2)
     seeds = sp.sample(np.random.default_rng(5), 2)
     tuned = tune_kernel(layer, sp, measurer, BenchOptions(budget=7), seed=0, first=seeds)
     hist = tuned.task.history
@@ -61,7 +67,10 @@ def test_bench_kernel_search_is_the_product_loop(tmp_path: Path) -> None:
     assert tried[0] == sp.default() and tried[1:3] == seeds  # default, then the seeds
     assert all(r.ok and len(r.times_s) == 2 and r.latency_s == min(r.times_s) for r in hist)
     fastest3 = sorted(hist, key=lambda r: r.latency_s or np.inf)[:3]
-    assert tuned.best in [r.config for r in fastest3]  # picked from the finalists' second look
+    # The finalists' second look: the three fastest, then the default wherever it ranked.
+    top = [r.config for r in fastest3]
+    assert confirmed == [top + ([] if sp.default() in top else [sp.default()])]
+    assert tuned.best in confirmed[0]
     # After ceil(0.6 * 7) = 5 explored configs, the climb only tries one-step neighbours.
     for i, c in enumerate(tried[5:], start=5):
         assert any(c in adjacent(sp, p) for p in tried[:i])

@@ -160,8 +160,9 @@ def tune_kernel(layer: PrunedLayer, space: ConfigSpace, measurer: LibraryMeasure
     The ``hillclimb`` strategy samples ``EXPLORE`` of the budget at random (the
     default config and ``first`` count), then climbs one-step neighbours of the best
     few; every config is built, verified against torch and timed in-process. The
-    ``FINALISTS`` fastest are then timed again round robin (guards against one lucky
-    call) before one is kept.
+    ``FINALISTS`` fastest, and the default config, are then timed again round robin
+    (guards against one lucky call, and against one unlucky call of the default) before
+    one is kept.
     """
     explore = max(1, math.ceil(EXPLORE * opts.budget))
     build0, measure0 = measurer.stats.build_s, measurer.stats.measure_s
@@ -174,7 +175,10 @@ def tune_kernel(layer: PrunedLayer, space: ConfigSpace, measurer: LibraryMeasure
     )
     res = task.run()
     ranked = sorted((r for r in res.history if r.ok), key=lambda r: r.latency_s or math.inf)
-    best = measurer.confirm(layer, [r.config for r in ranked[:FINALISTS]], rounds=5)
+    finalists = [r.config for r in ranked[:FINALISTS]]
+    if res.default not in finalists and any(r.config == res.default for r in ranked):
+        finalists.append(res.default)  # one slow call in the search must not drop it
+    best = measurer.confirm(layer, finalists, rounds=5)
     return Tuned(res, best, measurer.stats.build_s - build0,
                  measurer.stats.measure_s - measure0)
 

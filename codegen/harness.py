@@ -126,9 +126,10 @@ typedef int32_t vi __attribute__((vector_size(VL * 4)));
 /* Lane-wise max(a, b), same masking trick. */
 #define VMAX(a, b) ((vf)(((vi)(a) & ((a) > (b))) | ((vi)(b) & ~((a) > (b)))))
 /* The first n lanes of v to p (STN), or of p with the other lanes zero (LDN): AVX-512
-   and AVX masked moves, which touch nothing past the n floats. Elsewhere (NEON) through
-   an aligned scratch and memcpy. (Through the scratch on x86, GCC 12 kept every
-   accumulator of such a tile on the stack: 2x on a 7-wide layer's unstructured kernel.) */
+   and AVX masked moves, which touch nothing past the n floats. Elsewhere (NEON) lane by
+   lane (n is a constant: st1/ld1 of single lanes). Not through a stack scratch and
+   memcpy: with one, GCC 12 kept accumulators of such a tile on the stack (2x on a 7-wide
+   layer's unstructured kernel on x86; 15 to 85 stack moves in NEON tile code). */
 #if defined(__AVX512F__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #if VL == 16
@@ -155,14 +156,12 @@ typedef int32_t vi __attribute__((vector_size(VL * 4)));
 #endif
 #else
 static inline void stn_(float* p, vf v, int n) {
-  float t[VL] __attribute__((aligned(64)));
-  *(vf*)t = v;
-  memcpy(p, t, (size_t)n * sizeof(float));
+  for (int i = 0; i < n; ++i) p[i] = v[i];
 }
 static inline vf ldn_(const float* p, int n) {
-  float t[VL] __attribute__((aligned(64))) = {0};
-  memcpy(t, p, (size_t)n * sizeof(float));
-  return *(const vf*)t;
+  vf t = {0};
+  for (int i = 0; i < n; ++i) t[i] = p[i];
+  return t;
 }
 #define STN(p, v, n) stn_((p), (v), (n))
 #define LDN(p, n) ldn_((p), (n))

@@ -204,7 +204,7 @@ def makefile(target: Target, units: list[str]) -> str:
     objs = " ".join(u[:-2] + ".o" for u in units)
     return f"""# pattune network for target {target.name} ({target.isa}).
 #   make                      static and shared library, run_model
-#   make CC=aarch64-linux-gnu-gcc CFLAGS="-O3 -march=armv8-a" LDFLAGS=-static
+#   make CC=aarch64-linux-gnu-gcc CFLAGS="-O3 -march=armv8-a -fno-schedule-insns" LDFLAGS=-static
 CC = {target.cc}
 CFLAGS = {cflags}
 LDFLAGS = {ldflags}

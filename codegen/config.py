@@ -35,6 +35,11 @@ _SPARE_REGISTERS = 6
 LINE_FLOATS = 16  # floats per 64-byte cache line
 
 
+def straddles(offset: int, vl: int) -> bool:
+    """Whether ``vl`` floats loaded ``offset`` floats from a line-aligned row span two lines."""
+    return offset % LINE_FLOATS + vl > LINE_FLOATS
+
+
 @dataclass(frozen=True)
 class KernelConfig(Record):
     """Tuning parameters of one generated conv kernel (all numeric or enum-like).
@@ -239,9 +244,8 @@ class ConfigSpace:
         7-wide rows), a tile as wide as the output row where 3 rows of it fit (else 2
         vectors) and 4 to 8 rows that leave the fewest computed rows past the output (7 on
         28, 14 and 7 rows; 3 where only 3 fit), one spatial tile at a time for all filters
-        (``tile_block_group``), FKR, LRE, tap_shuffle where unaligned loads would straddle
-        lines, out_prefetch on (where the space allows them), phase planes (not ``shifted``), software prefetch 1 for ``fkw`` at
-        stride 1."""
+        (``tile_block_group``), FKR, LRE and out_prefetch on (where the space allows them),
+        tap_shuffle where a tap load would straddle lines, phase planes, prefetch (``fkw``, s 1)."""
         c = self.choices
         # The widest vectors among those filling the most of their lanes across the output
         # row (3/4 counts as full): 8 on a 7-wide row (16-float vectors compute 16 columns
@@ -309,12 +313,10 @@ class ConfigSpace:
         # its loads: 13-22% slower with it, so off there.
         pf = 1 if pick["format"] == "fkw" and self.layer.stride == 1 else 0
         pick["prefetch"] = pf if pf in c["prefetch"] else c["prefetch"][0]
-        # tap_shuffle trades unaligned loads, which cost two where they straddle a 64-byte
-        # line, for an aligned one more and lane shifts. Where none would straddle (rows
-        # start on a line; 8-float vectors on ResNet's 7-wide rows) it is pure cost: 15%
-        # and 2-9% slower on ResNet-18's layer4.1.conv1 and the stride-2 layer4.0.conv1.
-        k, ow = (self.layer.kw - 1) // self.layer.stride, self.layer.out_w
-        splits = any(x % LINE_FLOATS + k + vw > LINE_FLOATS for x in range(0, ow, vw))
+        # tap_shuffle replaces tap loads that straddle lines; where none would (8-float vectors,
+        # 7-wide rows) it is pure cost: ResNet-18's layer4.1.conv1 15% slower, layer4.0.conv1 2-9%.
+        k = (self.layer.kw - 1) // self.layer.stride
+        splits = any(straddles(x + k, vw) for x in range(0, self.layer.out_w, vw))
         can_shuffle = pick["lre"] and not pick["shifted"] and True in c["tap_shuffle"]
         pick["tap_shuffle"] = (can_shuffle and splits) or c["tap_shuffle"][0]
         # Output lines prefetched for writing: 15% less time on VGG-16's features.2 (its

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from codegen.config import LINE_FLOATS, KernelConfig
+from codegen.config import KernelConfig, straddles
 from codegen.layout import Layout
 from codegen.tiles import Variant, by_row, row_vectors, tap_reads, variants
 from search_spaces.layers import PrunedLayer
@@ -62,7 +62,7 @@ class KernelCounts:
 
 def _splits(offsets: list[int], ox_list: list[int], vl: int) -> int:
     """Loads at ``offsets`` (floats from a line-aligned row) that cross a line, over tiles."""
-    return sum(1 for ox in ox_list for o in offsets if (ox + o) % LINE_FLOATS + vl > LINE_FLOATS)
+    return sum(1 for ox in ox_list for o in offsets if straddles(ox + o, vl))
 
 
 def _per_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,

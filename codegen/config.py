@@ -1,4 +1,4 @@
-"""KernelConfig: the code-generation parameters of one layer, and their valid space.
+"""The valid space of a layer's KernelConfigs (:mod:`codegen.kernel_config`).
 
 Every parameter's range is derived from the layer and the target
 (:func:`config_space`), so a search enumerates and samples only valid configs;
@@ -8,17 +8,17 @@ the field, the rule and the allowed values, before anything is compiled.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
+from codegen.kernel_config import KernelConfig
 from codegen.target import Target
-from pattune_common import ConfigError, Record
+from pattune_common import ConfigError
 from search_spaces.layers import LayerSpec
 
 LOOP_ORDERS = ("block_group_tile", "group_block_tile", "block_group_filter", "tile_block_group")
@@ -38,93 +38,6 @@ LINE_FLOATS = 16  # floats per 64-byte cache line
 def straddles(offset: int, vl: int) -> bool:
     """Whether ``vl`` floats loaded ``offset`` floats from a line-aligned row span two lines."""
     return offset % LINE_FLOATS + vl > LINE_FLOATS
-
-
-@dataclass(frozen=True)
-class KernelConfig(Record):
-    """Tuning parameters of one generated conv kernel (all numeric or enum-like).
-
-    Attributes:
-        oc_block: Filters processed together per spatial tile (they share the
-            input tile in L1: load reuse across the filters of a group).
-        tile_rows: Output rows of the register tile.
-        tile_vecs: Vectors along the output width of the register tile.
-        ic_block: Input channels (per group) per pass; the input working set of
-            one pass is ``ic_block`` padded channel planes.
-        unroll: Kernels of one pattern handled per loop iteration.
-        loop_order: Nesting of channel blocks, filter groups, spatial tiles and
-            filters; one of :data:`LOOP_ORDERS`.
-        threads: Worker threads (OpenMP).
-        thread_mapping: How filter groups are dealt to threads: ``contiguous``
-            chunks, ``interleaved`` round robin, or ``balanced`` by non-zero work.
-        vector_width: Float lanes per vector (<= the target's widest).
-        fkr: Filter kernel reordering: sort filters by kernel count and pattern
-            histogram so groups are alike (thread balance, loop regularity).
-        lre: Load redundancy elimination: load each input vector once per kernel
-            and reuse it for every tap and output row that needs it.
-        format: Weight format and inner loop: ``fkw`` (compressed, kernels sorted by
-            pattern, pattern-specialised loops), ``dense`` (FKW off: dense weights,
-            per-kernel switch on the pattern id) or ``csr`` (unstructured sparse:
-            per-weight offset loads, no pattern specialisation; the baseline).
-        shifted: Input layout: one 64-byte-aligned copy of each channel per kernel
-            column (aligned loads, ``kw`` x copying) instead of ``stride`` phase
-            planes (unaligned loads).
-        prefetch: Software prefetch distance in kernels (weights for ``csr``): while
-            one kernel is computed, the input lines of the tile that the kernel
-            ``prefetch`` places ahead reads are requested into L1. The input channels a
-            sparse filter visits jump irregularly, which hardware prefetchers do not
-            follow; worth it when a channel block's input tile does not stay in L1.
-            0 = off.
-        tap_shuffle: Build the taps right of a kernel's first column from aligned loads:
-            per input row the tile's vectors plus one more are loaded aligned and the
-            ``dx``-shifted vectors are lane shuffles of neighbours (``valignd`` on
-            AVX-512, ``ext`` on NEON) instead of unaligned loads, each of which splits
-            across two cache lines with the widest vectors. Needs ``lre`` and the
-            phase-plane layout (not ``shifted``); results are bitwise those of the
-            unaligned loads.
-        out_prefetch: When a tile starts, prefetch its output lines for writing (one
-            prefetch per cache line of the tile's valid outputs). A large layer's output
-            is written once and has left the caches, so otherwise its stores miss and back
-            up the store queue at the end of every (filter, tile) visit; the prefetch
-            fetches the lines while the visit's kernels run. Results are bitwise those
-            without it.
-    """
-
-    oc_block: int = 1
-    tile_rows: int = 4
-    tile_vecs: int = 2
-    ic_block: int = 0
-    unroll: int = 1
-    loop_order: str = "block_group_tile"
-    threads: int = 1
-    thread_mapping: str = "contiguous"
-    vector_width: int = 8
-    fkr: bool = True
-    lre: bool = True
-    format: str = "fkw"
-    shifted: bool = False
-    prefetch: int = 0
-    tap_shuffle: bool = False
-    out_prefetch: bool = False
-
-    schema = "kernel_config"
-    # Fields added after the first schema, omitted from the stable form while they
-    # hold their default: records, recorded sets and hashes written before the field
-    # existed still name the same configs (and the same generated code).
-    _added_later: ClassVar[dict[str, Any]] = {"prefetch": 0, "tap_shuffle": False,
-                                               "out_prefetch": False}
-
-    def to_dict(self) -> dict[str, Any]:
-        """The stable form; later-added fields appear only when not at their default."""
-        d = super().to_dict()
-        for name, default in self._added_later.items():
-            if d[name] == default:
-                del d[name]
-        return d
-
-    def replace(self, **changes: Any) -> KernelConfig:
-        """A copy with some fields changed (not validated: use ConfigSpace.validate)."""
-        return dataclasses.replace(self, **changes)
 
 
 def _pow2_upto(n: int, cap: int) -> list[int]:
@@ -178,6 +91,8 @@ class ConfigSpace:
                     f"on target {self.target.name!r}; got {value!r}"
                 )
         acc = cfg.tile_rows * cfg.tile_vecs
+        if cfg.shift_sums:
+            self._check_shift_sums(cfg)
         if acc > self.max_accumulators():
             raise ConfigError(
                 f"KernelConfig.tile_rows x tile_vecs must be <= {self.max_accumulators()} "
@@ -210,6 +125,26 @@ class ConfigSpace:
                 "have no known taps to share loads between); got True"
             )
         return cfg
+
+    def shift_sums_fit(self, cfg: KernelConfig) -> str:
+        """Why ``cfg``'s tile cannot shift sums (``""`` when it can): the offsets-``k``
+        sums need their own registers, and their lanes must stay inside the tile."""
+        k = (self.layer.kw - 1) // self.layer.stride
+        lanes, cap = cfg.tile_vecs * cfg.vector_width, self.max_accumulators()
+        if self.layer.out_w + k > lanes:
+            return (f"the tile's {lanes} lanes (tile_vecs x vector_width) must hold out_w "
+                    f"{self.layer.out_w} plus the {k} shifted columns")
+        if (1 + k) * cfg.tile_rows * cfg.tile_vecs > cap:
+            return (f"{1 + k} x tile_rows x tile_vecs accumulators must be <= {cap}; got "
+                    f"{1 + k} x {cfg.tile_rows} x {cfg.tile_vecs}")
+        return ""
+
+    def _check_shift_sums(self, cfg: KernelConfig) -> None:
+        why = "" if cfg.lre and not cfg.shifted and not cfg.tap_shuffle else (
+            "it needs lre=True, shifted=False and tap_shuffle=False (aligned loads that LRE "
+            f"shares); got lre={cfg.lre}, shifted={cfg.shifted}, tap_shuffle={cfg.tap_shuffle}")
+        if why := why or self.shift_sums_fit(cfg):
+            raise ConfigError(f"KernelConfig.shift_sums for layer {self.layer.name!r}: {why}")
 
     def is_valid(self, cfg: KernelConfig) -> bool:
         """True when :meth:`validate` would accept ``cfg``."""
@@ -319,6 +254,15 @@ class ConfigSpace:
         splits = any(straddles(x + k, vw) for x in range(0, self.layer.out_w, vw))
         can_shuffle = pick["lre"] and not pick["shifted"] and True in c["tap_shuffle"]
         pick["tap_shuffle"] = (can_shuffle and splits) or c["tap_shuffle"][0]
+        # Sums shifted once per tile instead of inputs in every kernel, where the tile fits as
+        # it is (AVX-512: the 14-wide rows' 7 x 1 tiles, 14- and 7-wide outputs at stride 2):
+        # 13-14% less time on VGG-16's features.26 and ResNet-18's layer3.1.conv1, 9% on the
+        # stride-2 layer3.0.conv1. Fewer rows to make room lose more to the extra input
+        # lines than they save (28 and 56 wide: 2-10% slower).
+        tile = KernelConfig(**{**pick, "tap_shuffle": False, "shift_sums": True})
+        if pick["lre"] and not pick["shifted"] and True in c["shift_sums"] and (
+                not self.shift_sums_fit(tile)):
+            pick.update(tap_shuffle=False, shift_sums=True)
         # Output lines prefetched for writing: 15% less time on VGG-16's features.2 (its
         # 12.8 MB output misses every cache), within noise on outputs that stay in L2.
         pick["out_prefetch"] = True in c["out_prefetch"] or c["out_prefetch"][0]
@@ -369,6 +313,7 @@ def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
         "prefetch": PREFETCHES,
         "tap_shuffle": (False, True),
         "out_prefetch": (False, True),
+        "shift_sums": (False, True),
     }
     if layer.cin > 65535:
         raise ConfigError(f"layer {layer.name!r}: cin must be <= 65535 for FKW; got {layer.cin}")
@@ -387,8 +332,9 @@ def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
         choices[key] = tuple(wanted)
     if choices["format"] == ("csr",):
         choices["lre"] = (False,)
-        if "tap_shuffle" not in fixed:
-            choices["tap_shuffle"] = (False,)
+        for key in ("tap_shuffle", "shift_sums"):
+            if key not in fixed:
+                choices[key] = (False,)
     if "threads" in fixed and choices["threads"] == (1,) and "thread_mapping" not in fixed:
         # One thread runs every filter group in order whatever the mapping (the generated
         # code is identical), so a pinned single thread searches one mapping, not three:

@@ -33,7 +33,8 @@ class KernelCounts:
         vector_fmas: Vector FMA instructions (each ``vector_width`` lanes).
         loads: Input vector loads.
         split_loads: Of those, loads that straddle two cache lines.
-        shuffles: Lane shuffles (``tap_shuffle``'s shifted taps).
+        shuffles: Lane shuffles (``tap_shuffle``'s shifted taps; ``shift_sums``' once per
+            visit).
         broadcasts: Weight broadcasts (one per non-zero weight and tile).
         acc_loads: Accumulator vectors reloaded from the output (every channel block
             after the first).
@@ -72,8 +73,11 @@ def _per_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
     s, vl, n = lay.spec.stride, lay.vl, len(ox_list)
     reads = tap_reads(pat, var.rows, s)
     fmas = len(pat.offsets) * var.rows * var.vecs * n
-    if cfg.tap_shuffle:
+    if cfg.tap_shuffle or cfg.shift_sums:
         rows = by_row(reads)
+        if cfg.shift_sums:  # each plane's vectors once, unshifted; no shuffles in kernels
+            loads = sum(len({dx % s for dx in cols}) * var.vecs for cols in rows.values())
+            return loads * n, 0, 0, fmas
         loads = sum(sum(row_vectors(cols, s, var.vecs).values()) for cols in rows.values())
         shuffles = sum(var.vecs for cols in rows.values() for dx in cols if dx // s)
         return loads * n, _splits([0], ox_list, vl) * loads, shuffles * n, fmas
@@ -104,6 +108,8 @@ def count(layer: PrunedLayer, cfg: KernelConfig) -> KernelCounts:
         out.visits += spec.cout * lay.nblocks * tiles
         out.acc_stores += spec.cout * lay.nblocks * tiles * accs
         out.acc_loads += spec.cout * (lay.nblocks - 1) * tiles * accs
+        if cfg.shift_sums:  # each offset's sums shifted into place once per visit
+            out.shuffles += spec.cout * lay.nblocks * tiles * accs * lay.max_shift
         if cfg.format == "csr":
             for pid, n in per_pattern.items():
                 for _, dx in layer.pattern_set[pid].offsets:

@@ -129,10 +129,11 @@ _NATIVE_SHIFT = {16: "(vf)_mm512_alignr_epi32((__m512i)(b), (__m512i)(a), {k})",
 
 
 def _shift_macros(cfg: KernelConfig, max_k: int) -> str:
-    """``SHIFTk(a, b)`` for tap_shuffle: lanes k..VL-1 of ``a`` then 0..k-1 of ``b`` (what
-    an unaligned load at +k reads). One ``valignd`` on AVX-512 and one ``ext`` on NEON;
-    GCC's generic shuffle picks a two-table permute that clobbers its index register."""
-    if not cfg.tap_shuffle or max_k < 1:
+    """``SHIFTk(a, b)`` for tap_shuffle and shift_sums: lanes k..VL-1 of ``a`` then 0..k-1
+    of ``b`` (what an unaligned load at +k reads). One ``valignd`` on AVX-512 and one ``ext``
+    on NEON; GCC's generic shuffle picks a two-table permute that clobbers its index
+    register."""
+    if not (cfg.tap_shuffle or cfg.shift_sums) or max_k < 1:
         return ""
     vl, ks = cfg.vector_width, range(1, max_k + 1)
     lanes = {k: ", ".join(str(k + i) for i in range(vl)) for k in ks}

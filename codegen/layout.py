@@ -94,6 +94,11 @@ class Layout:
             shifted=cfg.shifted,
         )
 
+    @property
+    def max_shift(self) -> int:
+        """Largest column offset of a tap within its phase plane: ``(kw - 1) // stride``."""
+        return (self.spec.kw - 1) // self.spec.stride
+
     def tap_offset(self, dy: int, dx: int) -> int:
         """Offset (floats) of tap (dy, dx) from a channel's tile base, output row 0."""
         if self.shifted:

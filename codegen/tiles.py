@@ -94,13 +94,14 @@ def row_vectors(cols: Iterable[int], stride: int, vecs: int) -> dict[int, int]:
 
 
 def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str, *,
-                 shuffle: bool = False) -> list[str]:
+                 shuffle: bool = False, shift_sums: bool = False) -> list[str]:
     """FMAs of one kernel with pattern ``pat``: weights ``{wname}{t}``, input pointer ``ip``.
 
-    With ``shuffle`` (``KernelConfig.tap_shuffle``, LRE implied) see :func:`_shuffled_taps`.
+    With ``shuffle`` (``KernelConfig.tap_shuffle``) or ``shift_sums`` (LRE implied) see
+    :func:`_shuffled_taps`.
     """
-    if shuffle:
-        return _shuffled_taps(pat, var, lay, wname)
+    if shuffle or shift_sums:
+        return _shuffled_taps(pat, var, lay, wname, shift_sums=shift_sums)
     s = lay.spec.stride
     ld = "LDA" if lay.shifted else "LD"
     lines = []
@@ -119,11 +120,13 @@ def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str,
     return lines
 
 
-def _shuffled_taps(pat: Pattern, var: Variant, lay: Layout, wname: str) -> list[str]:
+def _shuffled_taps(pat: Pattern, var: Variant, lay: Layout, wname: str, *,
+                   shift_sums: bool = False) -> list[str]:
     """LRE with aligned loads only: tap column ``dx`` reads plane ``dx % s`` at column
     offset ``k = dx // s``. Per input row, each plane's vectors (:func:`row_vectors`) are
     loaded aligned, and the vector at offset ``k`` is ``SHIFT{k}(a_v, a_{v+1})``, a lane
-    shuffle of two neighbours.
+    shuffle of two neighbours. With ``shift_sums`` the aligned vector itself goes into the
+    offset-``k`` accumulator (:func:`sum_acc`); :func:`shift_sums_in` adds it in at the end.
 
     Vector by vector along the row, each loaded where it is first used: a 3 x 7 tile's 21
     accumulators and 4 weights leave 7 registers, too few for a whole row's 8 vectors
@@ -140,11 +143,34 @@ def _shuffled_taps(pat: Pattern, var: Variant, lay: Layout, wname: str) -> list[
             for dx, users in cols.items():
                 ph, k = dx % s, dx // s
                 a = _load_once(body, loaded, lay, ph, row, v)
+                if shift_sums:
+                    fmas = " ".join(f"{sum_acc(k, r, v)} += {wname}{t} * {a};" for t, r in users)
+                    body.append(fmas)
+                    continue
                 x = a if k == 0 else f"SHIFT{k}({a}, {_load_once(body, loaded, lay, ph, row, v + 1)})"
                 fmas = " ".join(f"{acc(r, v)} += {wname}{t} * x;" for t, r in users)
                 body.append(f"{{ const vf x = {x}; {fmas} }}")
         lines.append("{ " + " ".join(body) + " }")
     return lines
+
+
+def sum_acc(k: int, r: int, v: int) -> str:
+    """shift_sums: the accumulator of taps at plane column offset ``k`` (the tile's own at 0)."""
+    return acc(r, v) if k == 0 else f"s{k}_{r}_{v}"
+
+
+def shift_sums_in(var: Variant, lay: Layout) -> tuple[list[str], list[str]]:
+    """shift_sums: the offset accumulators' declaration (zeroed) and, for the tile's end,
+    each added into place: output column ``x`` takes lane ``x + k`` of the offset-``k`` sums
+    (``SHIFTk`` of a vector and the next; past the tile's last vector only lanes beyond the
+    output row, so zeros)."""
+    names = [sum_acc(k, r, v) for k in range(1, lay.max_shift + 1)
+             for r in range(var.rows) for v in range(var.vecs)]
+    head = [f"  vf {', '.join(names)};", *(f"  {n} = (vf){{0}};" for n in names)]
+    tail = [f"  {acc(r, v)} += SHIFT{k}({sum_acc(k, r, v)}, "
+            f"{sum_acc(k, r, v + 1) if v + 1 < var.vecs else '(vf){0}'});"
+            for k in range(1, lay.max_shift + 1) for r in range(var.rows) for v in range(var.vecs)]
+    return head, tail
 
 
 def _load_once(body: list[str], loaded: set[str], lay: Layout, ph: int, row: int,
@@ -173,7 +199,8 @@ def _fkw_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
                     "NCHAN - 1 - k0] * CS;")
         head += ["  " + x for x in _prefetch("pf", channel_lines(var, lay))]
     head += [f"  const vf w{t} = SPLAT(w[{t}]);" for t in range(n)]
-    taps = pattern_taps(pat, var, lay, cfg.lre, "w", shuffle=cfg.tap_shuffle)
+    taps = pattern_taps(pat, var, lay, cfg.lre, "w", shuffle=cfg.tap_shuffle,
+                        shift_sums=cfg.shift_sums)
     return head + ["  " + x for x in taps] + ["}"]
 
 
@@ -218,7 +245,8 @@ def _body_dense(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern
     for slot, pat in enumerate(pats):
         lines.append(f"    case {slot}: {{")
         lines += [f"      const vf w{t} = SPLAT(w[{tap}]);" for t, tap in enumerate(pat.taps)]
-        taps = pattern_taps(pat, var, lay, cfg.lre, "w", shuffle=cfg.tap_shuffle)
+        taps = pattern_taps(pat, var, lay, cfg.lre, "w", shuffle=cfg.tap_shuffle,
+                            shift_sums=cfg.shift_sums)
         lines += ["      " + x for x in taps]
         lines += ["    } break;"]
     lines += ["    default: break;", "    }", "  }"]
@@ -286,12 +314,15 @@ def tile_function(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Patte
     if cfg.out_prefetch:
         lines += out_prefetch(var, lay, pool)
     lines += init(var, lay, reload=not pool or lay.nblocks > 1)
+    sums_head, sums_tail = shift_sums_in(var, lay) if cfg.shift_sums else ([], [])
+    lines += sums_head
     if cfg.format == "fkw":
         lines += _body_fkw(var, lay, cfg, pats)
     elif cfg.format == "dense":
         lines += _body_dense(var, lay, cfg, pats)
     else:
         lines += _body_csr(var, lay, cfg)
+    lines += sums_tail
     lines += store(var, lay, relu, pool)
     lines.append("}")
     return "\n".join(lines)

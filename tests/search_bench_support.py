@@ -16,7 +16,7 @@ TINY_PINS = (
     "threads=1", "thread_mapping=contiguous", "vector_width=8", "format=fkw", "fkr=true",
     "unroll=1", "oc_block=4,16", "tile_rows=1,7", "tile_vecs=1", "ic_block=32",
     "loop_order=block_group_tile", "lre=true,false", "shifted=false", "prefetch=0",
-    "tap_shuffle=false", "out_prefetch=false",
+    "tap_shuffle=false", "out_prefetch=false", "shift_sums=false",
 )  # fmt: skip
 
 

@@ -70,7 +70,10 @@ def test_config_json_round_trip_and_hash() -> None:
 def test_later_fields_at_their_default_leave_old_hashes_alone() -> None:
     cfg = config_space(SPEC, host_target()).default().replace(prefetch=0)
     assert "prefetch" not in cfg.to_dict()
-    old_form = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "prefetch"}
+    # What a record written before the later fields existed holds: none of them at its default.
+    later = KernelConfig._added_later
+    old_form = {k: v for k, v in dataclasses.asdict(cfg).items()
+                if k not in later or v != later[k]}
     assert cfg.stable_hash() == stable_hash(old_form)
     on = cfg.replace(prefetch=2)
     assert on.to_dict()["prefetch"] == 2 and on.stable_hash() != cfg.stable_hash()
@@ -95,6 +98,17 @@ def test_later_fields_at_their_default_leave_old_hashes_alone() -> None:
         ({"format": "csr", "lre": True}, "KernelConfig.lre must be False when format is 'csr'"),
         ({"prefetch": 5}, ("KernelConfig.prefetch must be one of 0, 1, 2, 3 for layer 'conv' on "
                            "target 'aarch64'; got 5")),
+        ({"shift_sums": True, "tile_vecs": 2}, (
+            "KernelConfig.shift_sums for layer 'conv': the tile's 8 lanes (tile_vecs x "
+            "vector_width) must hold out_w 9 plus the 2 shifted columns")),
+        ({"shift_sums": True, "tile_vecs": 3, "tile_rows": 3}, (
+            "KernelConfig.shift_sums for layer 'conv': 3 x tile_rows x tile_vecs accumulators "
+            "must be <= 26; got 3 x 3 x 3")),
+        ({"shift_sums": True, "tile_vecs": 3, "tile_rows": 2, "tap_shuffle": True}, (
+            "KernelConfig.shift_sums for layer 'conv': it needs lre=True, shifted=False and "
+            "tap_shuffle=False (aligned loads that LRE shares); got lre=True, shifted=False, "
+            "tap_shuffle=True")),
+        ({"shift_sums": True, "tile_vecs": 3, "tile_rows": 2}, None),
     ],
 )
 def test_invalid_configs_are_rejected_with_the_rule(change: dict, message: str | None) -> None:
@@ -200,18 +214,22 @@ def test_default_prefetches_for_the_pattern_kernel_only() -> None:
 def test_default_shuffles_taps_only_where_unaligned_loads_straddle_lines() -> None:
     # Rows start on a 64-byte line; a tap's load at column offset k of a vector starting at
     # x straddles one where x % 16 + k + width > 16.
-    cases = {  # (output width, stride, target) -> (vector width, tap_shuffle)
-        (7, 1, "avx512"): (8, False),    # 8 floats from columns 0-2 stay in the line
-        (7, 2, "avx512"): (8, False),
-        (14, 1, "avx512"): (16, True),   # a whole line from column 1 or 2
-        (56, 1, "avx2"): (8, True),      # the second vector starts at column 8
-        (7, 1, "aarch64"): (4, False),
-        (56, 1, "aarch64"): (4, True),   # the vector at column 12, from column 13 or 14
+    # Where the tile shifts its sums instead (shift_sums) it shuffles no taps.
+    cases = {  # (output width, stride, target) -> (vector width, tap_shuffle, shift_sums)
+        (7, 1, "avx512"): (8, False, False),    # 8 floats from columns 0-2 stay in the line
+        (7, 2, "avx512"): (8, False, True),     # 7 outputs + 1 shifted column in 8 lanes
+        (14, 1, "avx512"): (16, False, True),   # 14 + 2 in 16 lanes, 7 x 1 x 3 accumulators
+        (14, 2, "avx512"): (16, False, True),
+        (28, 1, "avx512"): (16, True, False),   # 7 x 2 x 3 accumulators do not fit
+        (56, 1, "avx2"): (8, True, False),      # the second vector starts at column 8
+        (7, 1, "aarch64"): (4, False, False),
+        (56, 1, "aarch64"): (4, True, False),   # the vector at column 12, from column 13 or 14
     }
     targets = {"avx512": host_target(isa="avx512"), "avx2": host_target(isa="avx2"),
                "aarch64": aarch64_target()}
     for (ow, stride, isa), want in cases.items():
         spec = LayerSpec("x", cin=64, cout=64, h=ow * stride, w=ow * stride, stride=stride)
         cfg = config_space(spec, targets[isa]).default()
-        assert (cfg.vector_width, cfg.tap_shuffle) == want, (ow, stride, isa)
-        assert not config_space(spec, targets[isa], format="csr").default().tap_shuffle
+        assert (cfg.vector_width, cfg.tap_shuffle, cfg.shift_sums) == want, (ow, stride, isa)
+        csr = config_space(spec, targets[isa], format="csr").default()
+        assert not csr.tap_shuffle and not csr.shift_sums

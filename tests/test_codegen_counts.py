@@ -37,6 +37,11 @@ def test_one_kernel_counted_by_hand() -> None:
     shuffled = count(layer, cfg.replace(tap_shuffle=True))
     assert (shuffled.loads, shuffled.split_loads, shuffled.shuffles) == (4 * 10, 0, 4 * 9)
     assert shuffled.vector_fmas == plain.vector_fmas
+    # shift_sums: one aligned load per input row (0-4), and per visit each of the tile's 4
+    # accumulators takes its offset-1 and offset-2 sums shifted into place.
+    sums = count(layer, cfg.replace(shift_sums=True))
+    assert (sums.loads, sums.split_loads, sums.shuffles) == (4 * 5, 0, 4 * 4 * 2)
+    assert sums.vector_fmas == plain.vector_fmas
     # Without LRE every FMA loads its own vector.
     assert count(layer, cfg.replace(lre=False)).loads == plain.vector_fmas
 
@@ -47,7 +52,8 @@ def test_lanes_cover_the_useful_macs_and_blocks_reload_accumulators() -> None:
         cfg = sp.default()
         c = count(layer, cfg)
         assert c.vector_fmas * cfg.vector_width >= layer.pruned_macs, name
-        csr = count(layer, sp.default().replace(format="csr", lre=False, tap_shuffle=False))
+        csr = count(layer, sp.default().replace(format="csr", lre=False, tap_shuffle=False,
+                                                shift_sums=False))
         assert csr.vector_fmas == c.vector_fmas and csr.broadcasts == c.broadcasts, name
     layer = required_layers()["odd_width"]  # cin 8
     cfg = config_space(layer.spec, host_target()).default().replace(ic_block=4)

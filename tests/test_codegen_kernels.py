@@ -180,7 +180,7 @@ def test_switches_give_identical_output(tmp_path, name: str) -> None:
     layer, target = LAYERS[name], host_target()
     sp = config_space(layer.spec, target)
     base = sp.default().replace(oc_block=2, unroll=2, shifted=True, vector_width=4, tile_vecs=2,
-                                tile_rows=2, tap_shuffle=False)
+                                tile_rows=2, tap_shuffle=False, shift_sums=False)
     cfgs = [sp.validate(base)] + [sp.validate(base.replace(**s)) for s in SWITCHES]
     cfgs += [sp.validate(base.replace(format="dense", prefetch=2)),
              sp.validate(base.replace(format="dense", lre=False))]

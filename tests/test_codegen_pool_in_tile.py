@@ -29,12 +29,15 @@ def _jobs(target) -> list[tuple[str, object, bool]]:
                                       ("csr", min(sp.choices["ic_block"]), 1)):
                 cfg = sp.validate(base.replace(
                     tile_rows=r, format=fmt, ic_block=icb, threads=threads,
-                    lre=fmt != "csr", tap_shuffle=fmt != "csr"))
+                    lre=fmt != "csr", tap_shuffle=fmt != "csr", shift_sums=False))
                 jobs += [(name, cfg, False), (name, cfg, True)]
+                sums = cfg.replace(tap_shuffle=False, shift_sums=True)
+                if fmt != "csr" and sp.is_valid(sums):  # the tile's sums shifted, then pooled
+                    jobs += [(name, sums, False), (name, sums, True)]
         # Odd vector counts: the last vector pools with itself (half a vector of outputs).
         vecs = [v for v in (1, 3) if v in sp.choices["tile_vecs"]]
         for v in vecs:
-            cfg = sp.validate(base.replace(tile_rows=2, tile_vecs=v,
+            cfg = sp.validate(base.replace(tile_rows=2, tile_vecs=v, shift_sums=False,
                                            vector_width=min(sp.choices["vector_width"])))
             jobs += [(name, cfg, False), (name, cfg, True)]
     return jobs

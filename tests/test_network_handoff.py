@@ -60,7 +60,7 @@ def test_no_handoff_into_a_strided_or_shifted_reader() -> None:
     patterns = prune(model, shape)
     target = host_target()
     shifted = {n: (layer, config_space(layer.spec, target).default().replace(
-        shifted=True, tap_shuffle=False)) for n, (layer, _) in patterns.items()}
+        shifted=True, tap_shuffle=False, shift_sums=False)) for n, (layer, _) in patterns.items()}
     src = generate_network(build_graph(model, shape, pattern_layers=shifted), target)
     assert not any(o["impl"].get("output_to") for o in src.op_info)
 

@@ -18,7 +18,8 @@ pruning statistics and the config alone, never from measured latencies:
   already shares identical loads) and one weight broadcast per tap and tile,
   over ``load_ports``. With ``tap_shuffle`` a kernel loads each input row of its tile
   once, aligned (``tile_vecs + 1`` vectors), and shuffles the shifted taps out of
-  those on the shuffle port.
+  those on the shuffle port; with ``shift_sums`` it loads ``tile_vecs`` and shuffles
+  only once per visit.
 * **Visit overhead**: accumulator load + store and loop/dispatch work per
   visit; visits scale with ``ceil(cin / ic_block)`` and the tile count.
 * **Cache refills**: the bytes that must come from the next level because a
@@ -108,8 +109,8 @@ class _Shape:
     out_bytes: float  # the whole output
     loop_order: str
     prefetch: int
-    # tap_shuffle: per kernel and tile, each input row's vectors loaded once, aligned
-    # (0 without it: one load per FMA)
+    # tap_shuffle (shift_sums): per kernel and tile, each input row's vectors (and one more
+    # to shift from) loaded once, aligned (0 without either: one load per FMA)
     row_loads: int
     out_prefetch: bool
     rows: int
@@ -149,7 +150,8 @@ def _shape(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> 
         out_bytes=float(cout * oh * ow * _FLOAT),
         loop_order=str(cfg.get("loop_order", "block_group_tile")),
         prefetch=int(cfg.get("prefetch", 0)),
-        row_loads=((rows - 1) * stride + kh) * (vecs + 1) if cfg.get("tap_shuffle") else 0,
+        row_loads=((rows - 1) * stride + kh) * (vecs + (0 if cfg.get("shift_sums") else 1))
+        if cfg.get("tap_shuffle") or cfg.get("shift_sums") else 0,
         out_prefetch=bool(cfg.get("out_prefetch", False)),
         rows=rows,
     )

@@ -59,6 +59,7 @@ BENCH_PINS: dict[str, tuple[Any, ...]] = {
     "prefetch": (0,),
     "tap_shuffle": (False,),
     "out_prefetch": (False,),
+    "shift_sums": (False,),
 }
 
 

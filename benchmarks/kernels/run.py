@@ -195,7 +195,7 @@ def _tune_both(layer: PrunedLayer, target: Target, opts: BenchOptions,
     fkw_space = search_space(layer.spec, target, "fkw", opts.threads)
     csr_space = search_space(layer.spec, target, "csr", opts.threads)
     pattern = tune_kernel(layer, fkw_space, measurer, opts, seed=opts.seed)
-    seeds = [r.config.replace(format="csr", lre=False, tap_shuffle=False)
+    seeds = [r.config.replace(format="csr", lre=False, tap_shuffle=False, shift_sums=False)
              for r in pattern.task.history]
     unstructured = tune_kernel(layer, csr_space, measurer, opts, seed=opts.seed + 1,
                                first=[c for c in dict.fromkeys(seeds) if csr_space.is_valid(c)])

@@ -35,6 +35,11 @@ _SPARE_REGISTERS = 6
 LINE_FLOATS = 16  # floats per 64-byte cache line
 
 
+def max_shift(spec: LayerSpec) -> int:
+    """Largest column offset of a tap within its phase plane: ``(kw - 1) // stride``."""
+    return (spec.kw - 1) // spec.stride
+
+
 def straddles(offset: int, vl: int) -> bool:
     """Whether ``vl`` floats loaded ``offset`` floats from a line-aligned row span two lines."""
     return offset % LINE_FLOATS + vl > LINE_FLOATS
@@ -129,7 +134,7 @@ class ConfigSpace:
     def shift_sums_fit(self, cfg: KernelConfig) -> str:
         """Why ``cfg``'s tile cannot shift sums (``""`` when it can): the offsets-``k``
         sums need their own registers, and their lanes must stay inside the tile."""
-        k = (self.layer.kw - 1) // self.layer.stride
+        k = max_shift(self.layer)
         lanes, cap = cfg.tile_vecs * cfg.vector_width, self.max_accumulators()
         if self.layer.out_w + k > lanes:
             return (f"the tile's {lanes} lanes (tile_vecs x vector_width) must hold out_w "
@@ -250,7 +255,7 @@ class ConfigSpace:
         pick["prefetch"] = pf if pf in c["prefetch"] else c["prefetch"][0]
         # tap_shuffle replaces tap loads that straddle lines; where none would (8-float vectors,
         # 7-wide rows) it is pure cost: ResNet-18's layer4.1.conv1 15% slower, layer4.0.conv1 2-9%.
-        k = (self.layer.kw - 1) // self.layer.stride
+        k = max_shift(self.layer)
         splits = any(straddles(x + k, vw) for x in range(0, self.layer.out_w, vw))
         can_shuffle = pick["lre"] and not pick["shifted"] and True in c["tap_shuffle"]
         pick["tap_shuffle"] = (can_shuffle and splits) or c["tap_shuffle"][0]
@@ -259,9 +264,7 @@ class ConfigSpace:
         # 13-14% less time on VGG-16's features.26 and ResNet-18's layer3.1.conv1, 9% on the
         # stride-2 layer3.0.conv1. Fewer rows to make room lose more to the extra input
         # lines than they save (28 and 56 wide: 2-10% slower).
-        tile = KernelConfig(**{**pick, "tap_shuffle": False, "shift_sums": True})
-        if pick["lre"] and not pick["shifted"] and True in c["shift_sums"] and (
-                not self.shift_sums_fit(tile)):
+        if self.is_valid(KernelConfig(**{**pick, "tap_shuffle": False, "shift_sums": True})):
             pick.update(tap_shuffle=False, shift_sums=True)
         # Output lines prefetched for writing: 15% less time on VGG-16's features.2 (its
         # 12.8 MB output misses every cache), within noise on outputs that stay in L2.

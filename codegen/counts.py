@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from codegen.config import KernelConfig, straddles
+from codegen.config import KernelConfig, max_shift, straddles
 from codegen.layout import Layout
 from codegen.tiles import Variant, by_row, row_vectors, tap_reads, variants
 from search_spaces.layers import PrunedLayer
@@ -73,11 +73,11 @@ def _per_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
     s, vl, n = lay.spec.stride, lay.vl, len(ox_list)
     reads = tap_reads(pat, var.rows, s)
     fmas = len(pat.offsets) * var.rows * var.vecs * n
-    if cfg.tap_shuffle or cfg.shift_sums:
+    if cfg.shift_sums:  # each plane's vectors once, unshifted; no shuffles in kernels
+        loads = sum(len({dx % s for dx in cols}) * var.vecs for cols in by_row(reads).values())
+        return loads * n, 0, 0, fmas
+    if cfg.tap_shuffle:
         rows = by_row(reads)
-        if cfg.shift_sums:  # each plane's vectors once, unshifted; no shuffles in kernels
-            loads = sum(len({dx % s for dx in cols}) * var.vecs for cols in rows.values())
-            return loads * n, 0, 0, fmas
         loads = sum(sum(row_vectors(cols, s, var.vecs).values()) for cols in rows.values())
         shuffles = sum(var.vecs for cols in rows.values() for dx in cols if dx // s)
         return loads * n, _splits([0], ox_list, vl) * loads, shuffles * n, fmas
@@ -109,7 +109,7 @@ def count(layer: PrunedLayer, cfg: KernelConfig) -> KernelCounts:
         out.acc_stores += spec.cout * lay.nblocks * tiles * accs
         out.acc_loads += spec.cout * (lay.nblocks - 1) * tiles * accs
         if cfg.shift_sums:  # each offset's sums shifted into place once per visit
-            out.shuffles += spec.cout * lay.nblocks * tiles * accs * lay.max_shift
+            out.shuffles += spec.cout * lay.nblocks * tiles * accs * max_shift(spec)
         if cfg.format == "csr":
             for pid, n in per_pattern.items():
                 for _, dx in layer.pattern_set[pid].offsets:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codegen import fkw
-from codegen.config import KernelConfig, config_space
+from codegen.config import KernelConfig, config_space, max_shift
 from codegen.harness import (
     DEFAULT_PREFIX,
     HARNESS_C,
@@ -117,7 +117,7 @@ def _constants(layer: PrunedLayer, cfg: KernelConfig, lay: Layout, k_used: int,
     # __builtin_shuffle masks picking the even / odd lanes of two concatenated vectors.
     lines.append(f"#define EVEN_LANES {{{', '.join(str(2 * i) for i in range(vl))}}}")
     lines.append(f"#define ODD_LANES {{{', '.join(str(2 * i + 1) for i in range(vl))}}}")
-    lines.append(_shift_macros(cfg, (s.kw - 1) // s.stride))
+    lines.append(_shift_macros(cfg, max_shift(s)))
     for name, arr in packed.arrays:  # prefetch clamps: last valid index of chan / idx
         if name in ("chan", "idx"):
             lines.append(f"#define {'NCHAN' if name == 'chan' else 'NNZ'} {max(arr.size, 1)}")

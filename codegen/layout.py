@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from codegen.config import KernelConfig
+from codegen.config import KernelConfig, max_shift
 from search_spaces.layers import LayerSpec
 
 # Planes of fewer floats (4 KiB) are stored back to back, larger ones skewed off 4 KiB.
@@ -72,7 +72,7 @@ class Layout:
         # row (or the buffer's zeroed INPUT_SLACK); they are never stored. Rows no wider than
         # that keep a 14x14 plane in 16 lines instead of 32: the input of a deep layer
         # then stays in L2 beside its streamed weights (22% on VGG-16's features.24).
-        wph = max(ow + (spec.kw - 1) // s, math.ceil((spec.padding + spec.w) / s))
+        wph = max(ow + max_shift(spec), math.ceil((spec.padding + spec.w) / s))
         wph = _round_up(wph, 16)
         hp = (oh - 1) * s + spec.kh
         nplanes = spec.kw if cfg.shifted else s
@@ -93,11 +93,6 @@ class Layout:
             nblocks=math.ceil(spec.cin_per_group / cfg.ic_block), nplanes=nplanes,
             shifted=cfg.shifted,
         )
-
-    @property
-    def max_shift(self) -> int:
-        """Largest column offset of a tap within its phase plane: ``(kw - 1) // stride``."""
-        return (self.spec.kw - 1) // self.spec.stride
 
     def tap_offset(self, dy: int, dx: int) -> int:
         """Offset (floats) of tap (dy, dx) from a channel's tile base, output row 0."""

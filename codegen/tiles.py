@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from codegen.config import KernelConfig
+from codegen.config import KernelConfig, max_shift
 from codegen.layout import Layout
 from codegen.tile_io import LINE_FLOATS, Variant, acc, init, out_prefetch, store
 from search_spaces.patterns import Pattern
@@ -144,8 +144,7 @@ def _shuffled_taps(pat: Pattern, var: Variant, lay: Layout, wname: str, *,
                 ph, k = dx % s, dx // s
                 a = _load_once(body, loaded, lay, ph, row, v)
                 if shift_sums:
-                    fmas = " ".join(f"{sum_acc(k, r, v)} += {wname}{t} * {a};" for t, r in users)
-                    body.append(fmas)
+                    body += [f"{sum_acc(k, r, v)} += {wname}{t} * {a};" for t, r in users]
                     continue
                 x = a if k == 0 else f"SHIFT{k}({a}, {_load_once(body, loaded, lay, ph, row, v + 1)})"
                 fmas = " ".join(f"{acc(r, v)} += {wname}{t} * x;" for t, r in users)
@@ -164,12 +163,13 @@ def shift_sums_in(var: Variant, lay: Layout) -> tuple[list[str], list[str]]:
     each added into place: output column ``x`` takes lane ``x + k`` of the offset-``k`` sums
     (``SHIFTk`` of a vector and the next; past the tile's last vector only lanes beyond the
     output row, so zeros)."""
-    names = [sum_acc(k, r, v) for k in range(1, lay.max_shift + 1)
+    ks = range(1, max_shift(lay.spec) + 1)
+    names = [sum_acc(k, r, v) for k in ks
              for r in range(var.rows) for v in range(var.vecs)]
     head = [f"  vf {', '.join(names)};", *(f"  {n} = (vf){{0}};" for n in names)]
     tail = [f"  {acc(r, v)} += SHIFT{k}({sum_acc(k, r, v)}, "
             f"{sum_acc(k, r, v + 1) if v + 1 < var.vecs else '(vf){0}'});"
-            for k in range(1, lay.max_shift + 1) for r in range(var.rows) for v in range(var.vecs)]
+            for k in ks for r in range(var.rows) for v in range(var.vecs)]
     return head, tail
 
 

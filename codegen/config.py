@@ -40,6 +40,16 @@ def max_shift(spec: LayerSpec) -> int:
     return (spec.kw - 1) // spec.stride
 
 
+def pack_factor(spec: LayerSpec, vector_width: int) -> int:
+    """Output rows one vector holds under ``KernelConfig.pack_rows``: ``vector_width //
+    (out_w + 1)`` for a 3 x 3, stride 1, padding 1 layer whose padded row, sharing its
+    right padding column with the next row's left one, divides the vector; else 1."""
+    pitch = spec.out_w + 1
+    if (spec.kh, spec.kw, spec.stride, spec.padding) != (3, 3, 1, 1) or vector_width % pitch:
+        return 1
+    return vector_width // pitch
+
+
 def straddles(offset: int, vl: int) -> bool:
     """Whether ``vl`` floats loaded ``offset`` floats from a line-aligned row span two lines."""
     return offset % LINE_FLOATS + vl > LINE_FLOATS
@@ -98,6 +108,8 @@ class ConfigSpace:
         acc = cfg.tile_rows * cfg.tile_vecs
         if cfg.shift_sums:
             self._check_shift_sums(cfg)
+        if cfg.pack_rows:
+            self._check_pack_rows(cfg)
         if acc > self.max_accumulators():
             raise ConfigError(
                 f"KernelConfig.tile_rows x tile_vecs must be <= {self.max_accumulators()} "
@@ -105,11 +117,14 @@ class ConfigSpace:
                 f"({self.target.vector_registers} vector registers); got "
                 f"{cfg.tile_rows} x {cfg.tile_vecs} = {acc}"
             )
+        # shift_sums' offset sums are independent FMA chains too.
+        sums = 1 + max_shift(self.layer) if cfg.shift_sums else 1
         least = self._least_accumulators()
-        if acc < least:
+        if sums * acc < least:
             raise ConfigError(
                 f"KernelConfig.tile_rows x tile_vecs must be >= {least} accumulators in this "
                 f"space (min_accumulators); got {cfg.tile_rows} x {cfg.tile_vecs} = {acc}"
+                + (f" ({sums * acc} with shift_sums)" if sums > 1 else "")
             )
         vecs_needed = math.ceil(self.layer.out_w / cfg.vector_width)
         if cfg.tile_vecs > vecs_needed:
@@ -150,6 +165,25 @@ class ConfigSpace:
             f"shares); got lre={cfg.lre}, shifted={cfg.shifted}, tap_shuffle={cfg.tap_shuffle}")
         if why := why or self.shift_sums_fit(cfg):
             raise ConfigError(f"KernelConfig.shift_sums for layer {self.layer.name!r}: {why}")
+
+    def _check_pack_rows(self, cfg: KernelConfig) -> None:
+        m, lay = pack_factor(self.layer, cfg.vector_width), self.layer
+        rows = -(-lay.out_h // m)
+        why = ""
+        if m < 2:
+            why = (f"it needs a 3 x 3, stride 1, padding 1 layer whose out_w + 1 divides "
+                   f"vector_width {cfg.vector_width} at least twice; got out_w {lay.out_w}")
+        elif (cfg.tile_vecs, cfg.tile_rows) != (1, rows):
+            why = (f"the tile must be {rows} x 1 (one tile of {m}-row vectors over the "
+                   f"{lay.out_h} output rows); got {cfg.tile_rows} x {cfg.tile_vecs}")
+        elif cfg.ic_block < lay.cin_per_group:
+            why = (f"it needs one channel block (ic_block {lay.cin_per_group}); "
+                   f"got {cfg.ic_block}")
+        elif cfg.shifted or cfg.out_prefetch:
+            why = (f"it needs shifted=False and out_prefetch=False; got shifted="
+                   f"{cfg.shifted}, out_prefetch={cfg.out_prefetch}")
+        if why:
+            raise ConfigError(f"KernelConfig.pack_rows for layer {lay.name!r}: {why}")
 
     def is_valid(self, cfg: KernelConfig) -> bool:
         """True when :meth:`validate` would accept ``cfg``."""
@@ -269,7 +303,23 @@ class ConfigSpace:
         # Output lines prefetched for writing: 15% less time on VGG-16's features.2 (its
         # 12.8 MB output misses every cache), within noise on outputs that stay in L2.
         pick["out_prefetch"] = True in c["out_prefetch"] or c["out_prefetch"][0]
-        return self.validate(KernelConfig(**pick))
+        return self.validate(KernelConfig(**self._packed_default(pick)))
+
+    def _packed_default(self, pick: dict[str, Any]) -> dict[str, Any]:
+        """``pick`` with rows packed into the widest vectors holding two or more (7-wide rows
+        in 16 floats: twice the lanes per FMA), one tile shifting sums, where valid. A kernel
+        is then 16 FMAs, so it prefetches 3 ahead. Not for ``csr``: bound by its loads, half
+        of which would split lines (docs/codegen.md, pack_rows)."""
+        vws = [v for v in self.choices["vector_width"] if pack_factor(self.layer, v) > 1]
+        if not vws or True not in self.choices["pack_rows"] or pick["format"] == "csr":
+            return pick
+        vw = max(vws)
+        packed = {**pick, "vector_width": vw, "tile_vecs": 1,
+                  "tile_rows": -(-self.layer.out_h // pack_factor(self.layer, vw)),
+                  "ic_block": max(self.choices["ic_block"]), "tap_shuffle": False,
+                  "shift_sums": True, "out_prefetch": False, "pack_rows": True,
+                  "prefetch": max(self.choices["prefetch"])}
+        return packed if self.is_valid(KernelConfig(**packed)) else pick
 
 
 def _fmt(values: tuple[Any, ...]) -> str:
@@ -317,6 +367,7 @@ def config_space(layer: LayerSpec, target: Target, *, min_accumulators: int = 1,
         "tap_shuffle": (False, True),
         "out_prefetch": (False, True),
         "shift_sums": (False, True),
+        "pack_rows": (False, True) if any(pack_factor(layer, v) > 1 for v in vws) else (False,),
     }
     if layer.cin > 65535:
         raise ConfigError(f"layer {layer.name!r}: cin must be <= 65535 for FKW; got {layer.cin}")

@@ -68,6 +68,14 @@ class KernelConfig(Record):
             the shifted lanes inside it, and ``1 + (kw - 1) // stride`` times the tile's
             accumulators in registers. Reassociates each output's sum, so it is checked
             against torch, not bitwise against its off state.
+        pack_rows: Rows packed into vectors: a plane too narrow for a vector (7 wide, in
+            16-float vectors) is stored at pitch ``out_w + 1``, each row's right padding
+            column being the next row's left one, so one vector holds ``vector_width //
+            (out_w + 1)`` whole output rows and a tap is one load at ``pitch * (row + dy)
+            + dx``. One tile of ``tile_rows`` such vectors covers the output. Needs a 3 x 3,
+            stride 1, padding 1 layer whose ``out_w + 1`` divides ``vector_width`` at least
+            twice, one channel block, ``tile_vecs`` 1, not ``shifted`` or ``out_prefetch``.
+            Same sums in the same order, so bitwise those of the unpacked layout.
     """
 
     oc_block: int = 1
@@ -87,13 +95,15 @@ class KernelConfig(Record):
     tap_shuffle: bool = False
     out_prefetch: bool = False
     shift_sums: bool = False
+    pack_rows: bool = False
 
     schema = "kernel_config"
     # Fields added after the first schema, omitted from the stable form while they
     # hold their default: records, recorded sets and hashes written before the field
     # existed still name the same configs (and the same generated code).
     _added_later: ClassVar[dict[str, Any]] = {"prefetch": 0, "tap_shuffle": False,
-                                               "out_prefetch": False, "shift_sums": False}
+                                               "out_prefetch": False, "shift_sums": False,
+                                               "pack_rows": False}
 
     def to_dict(self) -> dict[str, Any]:
         """The stable form; later-added fields appear only when not at their default."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from codegen.config import KernelConfig, max_shift
+from codegen.config import LINE_FLOATS, KernelConfig, max_shift, pack_factor
 from search_spaces.layers import LayerSpec
 
 # Planes of fewer floats (4 KiB) are stored back to back, larger ones skewed off 4 KiB.
@@ -57,10 +57,13 @@ class Layout:
     nblocks: int
     nplanes: int
     shifted: bool
+    pack: int = 1  # output rows per vector (KernelConfig.pack_rows), else 1
 
     @classmethod
     def of(cls, spec: LayerSpec, cfg: KernelConfig) -> Layout:
         """Compute the layout of ``spec`` under ``cfg``."""
+        if cfg.pack_rows:
+            return cls._packed(spec, cfg)
         s, vl = spec.stride, cfg.vector_width
         oh, ow = spec.out_h, spec.out_w
         tw = cfg.tile_vecs * vl
@@ -93,6 +96,29 @@ class Layout:
             nblocks=math.ceil(spec.cin_per_group / cfg.ic_block), nplanes=nplanes,
             shifted=cfg.shifted,
         )
+
+    @classmethod
+    def _packed(cls, spec: LayerSpec, cfg: KernelConfig) -> Layout:
+        """``pack_rows``: one plane of pitch ``out_w + 1`` (a row's right padding column is
+        the next row's left one), ``pack`` output rows per vector, one tile of
+        ``tile_rows`` vectors over the whole output. The bottom padding row's right column
+        is the first of one more row, zeroed with the padding (a caller's buffer holds
+        anything there); the plane is rounded to whole lines."""
+        pitch, hp = spec.out_w + 1, spec.out_h + spec.kh
+        plane = _round_up(hp * pitch, LINE_FLOATS)
+        return cls(
+            spec=spec, vl=cfg.vector_width, rows=cfg.tile_rows, vecs=1, tw=cfg.vector_width,
+            ntx=1, nty=1, rows_last=cfg.tile_rows, vecs_last=1, valid_last=spec.out_w,
+            wph=pitch, hp=hp, plane=plane, chan_stride=plane, nblocks=1, nplanes=1,
+            shifted=False, pack=pack_factor(spec, cfg.vector_width),
+        )
+
+    @property
+    def row_step(self) -> int:
+        """Input rows between a tile's consecutive accumulator rows: the stride, or the
+        rows one vector holds under ``pack_rows`` (vector ``r`` starts at input row
+        ``r * pack``)."""
+        return self.pack if self.pack > 1 else self.spec.stride
 
     def tap_offset(self, dy: int, dx: int) -> int:
         """Offset (floats) of tap (dy, dx) from a channel's tile base, output row 0."""

@@ -59,7 +59,7 @@ def pools_in_tile(lay: Layout, maxpool: bool) -> bool:
     """Whether a layer's fused 2x2 max-pool runs on the tile's registers: tiles of an even
     number of rows (so no row pair straddles two tiles). Otherwise the conv writes its full
     output to a scratch buffer and a separate pass pools it."""
-    return maxpool and lay.rows % 2 == 0
+    return maxpool and lay.rows % 2 == 0 and lay.pack == 1
 
 
 def init(var: Variant, lay: Layout, reload: bool = True) -> list[str]:
@@ -91,9 +91,28 @@ def _store(dst: str, value: str, n: int, vl: int) -> str:
     return f"ST({dst}, {value});" if n == vl else f"STN({dst}, {value}, {n});"
 
 
-def _plain_store(var: Variant, vl: int, indent: str = "  ") -> list[str]:
+def _plain_store(var: Variant, lay: Layout, indent: str = "  ") -> list[str]:
+    vl = lay.vl
+    if lay.pack > 1:
+        return [indent + x for x in _packed_store(var, lay)]
     return [indent + _store(f"out + {r} * OWP + {v} * VL", acc(r, v), _lanes(var, v, vl), vl)
             for r in range(var.rows) for v in range(var.vecs)]
+
+
+def _packed_store(var: Variant, lay: Layout) -> list[str]:
+    """``pack_rows``: accumulator ``r`` holds output rows ``r * pack + q`` at lanes
+    ``q * pitch`` on; each of them that exists is moved down to lane 0 and its ``out_w``
+    valid lanes stored."""
+    pitch, m, vl = lay.wph, lay.pack, lay.vl
+    lines = []
+    for r in range(var.rows):
+        for q in range(min(m, lay.spec.out_h - r * m)):
+            a = acc(r, 0)
+            if q:
+                lanes = ", ".join(str((q * pitch + i) % vl) for i in range(vl))
+                a = f"__builtin_shuffle({a}, (vi){{{lanes}}})"
+            lines.append(_store(f"out + {r * m + q} * OWP", a, lay.spec.out_w, vl))
+    return lines
 
 
 def pooled_columns(var: Variant, lay: Layout) -> int:
@@ -131,10 +150,10 @@ def store(var: Variant, lay: Layout, relu: bool = False, pool: bool = False) -> 
     if relu:
         lines.append(f"  if (b == NB - 1) {{ {' '.join(f'{a} = RELU({a});' for a in accs)} }}")
     if not pool:
-        return lines + _plain_store(var, lay.vl)
+        return lines + _plain_store(var, lay)
     # Pooled in the tile: the last block's sums go straight to the pooled output; earlier
     # blocks' partial sums to the scratch (only allocated when there are several blocks).
     lines += ["  if (b == NB - 1) {", *_pooled_store(var, lay), "  }"]
     if lay.nblocks > 1:
-        lines += ["  else {", *_plain_store(var, lay.vl, "    "), "  }"]
+        lines += ["  else {", *_plain_store(var, lay, "    "), "  }"]
     return lines

@@ -59,7 +59,7 @@ def _prefetch(ptr: str, offsets: list[int]) -> list[str]:
 
 def channel_lines(var: Variant, lay: Layout) -> list[int]:
     """Lines one tile reads from one input channel (every tap of a 3x3 kernel)."""
-    rows = (var.rows - 1) * lay.spec.stride + lay.spec.kh
+    rows = (var.rows - 1) * lay.row_step + lay.spec.kh
     planes = lay.nplanes if lay.shifted else min(lay.spec.stride, lay.spec.kw)
     return prefetch_offsets(var, lay, rows, planes)
 
@@ -102,17 +102,16 @@ def pattern_taps(pat: Pattern, var: Variant, lay: Layout, lre: bool, wname: str,
     """
     if shuffle or shift_sums:
         return _shuffled_taps(pat, var, lay, wname, shift_sums=shift_sums)
-    s = lay.spec.stride
     ld = "LDA" if lay.shifted else "LD"
     lines = []
     if not lre:
         for t, (dy, dx) in enumerate(pat.offsets):
             for r in range(var.rows):
                 for v in range(var.vecs):
-                    off = lay.tap_offset(r * s + dy, dx) + v * lay.vl
+                    off = lay.tap_offset(r * lay.row_step + dy, dx) + v * lay.vl
                     lines.append(f"{acc(r, v)} += {wname}{t} * {ld}(ip + {off});")
         return lines
-    for (row, dx), users in tap_reads(pat, var.rows, s).items():
+    for (row, dx), users in tap_reads(pat, var.rows, lay.row_step).items():
         for v in range(var.vecs):
             off = lay.tap_offset(row, dx) + v * lay.vl
             fmas = " ".join(f"{acc(r, v)} += {wname}{t} * x;" for t, r in users)
@@ -136,7 +135,7 @@ def _shuffled_taps(pat: Pattern, var: Variant, lay: Layout, wname: str, *,
     results are bitwise equal."""
     s = lay.spec.stride
     lines = []
-    for row, cols in by_row(tap_reads(pat, var.rows, s)).items():
+    for row, cols in by_row(tap_reads(pat, var.rows, lay.row_step)).items():
         body: list[str] = []
         loaded: set[str] = set()
         for v in range(var.vecs):
@@ -180,7 +179,9 @@ def _load_once(body: list[str], loaded: set[str], lay: Layout, ph: int, row: int
     name = f"p{ph}_{v}"
     if name not in loaded:
         loaded.add(name)
-        body.append(f"const vf {name} = LDA(ip + {ph * lay.plane + row * lay.wph + v * lay.vl});")
+        # pack_rows: a row starts every pitch (8) floats, so half the rows are not aligned.
+        ld = "LD" if lay.pack > 1 else "LDA"
+        body.append(f"const vf {name} = {ld}(ip + {ph * lay.plane + row * lay.wph + v * lay.vl});")
     return name
 
 
@@ -254,7 +255,6 @@ def _body_dense(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Pattern
 
 
 def _csr_weight(var: Variant, lay: Layout, cfg: KernelConfig, kexpr: str) -> list[str]:
-    s = lay.spec.stride
     ld = "LDA" if lay.shifted else "LD"
     lines = [f"{{ const float* restrict ip = base + idx[{kexpr}];",
              f"  const vf w0 = SPLAT(wt[{kexpr}]);"]
@@ -264,10 +264,11 @@ def _csr_weight(var: Variant, lay: Layout, cfg: KernelConfig, kexpr: str) -> lis
         lines.append(f"  const float* pf = base + idx[{nxt} < NNZ ? {nxt} : NNZ - 1];")
         # idx already points at the weight's plane, row and column: its own rows only.
         lines += ["  " + x for x in _prefetch(
-            "pf", prefetch_offsets(var, lay, (var.rows - 1) * s + 1, 1))]
+            "pf", prefetch_offsets(var, lay, (var.rows - 1) * lay.row_step + 1, 1))]
     for r in range(var.rows):
         for v in range(var.vecs):
-            lines.append(f"  {acc(r, v)} += w0 * {ld}(ip + {r * s * lay.wph + v * lay.vl});")
+            off = r * lay.row_step * lay.wph + v * lay.vl
+            lines.append(f"  {acc(r, v)} += w0 * {ld}(ip + {off});")
     return lines + ["}"]
 
 
@@ -313,7 +314,7 @@ def tile_function(var: Variant, lay: Layout, cfg: KernelConfig, pats: list[Patte
     lines.append("  const float* restrict base = c->in + (size_t)oy * S * WPH + ox;")
     if cfg.out_prefetch:
         lines += out_prefetch(var, lay, pool)
-    lines += init(var, lay, reload=not pool or lay.nblocks > 1)
+    lines += init(var, lay, reload=(not pool or lay.nblocks > 1) and lay.pack == 1)
     sums_head, sums_tail = shift_sums_in(var, lay) if cfg.shift_sums else ([], [])
     lines += sums_head
     if cfg.format == "fkw":

@@ -46,8 +46,10 @@ def test_sampled_and_enumerated_configs_are_valid_and_distinct() -> None:
                          format="csr")
     every = list(small.enumerate())
     # oc 1 x rows 1 x vecs 1 x ic 1 x unroll 3 x order 4 x map 1 (one thread) x vw 1
-    # x fkr 2 x shifted 2 x prefetch 4 x out_prefetch 2
-    assert len(every) == 3 * 4 * 1 * 2 * 2 * 4 * 2
+    # x fkr 2 x shifted 2 x prefetch 4 x out_prefetch 2, plus pack_rows (a 1-wide row and
+    # its shared padding column are half a 4-float vector) with shifted and out_prefetch off
+    assert len(every) == 3 * 4 * 1 * 2 * 2 * 4 * 2 + 3 * 4 * 1 * 2 * 4
+    assert sum(c.pack_rows for c in every) == 3 * 4 * 1 * 2 * 4
     assert all(c.lre is False and c.format == "csr" for c in every)
 
 
@@ -216,7 +218,8 @@ def test_default_shuffles_taps_only_where_unaligned_loads_straddle_lines() -> No
     # x straddles one where x % 16 + k + width > 16.
     # Where the tile shifts its sums instead (shift_sums) it shuffles no taps.
     cases = {  # (output width, stride, target) -> (vector width, tap_shuffle, shift_sums)
-        (7, 1, "avx512"): (8, False, False),    # 8 floats from columns 0-2 stay in the line
+        (7, 1, "avx512"): (16, False, True),    # two rows per vector (pack_rows)
+        (7, 1, "avx2"): (8, False, False),      # 8 floats from columns 0-2 stay in the line
         (7, 2, "avx512"): (8, False, True),     # 7 outputs + 1 shifted column in 8 lanes
         (14, 1, "avx512"): (16, False, True),   # 14 + 2 in 16 lanes, 7 x 1 x 3 accumulators
         (14, 2, "avx512"): (16, False, True),

@@ -136,7 +136,7 @@ def test_relu_clips_only_the_complete_sum(tmp_path, target_name: str) -> None:
     """Partial sums of earlier channel blocks stay unclipped, in every format and loop order."""
     layer = LAYERS["relu_blocks"]
     target = host_target() if target_name == "host" else aarch64_target()
-    sp = config_space(layer.spec, target)
+    sp = config_space(layer.spec, target, pack_rows=False)  # several blocks: row tiles
     base = sp.default().replace(ic_block=4, threads=1)
     cfgs = [sp.validate(base.replace(format=f, lre=f != "csr", tap_shuffle=f != "csr",
                                      loop_order=o))
@@ -232,7 +232,7 @@ def test_out_prefetch_is_bitwise_equal_and_covers_each_row_of_valid_outputs(
     target = host_target() if target_name == "host" else aarch64_target()
     jobs = []
     for name in ("odd_width", "stride2", "hw5", "odd_width_pool", "relu_blocks"):
-        sp = config_space(LAYERS[name].spec, target)
+        sp = config_space(LAYERS[name].spec, target, pack_rows=False)  # out_prefetch: row tiles
         base = sp.default().replace(threads=1, ic_block=min(sp.choices["ic_block"]))
         jobs += [(name, sp.validate(base.replace(out_prefetch=False))),
                  (name, sp.validate(base.replace(out_prefetch=True)))]

@@ -94,7 +94,7 @@ def test_record_rejects_a_bad_pin_in_one_line(tmp_path: Path) -> None:
             "pattune: error: --pin must look like FIELD=V1,V2 with FIELD one of oc_block, "
             "tile_rows, tile_vecs, ic_block, unroll, loop_order, threads, thread_mapping, "
             "vector_width, fkr, lre, format, shifted, prefetch, tap_shuffle, out_prefetch, "
-            "shift_sums; "
+            "shift_sums, pack_rows; "
             "got 'tiles=3'"
         )
     ]

@@ -132,25 +132,30 @@ def _shape(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> 
     icb = min(cin_g, int(cfg.get("ic_block", 0) or cin_g))
     # Padded plane as codegen.layout lays it out (row pitch rounded to 16 floats).
     plane = (-(-(math.ceil(ow / tw) * tw + kw - 1) // 16) * 16) * ((oh - 1) * stride + kh)
+    # pack_rows: one tile; vector r starts vl // (ow + 1) input rows after vector r - 1.
+    packed = bool(cfg.get("pack_rows"))
+    step = vl // (ow + 1) if packed else stride
+    if packed:
+        plane, tw = (ow + 1) * (oh + kh - 1), ow
     return _Shape(
         cout=cout,
         patterns=int(stats.get("patterns", 1)) if cfg.get("format", "fkw") == "fkw" else 1,
         taps=nnz / max(1.0, alive),
         alive_fraction=alive / max(1.0, cout * cin_g),
         nnz=nnz,
-        tiles=math.ceil(ow / tw) * math.ceil(oh / rows),
+        tiles=1 if packed else math.ceil(ow / tw) * math.ceil(oh / rows),
         accumulators=rows * vecs,
         vector_bytes=vl * _FLOAT,
         blocks=math.ceil(cin_g / icb),
         groups=math.ceil(cout / max(1, int(cfg.get("oc_block", 1)))),
         icb=icb,
-        tile_in_bytes=float(icb * ((rows - 1) * stride + kh) * (tw + kw - 1) * _FLOAT),
+        tile_in_bytes=float(icb * ((rows - 1) * step + kh) * (tw + kw - 1) * _FLOAT),
         block_in_bytes=float(icb * plane * _FLOAT),
         in_bytes=float(int(spec["cin"]) * plane * _FLOAT),
         out_bytes=float(cout * oh * ow * _FLOAT),
         loop_order=str(cfg.get("loop_order", "block_group_tile")),
         prefetch=int(cfg.get("prefetch", 0)),
-        row_loads=((rows - 1) * stride + kh) * (vecs + (0 if cfg.get("shift_sums") else 1))
+        row_loads=((rows - 1) * step + kh) * (vecs + (0 if cfg.get("shift_sums") else 1))
         if cfg.get("tap_shuffle") or cfg.get("shift_sums") else 0,
         out_prefetch=bool(cfg.get("out_prefetch", False)),
         rows=rows,

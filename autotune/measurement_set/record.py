@@ -60,6 +60,7 @@ BENCH_PINS: dict[str, tuple[Any, ...]] = {
     "tap_shuffle": (False,),
     "out_prefetch": (False,),
     "shift_sums": (False,),
+    "pack_rows": (False,),
 }
 
 

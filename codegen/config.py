@@ -167,13 +167,12 @@ class ConfigSpace:
             raise ConfigError(f"KernelConfig.shift_sums for layer {self.layer.name!r}: {why}")
 
     def _check_pack_rows(self, cfg: KernelConfig) -> None:
-        m, lay = pack_factor(self.layer, cfg.vector_width), self.layer
-        rows = -(-lay.out_h // m)
-        why = ""
+        lay, why = self.layer, ""
+        m = pack_factor(lay, cfg.vector_width)
         if m < 2:
             why = (f"it needs a 3 x 3, stride 1, padding 1 layer whose out_w + 1 divides "
                    f"vector_width {cfg.vector_width} at least twice; got out_w {lay.out_w}")
-        elif (cfg.tile_vecs, cfg.tile_rows) != (1, rows):
+        elif (cfg.tile_vecs, cfg.tile_rows) != (1, rows := -(-lay.out_h // m)):
             why = (f"the tile must be {rows} x 1 (one tile of {m}-row vectors over the "
                    f"{lay.out_h} output rows); got {cfg.tile_rows} x {cfg.tile_vecs}")
         elif cfg.ic_block < lay.cin_per_group:
@@ -219,7 +218,8 @@ class ConfigSpace:
         vectors) and 4 to 8 rows that leave the fewest computed rows past the output (7 on
         28, 14 and 7 rows; 3 where only 3 fit), one spatial tile at a time for all filters
         (``tile_block_group``), FKR, LRE and out_prefetch on (where the space allows them),
-        tap_shuffle where a tap load would straddle lines, phase planes, prefetch (``fkw``, s 1)."""
+        tap_shuffle where a tap load would straddle lines, phase planes, prefetch (``fkw``, s 1);
+        :meth:`_packed_default` packs rows narrower than half a vector (7 wide on AVX-512)."""
         c = self.choices
         # The widest vectors among those filling the most of their lanes across the output
         # row (3/4 counts as full): 8 on a 7-wide row (16-float vectors compute 16 columns

@@ -73,18 +73,17 @@ def _per_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
     s, vl, n = lay.spec.stride, lay.vl, len(ox_list)
     reads = tap_reads(pat, var.rows, lay.row_step)
     fmas = len(pat.offsets) * var.rows * var.vecs * n
-    # A row starts on a line, except under pack_rows (pitch out_w + 1).
-    row_off = lay.wph if lay.pack > 1 else 0
+    # Loads at row * wph: whole lines apart except under pack_rows (pitch out_w + 1).
     if cfg.shift_sums:  # each plane's vectors once, unshifted; no shuffles in kernels
         per_row = {row: len({dx % s for dx in cols}) * var.vecs
                    for row, cols in by_row(reads).items()}
-        splits = sum(k * _splits([row * row_off], ox_list, vl) for row, k in per_row.items())
+        splits = sum(k * _splits([row * lay.wph], ox_list, vl) for row, k in per_row.items())
         return sum(per_row.values()) * n, splits, 0, fmas
     if cfg.tap_shuffle:
         rows = by_row(reads)
         per_row = {row: sum(row_vectors(cols, s, var.vecs).values())
                    for row, cols in rows.items()}
-        splits = sum(k * _splits([row * row_off], ox_list, vl) for row, k in per_row.items())
+        splits = sum(k * _splits([row * lay.wph], ox_list, vl) for row, k in per_row.items())
         shuffles = sum(var.vecs for cols in rows.values() for dx in cols if dx // s)
         return sum(per_row.values()) * n, splits, shuffles * n, fmas
     # LRE loads each (row, column) once; without it every (tap, row) loads its own.
@@ -92,7 +91,7 @@ def _per_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
         cols = [(row, dx) for row, dx in reads]
     else:
         cols = [(row, dx) for (row, dx), users in reads.items() for _ in users]
-    offs = [row * row_off + dx // s + v * vl for row, dx in cols for v in range(var.vecs)]
+    offs = [row * lay.wph + dx // s + v * vl for row, dx in cols for v in range(var.vecs)]
     return len(offs) * n, _splits(offs, ox_list, vl), 0, fmas
 
 
@@ -103,7 +102,6 @@ def count(layer: PrunedLayer, cfg: KernelConfig) -> KernelCounts:
     alive = layer.alive
     per_pattern = Counter(int(p) for p in layer.pattern_ids[alive])
     kernels = int(alive.sum())
-    row_off = lay.wph if lay.pack > 1 else 0  # rows start on a line unless packed
     cols = {False: [tx * lay.tw for tx in range(lay.ntx - 1)], True: [(lay.ntx - 1) * lay.tw]}
     for (last_r, last_c), var in variants(lay).items():
         ty_n = 1 if last_r else lay.nty - 1
@@ -120,7 +118,7 @@ def count(layer: PrunedLayer, cfg: KernelConfig) -> KernelCounts:
         if cfg.format == "csr":
             for pid, n in per_pattern.items():
                 for dy, dx in layer.pattern_set[pid].offsets:
-                    offs = [(dy + r * lay.row_step) * row_off + dx // spec.stride + v * lay.vl
+                    offs = [(dy + r * lay.row_step) * lay.wph + dx // spec.stride + v * lay.vl
                             for r in range(var.rows) for v in range(var.vecs)]
                     out.loads += n * len(offs) * tiles
                     out.split_loads += n * _splits(offs, ox_list, lay.vl)

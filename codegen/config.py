@@ -42,12 +42,13 @@ def max_shift(spec: LayerSpec) -> int:
 
 def pack_factor(spec: LayerSpec, vector_width: int) -> int:
     """Output rows one vector holds under ``KernelConfig.pack_rows``: ``vector_width //
-    (out_w + 1)`` for a 3 x 3, stride 1, padding 1 layer whose padded row, sharing its
-    right padding column with the next row's left one, divides the vector; else 1."""
-    pitch = spec.out_w + 1
-    if (spec.kh, spec.kw, spec.stride, spec.padding) != (3, 3, 1, 1) or vector_width % pitch:
-        return 1
-    return vector_width // pitch
+    (out_w + 1)`` where that pitch divides the vector, for a 3 x 3, padding 1 layer at
+    stride 1 (a row's right padding column is the next row's left one) or at stride 2 on
+    an even-sized input (a phase plane's row is ``out_w + 1`` wide); else 1."""
+    pitch, s = spec.out_w + 1, spec.stride
+    even = s == 1 or (s == 2 and spec.h % 2 == 0 and spec.w % 2 == 0)
+    ok = (spec.kh, spec.kw, spec.padding) == (3, 3, 1) and even and vector_width % pitch == 0
+    return vector_width // pitch if ok else 1
 
 
 def straddles(offset: int, vl: int) -> bool:
@@ -167,17 +168,16 @@ class ConfigSpace:
             raise ConfigError(f"KernelConfig.shift_sums for layer {self.layer.name!r}: {why}")
 
     def _check_pack_rows(self, cfg: KernelConfig) -> None:
-        lay, why = self.layer, ""
-        m = pack_factor(lay, cfg.vector_width)
+        lay, why, m = self.layer, "", pack_factor(self.layer, cfg.vector_width)
         if m < 2:
-            why = (f"it needs a 3 x 3, stride 1, padding 1 layer whose out_w + 1 divides "
-                   f"vector_width {cfg.vector_width} at least twice; got out_w {lay.out_w}")
+            why = (f"it needs a 3 x 3, padding 1 layer (stride 1, or 2 on an even-sized input) "
+                   f"whose out_w + 1 divides vector_width {cfg.vector_width} at least twice; "
+                   f"got out_w {lay.out_w}, stride {lay.stride}")
         elif (cfg.tile_vecs, cfg.tile_rows) != (1, rows := -(-lay.out_h // m)):
             why = (f"the tile must be {rows} x 1 (one tile of {m}-row vectors over the "
                    f"{lay.out_h} output rows); got {cfg.tile_rows} x {cfg.tile_vecs}")
         elif cfg.ic_block < lay.cin_per_group:
-            why = (f"it needs one channel block (ic_block {lay.cin_per_group}); "
-                   f"got {cfg.ic_block}")
+            why = f"it needs one channel block (ic_block {lay.cin_per_group}); got {cfg.ic_block}"
         elif cfg.shifted or cfg.out_prefetch:
             why = (f"it needs shifted=False and out_prefetch=False; got shifted="
                    f"{cfg.shifted}, out_prefetch={cfg.out_prefetch}")
@@ -307,18 +307,18 @@ class ConfigSpace:
 
     def _packed_default(self, pick: dict[str, Any]) -> dict[str, Any]:
         """``pick`` with rows packed into the widest vectors holding two or more (7-wide rows
-        in 16 floats: twice the lanes per FMA), one tile shifting sums, where valid. A kernel
-        is then 16 FMAs, so it prefetches 3 ahead. Not for ``csr``: bound by its loads, half
-        of which would split lines (docs/codegen.md, pack_rows)."""
+        in 16 floats), one tile shifting sums, where valid. Its 16-FMA kernels prefetch 3
+        ahead at stride 1 (not at stride 2, as unpacked). Not ``csr``: bound by its loads,
+        half of which would split lines (docs/codegen.md, pack_rows)."""
         vws = [v for v in self.choices["vector_width"] if pack_factor(self.layer, v) > 1]
         if not vws or True not in self.choices["pack_rows"] or pick["format"] == "csr":
             return pick
-        vw = max(vws)
+        vw, pf = max(vws), max(self.choices["prefetch"])
         packed = {**pick, "vector_width": vw, "tile_vecs": 1,
                   "tile_rows": -(-self.layer.out_h // pack_factor(self.layer, vw)),
                   "ic_block": max(self.choices["ic_block"]), "tap_shuffle": False,
                   "shift_sums": True, "out_prefetch": False, "pack_rows": True,
-                  "prefetch": max(self.choices["prefetch"])}
+                  "prefetch": pf if self.layer.stride == 1 else pick["prefetch"]}
         return packed if self.is_valid(KernelConfig(**packed)) else pick
 
 

@@ -73,17 +73,18 @@ def _per_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
     s, vl, n = lay.spec.stride, lay.vl, len(ox_list)
     reads = tap_reads(pat, var.rows, lay.row_step)
     fmas = len(pat.offsets) * var.rows * var.vecs * n
-    # Loads at row * wph: whole lines apart except under pack_rows (pitch out_w + 1).
+    # Loads at row_offset: whole lines apart except under pack_rows (pitch out_w + 1);
+    # planes are whole lines, so only a row's place in its plane decides a split.
     if cfg.shift_sums:  # each plane's vectors once, unshifted; no shuffles in kernels
         per_row = {row: len({dx % s for dx in cols}) * var.vecs
                    for row, cols in by_row(reads).items()}
-        splits = sum(k * _splits([row * lay.wph], ox_list, vl) for row, k in per_row.items())
+        splits = sum(k * _splits([lay.row_offset(row)], ox_list, vl) for row, k in per_row.items())
         return sum(per_row.values()) * n, splits, 0, fmas
     if cfg.tap_shuffle:
         rows = by_row(reads)
         per_row = {row: sum(row_vectors(cols, s, var.vecs).values())
                    for row, cols in rows.items()}
-        splits = sum(k * _splits([row * lay.wph], ox_list, vl) for row, k in per_row.items())
+        splits = sum(k * _splits([lay.row_offset(row)], ox_list, vl) for row, k in per_row.items())
         shuffles = sum(var.vecs for cols in rows.values() for dx in cols if dx // s)
         return sum(per_row.values()) * n, splits, shuffles * n, fmas
     # LRE loads each (row, column) once; without it every (tap, row) loads its own.
@@ -91,7 +92,8 @@ def _per_kernel(pat: Pattern, var: Variant, lay: Layout, cfg: KernelConfig,
         cols = [(row, dx) for row, dx in reads]
     else:
         cols = [(row, dx) for (row, dx), users in reads.items() for _ in users]
-    offs = [row * lay.wph + dx // s + v * vl for row, dx in cols for v in range(var.vecs)]
+    offs = [lay.row_offset(row) + dx // s + v * vl for row, dx in cols
+            for v in range(var.vecs)]
     return len(offs) * n, _splits(offs, ox_list, vl), 0, fmas
 
 
@@ -118,7 +120,7 @@ def count(layer: PrunedLayer, cfg: KernelConfig) -> KernelCounts:
         if cfg.format == "csr":
             for pid, n in per_pattern.items():
                 for dy, dx in layer.pattern_set[pid].offsets:
-                    offs = [(dy + r * lay.row_step) * lay.wph + dx // spec.stride + v * lay.vl
+                    offs = [lay.row_offset(dy + r * lay.row_step) + dx // spec.stride + v * lay.vl
                             for r in range(var.rows) for v in range(var.vecs)]
                     out.loads += n * len(offs) * tiles
                     out.split_loads += n * _splits(offs, ox_list, lay.vl)

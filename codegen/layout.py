@@ -58,6 +58,7 @@ class Layout:
     nplanes: int
     shifted: bool
     pack: int = 1  # output rows per vector (KernelConfig.pack_rows), else 1
+    rphase: int = 1  # row phase planes: 2 for a stride-2 layer's packed rows, else 1
 
     @classmethod
     def of(cls, spec: LayerSpec, cfg: KernelConfig) -> Layout:
@@ -99,33 +100,49 @@ class Layout:
 
     @classmethod
     def _packed(cls, spec: LayerSpec, cfg: KernelConfig) -> Layout:
-        """``pack_rows``: one plane of pitch ``out_w + 1`` (a row's right padding column is
-        the next row's left one), ``pack`` output rows per vector, one tile of
-        ``tile_rows`` vectors over the whole output. The bottom padding row's right column
-        is the first of one more row, zeroed with the padding (a caller's buffer holds
-        anything there); the plane is rounded to whole lines."""
-        pitch, hp = spec.out_w + 1, spec.out_h + spec.kh
-        plane = _round_up(hp * pitch, LINE_FLOATS)
+        """``pack_rows``: planes of pitch ``out_w + 1``, ``pack`` output rows per vector, one
+        tile of ``tile_rows`` vectors over the whole output.
+
+        At stride 1, one plane: a row's right padding column is the next row's left one.
+        The bottom padding row's right column is the first of one more row, zeroed with the
+        padding (a caller's buffer holds anything there). At stride 2 (an even-sized input)
+        each channel is split by row parity as well as by column parity: plane ``(py, px)``
+        holds padded rows ``py, py + 2, ...`` of column phase ``px``, each ``out_w + 1``
+        wide, so a vector's output rows read consecutive rows of one plane, as at stride 1.
+        Planes are rounded to whole lines."""
+        s, m, pitch = spec.stride, pack_factor(spec, cfg.vector_width), spec.out_w + 1
+        if s == 1:
+            hp, rows = spec.out_h + spec.kh, spec.out_h + spec.kh
+        else:  # rows read up to tile_rows * m + 1 (kh // s), the last one only by junk lanes
+            rows = cfg.tile_rows * m + 1
+            hp = s * rows
+        plane = _round_up(rows * pitch, LINE_FLOATS)
         return cls(
             spec=spec, vl=cfg.vector_width, rows=cfg.tile_rows, vecs=1, tw=cfg.vector_width,
             ntx=1, nty=1, rows_last=cfg.tile_rows, vecs_last=1, valid_last=spec.out_w,
-            wph=pitch, hp=hp, plane=plane, chan_stride=plane, nblocks=1, nplanes=1,
-            shifted=False, pack=pack_factor(spec, cfg.vector_width),
+            wph=pitch, hp=hp, plane=plane, chan_stride=s * s * plane, nblocks=1, nplanes=s,
+            shifted=False, pack=m, rphase=s,
         )
 
     @property
     def row_step(self) -> int:
-        """Input rows between a tile's consecutive accumulator rows: the stride, or the
-        rows one vector holds under ``pack_rows`` (vector ``r`` starts at input row
-        ``r * pack``)."""
-        return self.pack if self.pack > 1 else self.spec.stride
+        """Padded input rows between a tile's consecutive accumulator rows: the stride, or
+        the rows one vector's output rows read under ``pack_rows`` (vector ``r`` starts at
+        padded input row ``r * pack * stride``)."""
+        return self.pack * self.spec.stride
+
+    def row_offset(self, row: int, ph: int = 0) -> int:
+        """Offset (floats) of padded input ``row`` of column phase plane ``ph`` from a
+        channel's base (row phase planes follow each other, column phases within them)."""
+        rp = self.rphase
+        return ((row % rp) * self.nplanes + ph) * self.plane + (row // rp) * self.wph
 
     def tap_offset(self, dy: int, dx: int) -> int:
         """Offset (floats) of tap (dy, dx) from a channel's tile base, output row 0."""
         if self.shifted:
             return dx * self.plane + dy * self.wph
         s = self.spec.stride
-        return (dx % s) * self.plane + dy * self.wph + dx // s
+        return self.row_offset(dy, dx % s) + dx // s
 
     def input_as_output(self) -> OutputLayout:
         """This kernel's zero-bordered input buffer as a producer's :class:`OutputLayout`:

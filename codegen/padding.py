@@ -17,6 +17,11 @@ bitwise those of padding first.
 from __future__ import annotations
 
 PAD_C = r"""
+/* Padded row ``y`` of column phase plane ``ph`` within a channel: RP row phase planes
+   (2 for a stride-2 layer's packed rows, see codegen.layout), NPLANES column phases in
+   each. */
+#define PROW(y, ph) ((size_t)(((y) % RP) * NPLANES + (ph)) * PS + (size_t)((y) / RP) * WPH)
+
 /* Columns [j0, j1) of plane ``ph`` hold input columns; the rest of a row is padding
    (and, past the last input column, the row's tail up to WPH). */
 static inline void plane_cols(int ph, int* j0, int* j1) {
@@ -39,7 +44,7 @@ static void pad_rows(float* restrict in, const float* restrict x, int ch, int y0
     for (int y = y0; y < y1; ++y) {
       const int sy = y - PAD;
       if (sy < 0 || sy >= H) continue;
-      float* restrict drow = dst + (size_t)ph * PS + (size_t)y * WPH;
+      float* restrict drow = dst + PROW(y, ph);
       const float* restrict srow = src + (size_t)sy * W;
       if (S == 1) {
         if (j1 > j0) memcpy(drow + j0, srow + sx0, (size_t)(j1 - j0) * sizeof(float));
@@ -58,7 +63,7 @@ static void border_rows(float* restrict in, int ch, int y0, int y1) {
     int j0, j1;
     plane_cols(ph, &j0, &j1);
     for (int y = y0; y < y1; ++y) {
-      float* restrict drow = dst + (size_t)ph * PS + (size_t)y * WPH;
+      float* restrict drow = dst + PROW(y, ph);
       const int inside = y >= PAD && y - PAD < H, head = inside ? j0 : WPH;
       memset(drow, 0, (size_t)head * sizeof(float));
       if (inside) memset(drow + j1, 0, (size_t)(WPH - j1) * sizeof(float));

@@ -48,7 +48,7 @@ def prefetch_offsets(var: Variant, lay: Layout, rows: int, planes: int) -> list[
     for ph in range(planes):
         for row in range(rows):
             for v in range(var.vecs + 1):
-                off = ph * lay.plane + row * lay.wph + v * lay.vl
+                off = lay.row_offset(row, ph) + v * lay.vl
                 lines.setdefault(off // LINE_FLOATS, off)
     return sorted(lines.values())
 
@@ -181,7 +181,7 @@ def _load_once(body: list[str], loaded: set[str], lay: Layout, ph: int, row: int
         loaded.add(name)
         # pack_rows: a row starts every pitch (8) floats, so half the rows are not aligned.
         ld = "LD" if lay.pack > 1 else "LDA"
-        body.append(f"const vf {name} = {ld}(ip + {ph * lay.plane + row * lay.wph + v * lay.vl});")
+        body.append(f"const vf {name} = {ld}(ip + {lay.row_offset(row, ph) + v * lay.vl});")
     return name
 
 
@@ -267,7 +267,7 @@ def _csr_weight(var: Variant, lay: Layout, cfg: KernelConfig, kexpr: str) -> lis
             "pf", prefetch_offsets(var, lay, (var.rows - 1) * lay.row_step + 1, 1))]
     for r in range(var.rows):
         for v in range(var.vecs):
-            off = r * lay.row_step * lay.wph + v * lay.vl
+            off = lay.row_offset(r * lay.row_step) + v * lay.vl
             lines.append(f"  {acc(r, v)} += w0 * {ld}(ip + {off});")
     return lines + ["}"]
 

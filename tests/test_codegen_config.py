@@ -220,7 +220,8 @@ def test_default_shuffles_taps_only_where_unaligned_loads_straddle_lines() -> No
     cases = {  # (output width, stride, target) -> (vector width, tap_shuffle, shift_sums)
         (7, 1, "avx512"): (16, False, True),    # two rows per vector (pack_rows)
         (7, 1, "avx2"): (8, False, False),      # 8 floats from columns 0-2 stay in the line
-        (7, 2, "avx512"): (8, False, True),     # 7 outputs + 1 shifted column in 8 lanes
+        (7, 2, "avx512"): (16, False, True),    # two rows per vector (pack_rows)
+        (7, 2, "avx2"): (8, False, False),      # 7 outputs + 1 shifted column in 8 lanes
         (14, 1, "avx512"): (16, False, True),   # 14 + 2 in 16 lanes, 7 x 1 x 3 accumulators
         (14, 2, "avx512"): (16, False, True),
         (28, 1, "avx512"): (16, True, False),   # 7 x 2 x 3 accumulators do not fit

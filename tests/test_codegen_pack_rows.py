@@ -34,18 +34,23 @@ from search_spaces.projection import random_pruned_layer
 from tests.codegen_support import PATTERNS8, build_and_run, with_pool, with_relu
 
 
-def _layer(name: str, h: int, w: int, cin: int = 5, cout: int = 4, seed: int = 0):
-    return random_pruned_layer(LayerSpec(name, cin=cin, cout=cout, h=h, w=w), PATTERNS8,
-                               connectivity="2x", seed=seed)
+def _layer(name: str, h: int, w: int, cin: int = 5, cout: int = 4, seed: int = 0,
+           stride: int = 1):
+    return random_pruned_layer(LayerSpec(name, cin=cin, cout=cout, h=h, w=w, stride=stride),
+                               PATTERNS8, connectivity="2x", seed=seed)
 
 
 # 7 wide (2 rows per 16 floats, the last vector half past the output), 3 wide (4 rows in
-# 16, 2 in 8), 1 wide (2 to 8 rows per vector), ReLU, a fused max-pool (its separate pass).
+# 16, 2 in 8), 1 wide (2 to 8 rows per vector), ReLU, a fused max-pool (its separate pass);
+# at stride 2, 14 x 14 in (7 x 7 out, as ResNet's layer4.0) and 10 x 6 (5 x 3 out: 4 rows
+# in 16, 2 in 8, the last vector past the output).
 LAYERS = {
     "hw7_relu": with_relu(_layer("hw7_relu", 7, 7, seed=1)),
     "h6w3": _layer("h6w3", 6, 3, seed=2),
     "h5w1": _layer("h5w1", 5, 1, seed=3),
     "h6w7_pool": with_pool(_layer("h6w7_pool", 6, 7, seed=4)),
+    "s2_hw14": _layer("s2_hw14", 14, 14, seed=5, stride=2),
+    "s2_h10w6": _layer("s2_h10w6", 10, 6, seed=6, stride=2),
 }
 
 
@@ -77,9 +82,9 @@ def test_pack_rows_match_torch_and_bitwise_the_unpacked_tile(tmp_path, target_na
                                ("csr", {"lre": False, "unroll": 2})):
                 cfg = sp.validate(on.replace(format=fmt, **reads))
                 jobs += [(name, cfg), (name, sp.validate(cfg.replace(pack_rows=False)))]
-    # 16 floats: 7, 7, 3 and 1 wide, plus what 8 floats pack: 3 and 1 wide, plus 4 floats:
-    # 1 wide; five configs each, packed and not
-    assert len(jobs) == {16: 70, 8: 30, 4: 10}[target.vector_floats]
+    # 16 floats: 7, 7, 3, 1, 7 (stride 2) and 3 (stride 2) wide, plus what 8 floats pack: 3
+    # and 1 wide and 3 at stride 2, plus 4 floats: 1 wide; five configs each, packed and not
+    assert len(jobs) == {16: 100, 8: 40, 4: 10}[target.vector_floats]
     kernels = [generate(LAYERS[n], c, target) for n, c in jobs]
     assert all(Layout.of(LAYERS[n].spec, c).pack > 1 for n, c in jobs[::2])
     # build_and_run checks every output against torch
@@ -101,13 +106,24 @@ def test_packed_layout_and_its_reads() -> None:
     assert (lay.ntx, lay.nty, lay.nblocks, lay.chan_stride) == (1, 1, 1, 80)
     # output row y, column x reads padded row y + dy, column x + dx at y' * 8 + x'
     assert lay.tap_offset(3, 2) == 26
-    for h, w, vl in ((7, 7, 16), (9, 3, 16), (9, 3, 8), (5, 1, 4), (2, 1, 16)):
-        spec = LayerSpec("r", cin=3, cout=2, h=h, w=w)
+    # Stride 2, 14 x 14 in: four planes (row parity x column parity) of 9 rows at pitch 8
+    # (80 floats each); output row y reads padded row 2y + dy, which is row y + dy // 2 of
+    # row-parity plane dy % 2; vector r starts 4 padded rows after vector r - 1.
+    spec = LayerSpec("p2", cin=3, cout=2, h=14, w=14, stride=2)
+    lay = Layout.of(spec, _packed(config_space(spec, host_target(isa="avx512")), 16))
+    assert (lay.pack, lay.row_step, lay.wph, lay.hp, lay.plane, lay.rows) == (2, 4, 8, 18, 80, 4)
+    assert (lay.nplanes, lay.rphase, lay.chan_stride) == (2, 2, 320)
+    assert [lay.tap_offset(*t) for t in ((0, 0), (0, 2), (1, 1), (2, 2))] == [0, 1, 240, 9]
+    for h, w, vl, s in ((7, 7, 16, 1), (9, 3, 16, 1), (9, 3, 8, 1), (5, 1, 4, 1),
+                        (2, 1, 16, 1), (14, 14, 16, 2), (10, 6, 16, 2), (10, 6, 8, 2),
+                        (6, 2, 4, 2)):
+        spec = LayerSpec("r", cin=3, cout=2, h=h, w=w, stride=s)
         sp = config_space(spec, host_target(isa="avx512"))
         lay = Layout.of(spec, _packed(sp, vl))
-        last_row = (lay.rows - 1) * lay.row_step + spec.kh - 1
-        farthest = (spec.cin - 1) * lay.chan_stride + last_row * lay.wph + 2 * vl
-        assert farthest <= lay.input_floats + INPUT_SLACK, (h, w, vl)
+        last = (lay.rows - 1) * lay.row_step
+        farthest = (spec.cin - 1) * lay.chan_stride + max(
+            lay.row_offset(last + dy, ph) for dy in range(3) for ph in range(s)) + 2 * vl
+        assert farthest <= lay.input_floats + INPUT_SLACK, (h, w, vl, s)
 
 
 def test_pack_rows_rules_and_the_default() -> None:
@@ -125,10 +141,13 @@ def test_pack_rows_rules_and_the_default() -> None:
         with pytest.raises(ConfigError, match="KernelConfig.pack_rows for layer 'hw7'") as e:
             sp.validate(cfg)
         assert want in str(e.value)
-    # A 14-wide row (pitch 15) and a stride-2 layer never pack: not in their space.
+    # A 14-wide row (pitch 15) and a stride-2 layer of odd-sized input never pack: not in
+    # their space (an odd input's column phases differ in width).
     for spec in (LayerSpec("w14", cin=8, cout=8, h=14, w=14),
-                 LayerSpec("s2", cin=8, cout=8, h=14, w=14, stride=2)):
+                 LayerSpec("s2", cin=8, cout=8, h=13, w=13, stride=2)):
         assert config_space(spec, avx512).choices["pack_rows"] == (False,)
+    s2 = LayerSpec("s2", cin=8, cout=8, h=14, w=14, stride=2)
+    assert config_space(s2, avx512).choices["pack_rows"] == (False, True)
     # The default packs 7-wide rows in pairs into 16 floats, one 4 x 1 tile shifting sums,
     # prefetching three kernels ahead; 8-float vectors on AVX2 (a 7-wide row fills them);
     # the unstructured kernel, bound by its loads, does not pack (half its loads would
@@ -138,24 +157,31 @@ def test_pack_rows_rules_and_the_default() -> None:
             d.tap_shuffle, d.prefetch) == (True, 16, 4, 1, True, False, 3)
     assert not config_space(hw7, avx2).default().pack_rows
     assert not config_space(hw7, avx512, format="csr").default().pack_rows
+    # At stride 2 (14 x 14 in) the same tile without prefetch, as unpacked stride-2 tiles.
+    d2 = config_space(s2, avx512).default()
+    assert (d2.pack_rows, d2.vector_width, d2.tile_rows, d2.shift_sums, d2.prefetch) == \
+        (True, 16, 4, True, 0)
     hw3 = LayerSpec("hw3", cin=64, cout=64, h=3, w=3)
     d3 = config_space(hw3, avx2).default()
     assert (d3.pack_rows, d3.vector_width, d3.tile_rows) == (True, 8, 2)
 
 
-def test_packed_kernel_on_a_nan_filled_caller_buffer(tmp_path) -> None:
+@pytest.mark.parametrize("hw,stride", [(7, 1), (14, 2)])
+def test_packed_kernel_on_a_nan_filled_caller_buffer(tmp_path, hw: int, stride: int) -> None:
     """A network's arena holds anything: ``P_run_in`` on a NaN-filled buffer (the junk
     lanes past the 7th column and the 7th row read whatever is there) gives the outputs
     of the kernel that owns a zeroed buffer, bitwise. Every kernel has the corner tap
-    (2, 2): the last output reads the bottom padding row's right padding column, which
-    is the first column of one more row."""
+    (2, 2): at stride 1 the last output reads the bottom padding row's right padding
+    column, which is the first column of one more row; at stride 2 the last padding row
+    and column of the row-parity planes."""
     corner = PatternSet((PATTERNS8.patterns[5],))
     assert (2, 2) in corner.patterns[0].offsets
     # no ReLU: it would clip a NaN read to zero
-    layer = random_pruned_layer(LayerSpec("corner", cin=6, cout=4, h=7, w=7), corner,
-                                connectivity="2x", seed=7)
+    layer = random_pruned_layer(LayerSpec("corner", cin=6, cout=4, h=hw, w=hw, stride=stride),
+                                corner, connectivity="2x", seed=7)
     target = host_target(isa="avx512")
-    cfg = config_space(layer.spec, target).default()
+    sp = config_space(layer.spec, target)
+    cfg = sp.default() if stride == 1 else sp.validate(_packed(sp, 16).replace(shift_sums=True))
     assert cfg.pack_rows
     own, ext = (generate(layer, cfg, target, symbol_prefix=p, external_input=e)
                 for p, e in (("pko", False), ("pke", True)))
@@ -204,3 +230,21 @@ def test_counts_read_the_packed_rows() -> None:
     assert got.split_loads == n * sum(1 for row in rows if row % 2) == n * 4
     assert got.vector_fmas == n * 4 * 4
     assert got.shuffles == 4 * 4 * 2  # cout x vectors x two offsets
+
+
+def test_counts_read_the_packed_rows_at_stride_2() -> None:
+    """The same pattern on a packed 14 x 14, stride-2 tile (7 x 7 out, 4 vectors of two
+    rows): vector r reads padded rows 4r + dy, one load per column phase its taps use
+    there (dy 0: columns 0 and 1, two phases; dy 1 and 2: one each). Row-parity plane rows
+    are 8 floats, so the rows 4r + 2 (row 2r + 1 of their plane) start mid-line."""
+    pat = PATTERNS8.patterns[5]
+    layer = random_pruned_layer(LayerSpec("c2", cin=8, cout=4, h=14, w=14, stride=2),
+                                PatternSet((pat,)), connectivity="2x", seed=2)
+    sp = config_space(layer.spec, host_target(isa="avx512"))
+    cfg = sp.validate(_packed(sp, 16).replace(shift_sums=True))
+    n = int(layer.alive.sum())
+    got = count(layer, cfg)
+    assert got.loads == n * 4 * (2 + 1 + 1)
+    assert got.split_loads == n * 4
+    assert got.vector_fmas == n * 4 * 4
+    assert got.shuffles == 4 * 4 * 1  # cout x vectors x one offset (dx // 2 = 1)

@@ -132,12 +132,14 @@ def _shape(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> 
     icb = min(cin_g, int(cfg.get("ic_block", 0) or cin_g))
     # Padded plane as codegen.layout lays it out (row pitch rounded to 16 floats).
     plane = (-(-(math.ceil(ow / tw) * tw + kw - 1) // 16) * 16) * ((oh - 1) * stride + kh)
-    # pack_rows: one tile; vector r starts vl // (ow + 1) input rows after vector r - 1; the
-    # plane at pitch ow + 1 with one more row (codegen.layout.Layout._packed).
+    # pack_rows: one tile; vector r starts stride * vl // (ow + 1) padded rows after vector
+    # r - 1; planes at pitch ow + 1, at stride 2 split by row and column parity
+    # (codegen.layout.Layout._packed).
     packed = bool(cfg.get("pack_rows"))
-    step = vl // (ow + 1) if packed else stride
+    step = stride * (vl // (ow + 1)) if packed else stride
     if packed:
-        plane, tw = -(-(ow + 1) * (oh + kh) // 16) * 16, ow
+        prow = oh + kh if stride == 1 else -(-oh // (vl // (ow + 1))) * (vl // (ow + 1)) + 1
+        plane, tw = stride * stride * (-(-(ow + 1) * prow // 16) * 16), ow
     return _Shape(
         cout=cout,
         patterns=int(stats.get("patterns", 1)) if cfg.get("format", "fkw") == "fkw" else 1,

@@ -72,9 +72,11 @@ class KernelConfig(Record):
             16-float vectors) is stored at pitch ``out_w + 1``, each row's right padding
             column being the next row's left one, so one vector holds ``vector_width //
             (out_w + 1)`` whole output rows and a tap is one load at ``pitch * (row + dy)
-            + dx``. One tile of ``tile_rows`` such vectors covers the output. Needs a 3 x 3,
-            stride 1, padding 1 layer whose ``out_w + 1`` divides ``vector_width`` at least
-            twice, one channel block, ``tile_vecs`` 1, not ``shifted`` or ``out_prefetch``.
+            + dx``. One tile of ``tile_rows`` such vectors covers the output. At stride 2
+            (an even-sized input) the planes are split by row parity too, so a phase
+            plane's rows are consecutive in the same way. Needs a 3 x 3, padding 1 layer at
+            stride 1 or 2 whose ``out_w + 1`` divides ``vector_width`` at least twice, one
+            channel block, ``tile_vecs`` 1, not ``shifted`` or ``out_prefetch``.
             Same sums in the same order, so bitwise those of the unpacked layout.
     """
 

@@ -111,16 +111,13 @@ class Layout:
         wide, so a vector's output rows read consecutive rows of one plane, as at stride 1.
         Planes are rounded to whole lines."""
         s, m, pitch = spec.stride, pack_factor(spec, cfg.vector_width), spec.out_w + 1
-        if s == 1:
-            hp, rows = spec.out_h + spec.kh, spec.out_h + spec.kh
-        else:  # rows read up to tile_rows * m + 1 (kh // s), the last one only by junk lanes
-            rows = cfg.tile_rows * m + 1
-            hp = s * rows
+        # Rows per plane; at stride 2 read up to tile_rows * m + 1, the last by junk lanes only.
+        rows = spec.out_h + spec.kh if s == 1 else cfg.tile_rows * m + 1
         plane = _round_up(rows * pitch, LINE_FLOATS)
         return cls(
             spec=spec, vl=cfg.vector_width, rows=cfg.tile_rows, vecs=1, tw=cfg.vector_width,
             ntx=1, nty=1, rows_last=cfg.tile_rows, vecs_last=1, valid_last=spec.out_w,
-            wph=pitch, hp=hp, plane=plane, chan_stride=s * s * plane, nblocks=1, nplanes=s,
+            wph=pitch, hp=s * rows, plane=plane, chan_stride=s * s * plane, nblocks=1, nplanes=s,
             shifted=False, pack=m, rphase=s,
         )
 

@@ -136,9 +136,10 @@ def _shape(spec: dict[str, Any], stats: dict[str, Any], cfg: dict[str, Any]) -> 
     # r - 1; planes at pitch ow + 1, at stride 2 split by row and column parity
     # (codegen.layout.Layout._packed).
     packed = bool(cfg.get("pack_rows"))
-    step = stride * (vl // (ow + 1)) if packed else stride
+    m = max(1, vl // (ow + 1))
+    step = stride * m if packed else stride
     if packed:
-        prow = oh + kh if stride == 1 else -(-oh // (vl // (ow + 1))) * (vl // (ow + 1)) + 1
+        prow = oh + kh if stride == 1 else -(-oh // m) * m + 1
         plane, tw = stride * stride * (-(-(ow + 1) * prow // 16) * 16), ow
     return _Shape(
         cout=cout,
